@@ -1,0 +1,55 @@
+"""Developer sessions: tests, lint, typecheck, docs, bench."""
+
+from __future__ import annotations
+
+import glob
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.default_venv_backend = "venv"
+# Servers, drivers and images are provisioned by ./dev; reuse the venv between runs.
+nox.options.reuse_existing_virtualenvs = True
+
+TEST_DEPS = [
+    "pytest-xdist",
+    "pytest-asyncio",
+    "pytest-randomly",
+    "factory_boy",
+    "alembic",
+    "requests",
+]
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    """The project's tests: every backend for real (strict when CI is set)."""
+    session.install("-e", ".[all]", *TEST_DEPS)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "src", "tests", "examples", "bench", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "examples", "bench", "noxfile.py")
+
+
+@nox.session(python="3.11")
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".[all]", "mypy", "types-requests", *TEST_DEPS)
+    session.run("mypy")
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    session.install("mkdocs")
+    session.run("mkdocs", "build", "--strict")
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Print tables of per-operation costs as ratios to the floor, on the same servers."""
+    session.install("-e", ".[all]", *TEST_DEPS)
+    for script in sorted(glob.glob("bench/bench_*.py")):
+        session.run("python", script, *session.posargs)

@@ -1,0 +1,66 @@
+"""The backend interface: how a server comes to exist."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytest_integration_kit.services.endpoint import Endpoint
+    from pytest_integration_kit.services.spec import ServiceSpec
+
+__all__ = ["Backend", "RunningServer", "ServerOptions"]
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Everything a backend needs to start one server, fully resolved."""
+
+    spec: ServiceSpec
+    image: str
+    startup_timeout: float
+    session_id: str
+    url: str | None = field(default=None, repr=False)
+    bin_dir: Path | None = None
+    #: A fixed port for the local backend; None picks a free one.
+    port: int | None = None
+    #: Extra labels for containers (owner pid, host, reuse hash…).
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class RunningServer(ABC):
+    """A server a backend started (or attached to), until :meth:`stop`."""
+
+    endpoint: Endpoint
+    #: Wall seconds from asking the backend to the first successful probe.
+    seconds_to_ready: float
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop the server and remove everything it left (idempotent)."""
+
+    @abstractmethod
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the server's log, secrets masked."""
+
+
+class Backend(ABC):
+    """Starts servers of any service spec in one particular way."""
+
+    name: str
+
+    @abstractmethod
+    def unavailable_reason(self, options: ServerOptions) -> str | None:
+        """None when this backend can try to start the server; else why it cannot,
+        in words that tell the user how to fix it."""
+
+    @abstractmethod
+    def start(self, options: ServerOptions) -> RunningServer:
+        """Start the server and return once a protocol round trip succeeded."""
+
+
+def mask(text: str, secret: str) -> str:
+    """Replace every occurrence of ``secret`` in ``text`` with ``***``."""
+    return text.replace(secret, "***") if secret else text

@@ -1,0 +1,214 @@
+"""The docker backend: containers through testcontainers, without Ryuk.
+
+Every testcontainers import lives in this module and happens lazily, so the plugin
+loads (and the other backends work) without the ``docker`` extra.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from pytest_integration_kit.backends.base import Backend, RunningServer, ServerOptions, mask
+from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
+from pytest_integration_kit.services.readiness import wait_until_ready
+
+if TYPE_CHECKING:
+    from pytest_integration_kit.services.endpoint import Endpoint
+
+__all__ = ["LABEL_PREFIX", "SESSION_LABEL", "DockerBackend", "DockerServer", "engine_address"]
+
+LABEL_PREFIX = "pytest-integration-kit"
+SESSION_LABEL = f"{LABEL_PREFIX}.session"
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+#: How long to wait for the engine to answer a ping before calling it unreachable.
+PING_TIMEOUT = 5
+
+
+def engine_address(base_url: str, docker_host: str | None = None) -> tuple[str, str]:
+    """Where to connect to published ports, and which host IP to publish them on.
+
+    A local engine (unix socket, or TCP on loopback) publishes on 127.0.0.1 only. A
+    remote engine (``DOCKER_HOST=tcp://docker:2375``, CI's Docker-in-Docker) publishes
+    on its own host, whose loopback we cannot reach, so it binds all its interfaces and
+    we connect to its host name. ``TESTCONTAINERS_HOST_OVERRIDE`` wins for the former.
+    """
+    override = os.environ.get("TESTCONTAINERS_HOST_OVERRIDE")
+    parts = urlsplit(base_url)
+    host = parts.hostname
+    if docker_host and docker_host.startswith("ssh://"):
+        host = urlsplit(docker_host).hostname
+    elif parts.scheme in ("http+docker", "http+unix", "unix", "npipe"):
+        host = None
+    if host is None or host in LOOPBACK:
+        return override or "127.0.0.1", "127.0.0.1"
+    return override or host, "0.0.0.0"  # noqa: S104 - a remote engine's loopback is unreachable
+
+
+class DockerServer(RunningServer):
+    def __init__(self, container: Any, endpoint: Endpoint, seconds_to_ready: float) -> None:
+        self.container = container
+        self.endpoint = endpoint
+        self.seconds_to_ready = seconds_to_ready
+        self._stopped = False
+
+    @property
+    def container_id(self) -> str:
+        return str(self.container.get_container_id())
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            self.container.get_wrapped_container().remove(force=True, v=True)
+        except Exception:  # noqa: BLE001,S110 - already gone is fine
+            pass
+
+    def log_tail(self, lines: int = 40) -> str:
+        return _container_log_tail(self.container, lines, self.endpoint.password)
+
+
+class DockerBackend(Backend):
+    name = "docker"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._engine_error: str | None = None
+
+    def _engine(self) -> Any:
+        """A docker client whose engine answered a ping, or raise BackendUnavailable."""
+        with self._lock:
+            if self._client is not None:
+                return self._client
+            if self._engine_error is not None:
+                raise BackendUnavailable(self._engine_error)
+            try:
+                import docker  # noqa: PLC0415 - the docker extra is optional
+                import testcontainers  # noqa: F401,PLC0415
+            except ImportError:
+                self._engine_error = (
+                    "the docker backend needs testcontainers, which is not installed: "
+                    "pip install 'pytest-integration-kit[docker]'"
+                )
+                raise BackendUnavailable(self._engine_error) from None
+            where = os.environ.get("DOCKER_HOST") or "the default socket"
+            try:
+                client = docker.from_env(timeout=PING_TIMEOUT)
+                client.ping()
+            except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
+                self._engine_error = (
+                    f"the Docker engine did not answer at {where} ({_one_line(exc)}). Start "
+                    "Docker or fix DOCKER_HOST, or choose another backend with "
+                    "integration_backend / INTEGRATION_BACKEND (local, url)"
+                )
+                raise BackendUnavailable(self._engine_error) from None
+            self._client = client
+            return client
+
+    def unavailable_reason(self, options: ServerOptions) -> str | None:
+        try:
+            client = self._engine()
+        except BackendUnavailable as exc:
+            return str(exc)
+        import docker.errors  # noqa: PLC0415
+
+        try:
+            client.images.get(options.image)
+        except docker.errors.ImageNotFound:
+            try:
+                client.images.pull(options.image)
+            except Exception as exc:  # noqa: BLE001
+                return (
+                    f"the image {options.image} is not present and could not be pulled "
+                    f"({_one_line(exc)}); build or load it, or set "
+                    f"integration_{options.spec.name}_image / "
+                    f"INTEGRATION_{options.spec.name.upper()}_IMAGE to one that is"
+                )
+        except Exception as exc:  # noqa: BLE001
+            return f"the Docker engine could not inspect {options.image}: {_one_line(exc)}"
+        return None
+
+    def start(self, options: ServerOptions) -> RunningServer:
+        reason = self.unavailable_reason(options)
+        if reason is not None:
+            raise BackendUnavailable(reason)
+        from testcontainers.core.config import testcontainers_config  # noqa: PLC0415
+        from testcontainers.core.container import DockerContainer  # noqa: PLC0415
+
+        # Ryuk cannot be pulled everywhere and is forbidden in many CI setups; the
+        # lifecycle reaps by label instead.
+        testcontainers_config.ryuk_disabled = True
+
+        spec = options.spec
+        client = self._engine()
+        host, bind_ip = engine_address(client.api.base_url, os.environ.get("DOCKER_HOST"))
+        credentials = spec.credentials()
+        port_key = f"{spec.container_port}/tcp"
+        started = time.monotonic()
+        container = DockerContainer(
+            options.image, command=spec.container_command(credentials),
+            env=spec.container_env(credentials),
+        )
+        # A (host_ip,) binding publishes on that address with a random host port.
+        container.ports[port_key] = (bind_ip,)
+        container.tmpfs.update(spec.container_tmpfs())
+        container.with_kwargs(
+            labels={
+                SESSION_LABEL: options.session_id,
+                f"{LABEL_PREFIX}.service": spec.name,
+                **options.labels,
+            }
+        )
+        try:
+            container.start()
+            wrapped = container.get_wrapped_container()
+            wrapped.reload()
+            port = int(wrapped.attrs["NetworkSettings"]["Ports"][port_key][0]["HostPort"])
+            endpoint = spec.endpoint(
+                host=host, port=port, credentials=credentials, backend=self.name
+            )
+
+            def is_running() -> bool:
+                wrapped.reload()
+                return wrapped.status in ("created", "running")
+
+            version = wait_until_ready(
+                lambda: spec.probe(endpoint, timeout=2.0),
+                what=f"{spec.title} (docker, {options.image})",
+                timeout=options.startup_timeout,
+                log_tail=lambda: _container_log_tail(container, 40, credentials.password),
+                is_running=is_running,
+            )
+        except BaseException as exc:
+            # Nothing half-started is left behind.
+            try:
+                if container._container is not None:  # noqa: SLF001
+                    container.get_wrapped_container().remove(force=True, v=True)
+            except Exception:  # noqa: BLE001,S110
+                pass
+            if isinstance(exc, (ServerStartError, BackendUnavailable, KeyboardInterrupt)):
+                raise
+            raise ServerStartError(
+                f"{spec.title} (docker, {options.image}) failed to start: "
+                f"{mask(_one_line(exc), credentials.password)}"
+            ) from None
+        endpoint = dataclasses.replace(endpoint, version=version)
+        return DockerServer(container, endpoint, time.monotonic() - started)
+
+
+def _container_log_tail(container: Any, lines: int, secret: str) -> str:
+    try:
+        raw = container.get_wrapped_container().logs(tail=lines)
+    except Exception as exc:  # noqa: BLE001
+        return f"(no container log: {_one_line(exc)})"
+    return mask(raw.decode(errors="replace"), secret) or "(the container log is empty)"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -1,0 +1,270 @@
+"""The local backend: the server binaries on this machine, in a temp dir, on a free port."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from pytest_integration_kit.backends.base import Backend, RunningServer, ServerOptions, mask
+from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
+from pytest_integration_kit.services.endpoint import Endpoint
+from pytest_integration_kit.services.readiness import wait_until_ready
+from pytest_integration_kit.services.spec import Credentials, ServiceSpec
+
+__all__ = ["LocalBackend", "LocalRunner", "LocalServer", "RunAs", "WORKDIR_PREFIX"]
+
+#: Every local server's directory starts with this, then the session id.
+WORKDIR_PREFIX = "pytest-integration-kit-"
+
+#: Log lines that mean another process took the port between our check and the bind.
+PORT_TAKEN_MARKERS = (
+    "Address already in use",
+    "Could not create listening socket",
+    "Do you already have another",
+    "could not bind IPv4 address",
+)
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The unprivileged user servers run as when pytest runs as root."""
+
+    name: str
+    uid: int
+    gid: int
+
+    @classmethod
+    def for_spec(cls, spec: ServiceSpec) -> RunAs | None:
+        """None when not root; else the spec's user (``postgres``…) or ``nobody``."""
+        if os.geteuid() != 0:
+            return None
+        for name in (spec.os_user, "nobody"):
+            try:
+                entry = pwd.getpwnam(name)
+            except KeyError:
+                continue
+            return cls(name, entry.pw_uid, entry.pw_gid)
+        raise BackendUnavailable(
+            f"running as root, and neither the user {spec.os_user!r} nor 'nobody' exists to "
+            f"run {spec.title} as (it refuses root or should not have it); create one"
+        )
+
+
+class LocalRunner:
+    """Runs set-up commands and writes files as the server's user."""
+
+    def __init__(self, run_as: RunAs | None, workdir: Path, env: dict[str, str]) -> None:
+        self.run_as = run_as
+        self.workdir = workdir
+        self.env = env
+
+    def popen_kwargs(self) -> dict[str, object]:
+        if self.run_as is None:
+            return {}
+        return {"user": self.run_as.uid, "group": self.run_as.gid, "extra_groups": []}
+
+    def run(self, command: list[str], *, what: str, timeout: float = 300) -> None:
+        try:
+            result = subprocess.run(  # noqa: PLW1510 - the return code is checked below
+                command, cwd=self.workdir, env=self.env, capture_output=True, text=True,
+                timeout=timeout, **self.popen_kwargs(),  # type: ignore[call-overload]
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ServerStartError(f"{what} could not run: {exc}") from None
+        if result.returncode != 0:
+            output = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
+            raise ServerStartError(f"{what} failed with exit code {result.returncode}:\n{output}")
+
+    def own(self, path: Path) -> None:
+        if self.run_as is not None:
+            os.chown(path, self.run_as.uid, self.run_as.gid)
+
+    def write_secret(self, path: Path, text: str) -> None:
+        """Write a file only the server's user can read."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        self.own(path)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+        return False
+
+
+class LocalServer(RunningServer):
+    def __init__(
+        self, *, spec: ServiceSpec, process: subprocess.Popen[bytes], workdir: Path,
+        log: Path, endpoint: Endpoint, seconds_to_ready: float,
+    ) -> None:
+        self.spec = spec
+        self.process = process
+        self.workdir = workdir
+        self.log = log
+        self.endpoint = endpoint
+        self.seconds_to_ready = seconds_to_ready
+
+    def stop(self) -> None:
+        _terminate(self.process, self.spec.stop_signal)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 40) -> str:
+        return _tail(self.log, lines, self.endpoint.password)
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def unavailable_reason(self, options: ServerOptions) -> str | None:
+        try:
+            options.spec.find_binaries(options.bin_dir)
+            RunAs.for_spec(options.spec)
+        except BackendUnavailable as exc:
+            return str(exc)
+        return None
+
+    def start(self, options: ServerOptions) -> RunningServer:
+        spec = options.spec
+        binaries = spec.find_binaries(options.bin_dir)
+        run_as = RunAs.for_spec(spec)
+        if options.port is not None and port_in_use(options.port):
+            raise ServerStartError(
+                f"port {options.port} on 127.0.0.1 is already in use; choose another port "
+                f"or let {spec.title} pick a free one (port=None)"
+            )
+        credentials = spec.credentials()
+        # A free port can be taken by someone else before the server binds it: retry.
+        attempts = 1 if options.port is not None else 3
+        for attempt in range(1, attempts + 1):
+            port = options.port if options.port is not None else free_port()
+            try:
+                return self._start_once(options, binaries, run_as, credentials, port)
+            except _PortTaken as exc:
+                if attempt == attempts:
+                    raise ServerStartError(
+                        f"{spec.title} could not bind 127.0.0.1:{port}: {exc}"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def _start_once(
+        self, options: ServerOptions, binaries: dict[str, Path], run_as: RunAs | None,
+        credentials: Credentials, port: int,
+    ) -> LocalServer:
+        spec = options.spec
+        started = time.monotonic()
+        workdir = Path(
+            tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{options.session_id}-{spec.name}-")
+        )
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(workdir),
+            "LANG": "C",
+            "LC_ALL": "C",
+            "TMPDIR": str(workdir),
+        }
+        runner = LocalRunner(run_as, workdir, env)
+        process: subprocess.Popen[bytes] | None = None
+        try:
+            runner.own(workdir)
+            launch = spec.prepare_local(
+                binaries=binaries, workdir=workdir, port=port, credentials=credentials,
+                runner=runner,
+            )
+            log = workdir / "server.log"
+            with open(log, "wb") as log_handle:
+                process = _spawn(list(launch.command), runner, {**env, **launch.env}, log_handle)
+            endpoint = spec.endpoint(
+                host="127.0.0.1", port=port, credentials=credentials, backend=self.name
+            )
+            try:
+                version = wait_until_ready(
+                    lambda: spec.probe(endpoint, timeout=2.0),
+                    what=f"{spec.title} (local, {binaries[next(iter(binaries))]})",
+                    timeout=options.startup_timeout,
+                    log_tail=lambda: _tail(log, 40, credentials.password),
+                    is_running=lambda: process is not None and process.poll() is None,
+                )
+            except ServerStartError:
+                tail = _tail(log, 80, credentials.password)
+                if any(marker in tail for marker in PORT_TAKEN_MARKERS):
+                    raise _PortTaken(tail.strip().splitlines()[-1]) from None
+                raise
+            for path in launch.remove_when_ready:
+                path.unlink(missing_ok=True)
+            endpoint = spec.endpoint(
+                host="127.0.0.1", port=port, credentials=credentials, backend=self.name,
+                version=version,
+            )
+            return LocalServer(
+                spec=spec, process=process, workdir=workdir, log=log, endpoint=endpoint,
+                seconds_to_ready=time.monotonic() - started,
+            )
+        except BaseException:
+            # Nothing half-started is left behind.
+            if process is not None:
+                _terminate(process, signal.SIGKILL)
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+
+
+class _PortTaken(Exception):
+    pass
+
+
+def _spawn(
+    command: list[str], runner: LocalRunner, env: dict[str, str], log: IO[bytes]
+) -> subprocess.Popen[bytes]:
+    try:
+        return subprocess.Popen(
+            command, cwd=runner.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT,
+            # Its own session: a Ctrl-C in the terminal reaches pytest, which then
+            # stops the server in order, instead of killing it mid-test.
+            start_new_session=True,
+            **runner.popen_kwargs(),  # type: ignore[arg-type]
+        )
+    except OSError as exc:
+        raise ServerStartError(f"could not run {command[0]}: {exc}") from None
+
+
+def _terminate(process: subprocess.Popen[bytes], sig: int, grace: float = 15.0) -> None:
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(sig)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=grace)
+
+
+def _tail(path: Path, lines: int, secret: str) -> str:
+    try:
+        with open(path, errors="replace") as handle:
+            text = "".join(deque(handle, maxlen=lines))
+    except OSError:
+        return "(no server log)"
+    return mask(text, secret) or "(the server log is empty)"

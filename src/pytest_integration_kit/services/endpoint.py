@@ -1,0 +1,61 @@
+"""The endpoint every backend returns: where a server is and how to log in."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+__all__ = ["Endpoint"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A running server, whichever backend started it.
+
+    ``url`` is ready for SQLAlchemy (with the service's default sync driver) or for
+    redis-py. ``repr`` and ``str`` never show the password.
+    """
+
+    service: str
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    database: str
+    backend: str
+    #: URL scheme including the driver, e.g. ``postgresql+psycopg``.
+    scheme: str
+    version: str = ""
+
+    @property
+    def url(self) -> str:
+        return self._url(self.password)
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with the password replaced by ``***``, for reports and logs."""
+        return self._url("***" if self.password else "")
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def _url(self, password: str) -> str:
+        auth = quote(self.user, safe="")
+        if password:
+            auth += ":" + (password if password == "***" else quote(password, safe=""))
+        userinfo = f"{auth}@" if auth else ""
+        return f"{self.scheme}://{userinfo}{self.address}/{quote(self.database, safe='')}"
+
+    def with_database(self, database: str) -> Endpoint:
+        """The same server, another database (or Redis db index)."""
+        return dataclasses.replace(self, database=database)
+
+    def with_address(self, host: str, port: int) -> Endpoint:
+        """The same server reached through another address (a proxy, say)."""
+        return dataclasses.replace(self, host=host, port=port)
+
+    def __str__(self) -> str:
+        return self.safe_url

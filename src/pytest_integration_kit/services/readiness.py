@@ -1,0 +1,58 @@
+"""Polling a server until a real protocol round trip succeeds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from pytest_integration_kit.errors import ServerNotReady, ServerStartError
+
+__all__ = ["POLL_INTERVAL", "wait_until_ready"]
+
+#: Seconds between probes. Small, so a fast server is used as soon as it answers.
+POLL_INTERVAL = 0.05
+
+
+def wait_until_ready(
+    probe: Callable[[], str],
+    *,
+    what: str,
+    timeout: float,
+    log_tail: Callable[[], str],
+    is_running: Callable[[], bool] = lambda: True,
+    interval: float = POLL_INTERVAL,
+) -> str:
+    """Call ``probe`` until it returns (its result, e.g. the server version).
+
+    A log line alone is never trusted: the official postgres image says "ready"
+    twice, once for a socket-only bootstrap server. On timeout, or when the server
+    process dies, the error carries the last probe error and the tail of the log.
+    """
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            return probe()
+        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+            last_error = exc
+        if not is_running():
+            raise ServerStartError(
+                f"{what} exited before it was ready.\n"
+                f"Last probe error: {_describe(last_error)}\n"
+                f"Server log (tail):\n{log_tail()}"
+            )
+        if time.monotonic() >= deadline:
+            raise ServerNotReady(
+                f"{what} was not ready after {timeout:g} s "
+                "(setting integration_startup_timeout).\n"
+                f"Last probe error: {_describe(last_error)}\n"
+                f"Server log (tail):\n{log_tail()}"
+            )
+        time.sleep(interval)
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "none"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"

@@ -1,0 +1,98 @@
+"""Redis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pytest_integration_kit.errors import BackendUnavailable
+from pytest_integration_kit.services.spec import (
+    Credentials,
+    LocalLaunch,
+    ServiceSpec,
+    find_executable,
+)
+
+if TYPE_CHECKING:
+    from pytest_integration_kit.backends.local import LocalRunner
+    from pytest_integration_kit.services.endpoint import Endpoint
+
+__all__ = ["RedisSpec"]
+
+
+class RedisSpec(ServiceSpec):
+    name = "redis"
+    title = "Redis"
+    scheme = "redis"
+    container_port = 6379
+    default_user = "default"
+    default_database = "0"
+    os_user = "redis"
+    extra = "redis"
+
+    def container_env(self, credentials: Credentials) -> dict[str, str]:
+        return {}
+
+    def container_command(self, credentials: Credentials) -> list[str]:
+        # The official image has no password variable; persistence off for speed.
+        return [
+            "redis-server", "--requirepass", credentials.password,
+            "--save", "", "--appendonly", "no",
+        ]
+
+    def find_binaries(self, bin_dir: Path | None) -> dict[str, Path]:
+        server, searched = find_executable(
+            ["redis-server", "valkey-server"], bin_dir=bin_dir,
+            extra_dirs=[Path("/usr/bin"), Path("/usr/sbin"), Path("/usr/local/bin")],
+        )
+        if server is None:
+            raise BackendUnavailable(
+                "no Redis server binary (redis-server) found; looked in "
+                + ", ".join(searched)
+                + ". Install it (Debian: apt-get install redis-server) or point "
+                "integration_redis_bin_dir / INTEGRATION_REDIS_BIN_DIR at its directory."
+            )
+        return {"server": server}
+
+    def prepare_local(
+        self, *, binaries: dict[str, Path], workdir: Path, port: int,
+        credentials: Credentials, runner: LocalRunner,
+    ) -> LocalLaunch:
+        data = workdir / "data"
+        data.mkdir()
+        runner.own(data)
+        config = workdir / "redis.conf"
+        # The password goes in a file readable by the server's user only, not on argv.
+        runner.write_secret(
+            config,
+            "\n".join(
+                [
+                    f"port {port}",
+                    "bind 127.0.0.1",
+                    "protected-mode yes",
+                    "daemonize no",
+                    f"dir {data}",
+                    'save ""',
+                    "appendonly no",
+                    f"requirepass {credentials.password}",
+                    "",
+                ]
+            ),
+        )
+        return LocalLaunch(command=[str(binaries["server"]), str(config)])
+
+    def probe(self, endpoint: Endpoint, timeout: float) -> str:
+        try:
+            import redis  # noqa: PLC0415 - drivers are optional extras
+        except ImportError:
+            raise self.missing_driver("redis") from None
+        client = redis.Redis(
+            host=endpoint.host, port=endpoint.port, password=endpoint.password or None,
+            db=int(endpoint.database or 0), socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+        )
+        try:
+            client.ping()
+            return str(client.info("server").get("redis_version", ""))
+        finally:
+            client.close()

@@ -1,0 +1,164 @@
+"""What a service is, independent of how it is run: the service spec."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+from urllib.parse import unquote, urlsplit
+
+from pytest_integration_kit.errors import BackendUnavailable
+from pytest_integration_kit.services.endpoint import Endpoint
+
+if TYPE_CHECKING:
+    from pytest_integration_kit.backends.local import LocalRunner
+
+__all__ = ["Credentials", "LocalLaunch", "ServiceSpec", "find_executable"]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Who logs in: the password is random per session."""
+
+    user: str
+    password: str = field(repr=False)
+    database: str
+
+
+@dataclass(frozen=True)
+class LocalLaunch:
+    """What the local backend runs once the data directory is prepared."""
+
+    command: Sequence[str]
+    env: dict[str, str] = field(default_factory=dict)
+    #: Files holding secrets that can go once the server is ready.
+    remove_when_ready: Sequence[Path] = ()
+
+
+class ServiceSpec(ABC):
+    """Everything the backends need to know about one kind of server.
+
+    Subclass it to add a service; the built-in ones are
+    :class:`~pytest_integration_kit.services.postgres.PostgresSpec`,
+    :class:`~pytest_integration_kit.services.mysql.MySQLSpec` and
+    :class:`~pytest_integration_kit.services.redis.RedisSpec`.
+    """
+
+    name: ClassVar[str]
+    #: Human name used in messages and the start-up report.
+    title: ClassVar[str]
+    #: SQLAlchemy / client URL scheme with the default sync driver.
+    scheme: ClassVar[str]
+    container_port: ClassVar[int]
+    default_user: ClassVar[str]
+    default_database: ClassVar[str]
+    #: The unprivileged OS user the local backend prefers when run as root.
+    os_user: ClassVar[str]
+    stop_signal: ClassVar[int] = signal.SIGTERM
+    #: The extra that installs the driver the probe needs.
+    extra: ClassVar[str]
+
+    def credentials(self) -> Credentials:
+        return Credentials(self.default_user, secrets.token_urlsafe(18), self.default_database)
+
+    def endpoint(
+        self, *, host: str, port: int, credentials: Credentials, backend: str, version: str = ""
+    ) -> Endpoint:
+        return Endpoint(
+            service=self.name,
+            host=host,
+            port=port,
+            user=credentials.user,
+            password=credentials.password,
+            database=credentials.database,
+            backend=backend,
+            scheme=self.scheme,
+            version=version,
+        )
+
+    def endpoint_from_url(self, url: str) -> Endpoint:
+        """An endpoint for a server someone else runs (the url backend)."""
+        parts = urlsplit(url)
+        database = unquote(parts.path.lstrip("/")) or self.default_database
+        return Endpoint(
+            service=self.name,
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or self.container_port,
+            user=unquote(parts.username) if parts.username is not None else self.default_user,
+            password=unquote(parts.password) if parts.password is not None else "",
+            database=database,
+            backend="url",
+            scheme=self.scheme,
+        )
+
+    # -- docker ---------------------------------------------------------------------
+
+    @abstractmethod
+    def container_env(self, credentials: Credentials) -> dict[str, str]:
+        """Environment for the official image's contract."""
+
+    def container_command(self, credentials: Credentials) -> list[str] | None:
+        """Command (or arguments) for the container; None keeps the image's."""
+        return None
+
+    def container_tmpfs(self) -> dict[str, str]:
+        """tmpfs mounts for the data directory: test data need not survive."""
+        return {}
+
+    # -- local ----------------------------------------------------------------------
+
+    @abstractmethod
+    def find_binaries(self, bin_dir: Path | None) -> dict[str, Path]:
+        """Locate the server binaries or raise BackendUnavailable saying where we looked."""
+
+    @abstractmethod
+    def prepare_local(
+        self, *, binaries: dict[str, Path], workdir: Path, port: int,
+        credentials: Credentials, runner: LocalRunner,
+    ) -> LocalLaunch:
+        """Initialise a data directory in ``workdir`` and say how to start the server."""
+
+    # -- protocol -------------------------------------------------------------------
+
+    @abstractmethod
+    def probe(self, endpoint: Endpoint, timeout: float) -> str:
+        """One protocol round trip (``SELECT 1``, ``PING``); returns the server version."""
+
+    def missing_driver(self, module: str) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"{self.title} needs the Python driver {module!r}, which is not installed: "
+            f"pip install 'pytest-integration-kit[{self.extra}]'"
+        )
+
+
+def find_executable(
+    names: Iterable[str], *, bin_dir: Path | None, extra_dirs: Iterable[Path] = ()
+) -> tuple[Path | None, list[str]]:
+    """Look for the first of ``names``; return it and the places looked in."""
+    names = list(names)
+    searched: list[str] = []
+    if bin_dir is not None:
+        for name in names:
+            candidate = bin_dir / name
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return candidate, searched
+        searched.append(str(bin_dir))
+        return None, searched
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return Path(found), searched
+    searched.append("PATH")
+    for directory in extra_dirs:
+        for name in names:
+            candidate = directory / name
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return candidate, searched
+        searched.append(str(directory))
+    return None, searched

@@ -1,0 +1,364 @@
+"""The table of settings, and their resolution from CLI, environment and ini file.
+
+Every setting has one name, spelled three ways: ini key ``integration_x``, environment
+variable ``INTEGRATION_X`` and command-line option ``--integration-x``. Precedence is
+CLI > env > ini > default. Unset is told apart from falsy with a sentinel, and each
+resolved value remembers where it came from so the report header can say so.
+
+This module knows nothing of pytest: ``plugin.py`` feeds it the raw values.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from pytest_integration_kit.errors import ConfigError
+
+__all__ = [
+    "SERVICES",
+    "SETTINGS",
+    "ResolvedSetting",
+    "Setting",
+    "Settings",
+    "mask_url_password",
+    "resolve_settings",
+]
+
+#: The services whose servers the plugin provides out of the box.
+SERVICES: Final = ("postgres", "mysql", "redis")
+
+BACKENDS: Final = ("auto", "docker", "local", "url")
+
+DEFAULT_IMAGES: Final = {
+    "postgres": "postgres:17.6",
+    "mysql": "mysql:8.4",
+    "redis": "redis:8.2",
+}
+
+URL_SCHEMES: Final = {
+    "postgres": ("postgresql", "postgres"),
+    "mysql": ("mysql", "mariadb"),
+    "redis": ("redis", "rediss"),
+}
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset()
+
+TRUE_WORDS: Final = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS: Final = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its name, how to parse it, its default and its help text."""
+
+    name: str
+    help: str
+    parse: Callable[[str], Any]
+    #: What is allowed, in words, for error messages and the reference docs.
+    allowed: str
+    #: The default value, or a callable computing it from already-resolved settings
+    #: and the environment (it returns the value and a short source description).
+    default: Any = None
+    default_from: Callable[[Mapping[str, Any], Mapping[str, str]], tuple[Any, str]] | None = None
+    metavar: str = "VALUE"
+    secret: bool = False
+
+    @property
+    def ini(self) -> str:
+        return f"integration_{self.name}"
+
+    @property
+    def env(self) -> str:
+        return f"INTEGRATION_{self.name.upper()}"
+
+    @property
+    def cli(self) -> str:
+        return "--integration-" + self.name.replace("_", "-")
+
+    @property
+    def dest(self) -> str:
+        return f"integration_{self.name}"
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in TRUE_WORDS:
+        return True
+    if value in FALSE_WORDS:
+        return False
+    raise ValueError
+
+
+def _positive_seconds(raw: str) -> float:
+    value = float(raw)
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError
+    return value
+
+
+def _directory(raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if not path.is_dir():
+        raise ValueError
+    return path
+
+
+def _image(raw: str) -> str:
+    value = raw.strip()
+    if not value or any(ch.isspace() for ch in value):
+        raise ValueError
+    return value
+
+
+def _url_for(service: str) -> Callable[[str], str]:
+    schemes = URL_SCHEMES[service]
+
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        parts = urlsplit(value)
+        scheme = parts.scheme.split("+", 1)[0]
+        if scheme not in schemes or not parts.hostname:
+            raise ValueError
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+        return value
+
+    return parse
+
+
+def _module_attr(raw: str) -> str:
+    value = raw.strip()
+    module, sep, attr = value.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError
+    if not all(part.isidentifier() for part in module.split(".") + attr.split(".")):
+        raise ValueError
+    return value
+
+
+def mask_url_password(url: str) -> str:
+    """``scheme://user:secret@host`` → ``scheme://user:***@host``; anything else unchanged."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{hostport}{slash}{path}"
+
+
+def _missing_default(_: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, str]:
+    ci = env.get("CI", "")
+    if ci and ci.strip().lower() not in FALSE_WORDS:
+        return "fail", "default: CI is set"
+    return "skip", "default"
+
+
+def _inherit_backend(resolved: Mapping[str, Any], _: Mapping[str, str]) -> tuple[str, str]:
+    return resolved["backend"], "from integration_backend"
+
+
+def _build_table() -> tuple[Setting, ...]:
+    backend_allowed = ", ".join(BACKENDS)
+    table: list[Setting] = [
+        Setting(
+            "backend",
+            "How servers come to exist: docker, local binaries, a URL, or auto "
+            "(docker, else local, else the missing-backend policy).",
+            _choice(*BACKENDS),
+            allowed=f"one of {backend_allowed}",
+            default="auto",
+            metavar="{" + ",".join(BACKENDS) + "}",
+        ),
+        Setting(
+            "missing",
+            "What a test that needs an unavailable backend does: skip, or fail "
+            "(the default when the CI environment variable is set).",
+            _choice("skip", "fail"),
+            allowed="one of skip, fail",
+            default_from=_missing_default,
+            metavar="{skip,fail}",
+        ),
+        Setting(
+            "startup_timeout",
+            "Seconds a server may take to answer its readiness probe.",
+            _positive_seconds,
+            allowed="a number of seconds greater than 0",
+            default=60.0,
+            metavar="SECONDS",
+        ),
+        Setting(
+            "reuse",
+            "Keep servers after the run and attach to them on the next one.",
+            _bool,
+            allowed="a boolean (1/0, true/false, yes/no, on/off)",
+            default=False,
+            metavar="BOOL",
+        ),
+    ]
+    for service in SERVICES:
+        table += [
+            Setting(
+                f"{service}_backend",
+                f"Backend for {service}; inherits integration_backend.",
+                _choice(*BACKENDS),
+                allowed=f"one of {backend_allowed}",
+                default_from=_inherit_backend,
+                metavar="{" + ",".join(BACKENDS) + "}",
+            ),
+            Setting(
+                f"{service}_image",
+                f"Docker image for {service}.",
+                _image,
+                allowed="a Docker image reference without spaces, e.g. "
+                + DEFAULT_IMAGES[service],
+                default=DEFAULT_IMAGES[service],
+                metavar="IMAGE",
+            ),
+            Setting(
+                f"{service}_url",
+                f"URL of an existing {service} server, for the url backend.",
+                _url_for(service),
+                allowed="a URL with a host and scheme "
+                + " or ".join(f"{s}[+driver]://" for s in URL_SCHEMES[service]),
+                metavar="URL",
+                secret=True,
+            ),
+            Setting(
+                f"{service}_bin_dir",
+                f"Directory holding the {service} server binaries, for the local backend.",
+                _directory,
+                allowed="an existing directory",
+                metavar="DIR",
+            ),
+        ]
+    table.append(
+        Setting(
+            "schema",
+            "The schema to create in each test database: module:attr naming a SQLAlchemy "
+            "MetaData or a callable given a Connection.",
+            _module_attr,
+            allowed="module:attr, e.g. myapp.models:Base.metadata",
+            metavar="MODULE:ATTR",
+        )
+    )
+    return tuple(table)
+
+
+SETTINGS: Final[tuple[Setting, ...]] = _build_table()
+SETTINGS_BY_NAME: Final = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class ResolvedSetting:
+    """A setting's value and where it came from."""
+
+    setting: Setting
+    value: Any
+    #: ``"cli"``, ``"env"``, ``"ini"`` or a description of the default.
+    source: str
+
+    def describe(self) -> str:
+        shown = (
+            mask_url_password(str(self.value))
+            if self.setting.secret and self.value is not None
+            else self.value
+        )
+        if shown is None:
+            shown = "(unset)"
+        return f"{shown} ({self.source})"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, resolved. Look values up with ``settings["backend"]``."""
+
+    resolved: Mapping[str, ResolvedSetting] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.resolved[name].value
+
+    def source(self, name: str) -> str:
+        return self.resolved[name].source
+
+    def __iter__(self) -> Iterable[ResolvedSetting]:  # type: ignore[override]
+        return iter(self.resolved.values())
+
+    def with_values(self, **values: Any) -> Settings:
+        """A copy with some values replaced (source ``"override"``)."""
+        updated = dict(self.resolved)
+        for name, value in values.items():
+            updated[name] = ResolvedSetting(SETTINGS_BY_NAME[name], value, "override")
+        return Settings(updated)
+
+
+def resolve_settings(
+    *,
+    cli: Mapping[str, str | None],
+    ini: Mapping[str, str | None],
+    env: Mapping[str, str] | None = None,
+    table: Iterable[Setting] = SETTINGS,
+) -> Settings:
+    """Resolve every setting with precedence CLI > env > ini > default.
+
+    ``cli`` and ``ini`` map setting names to raw strings (None or absent = unset). An
+    empty environment variable counts as unset, as with click. All errors are
+    collected and raised together as one :class:`ConfigError`.
+    """
+    environ = os.environ if env is None else env
+    resolved: dict[str, ResolvedSetting] = {}
+    errors: list[str] = []
+    for setting in table:
+        raw: str | _Unset = UNSET
+        source = ""
+        where = ""
+        if cli.get(setting.name) is not None:
+            raw, source, where = str(cli[setting.name]), "cli", setting.cli
+        elif environ.get(setting.env):
+            raw, source, where = environ[setting.env], "env", setting.env
+        elif ini.get(setting.name) is not None:
+            raw, source, where = str(ini[setting.name]), "ini", setting.ini
+        if isinstance(raw, _Unset):
+            if setting.default_from is not None:
+                value, source = setting.default_from(
+                    {k: v.value for k, v in resolved.items()}, environ
+                )
+            else:
+                value, source = setting.default, "default"
+            resolved[setting.name] = ResolvedSetting(setting, value, source)
+            continue
+        try:
+            value = setting.parse(raw)
+        except (ValueError, TypeError):
+            shown = mask_url_password(raw) if setting.secret else raw
+            errors.append(
+                f"{setting.ini}: {shown!r} is not allowed (set by {where}); "
+                f"expected {setting.allowed}"
+            )
+            continue
+        resolved[setting.name] = ResolvedSetting(setting, value, source)
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return Settings(resolved)
