@@ -1,0 +1,93 @@
+"""Shared test fixtures: run a user's project through pytester on each backend.
+
+The inner pytest runs see the same environment as a user's would: the backend is
+chosen with INTEGRATION_BACKEND, the docker backend uses the offline test images
+(built by scripts/build-test-images), and the url backend points at real servers —
+those .ci/run started (PIK_TEST_<SERVICE>_URL) or, when absent, ones this session
+starts with the library's own local backend.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from pytest_integration_kit.backends.base import RunningServer, ServerOptions
+from pytest_integration_kit.backends.local import LocalBackend
+from pytest_integration_kit.services import spec_for
+
+#: The offline images our CI builds; users keep the official defaults.
+TEST_IMAGES = {
+    "postgres": "pytest-integration-kit/postgres:15",
+    "mysql": "pytest-integration-kit/mysql:10.11",
+    "redis": "pytest-integration-kit/redis:7",
+}
+ALL_BACKENDS = ("docker", "local", "url")
+SERVICES = ("postgres", "mysql", "redis")
+
+
+def selected_backends() -> list[str]:
+    raw = os.environ.get("PIK_TEST_BACKENDS", ",".join(ALL_BACKENDS))
+    return [b.strip() for b in raw.split(",") if b.strip()]
+
+
+@pytest.fixture(scope="session")
+def url_servers() -> Iterator[dict[str, str]]:
+    """URLs of running servers for the url backend, one per service."""
+    started: list[RunningServer] = []
+    urls: dict[str, str] = {}
+    backend = LocalBackend()
+    try:
+        for service in SERVICES:
+            given = os.environ.get(f"PIK_TEST_{service.upper()}_URL")
+            if given:
+                urls[service] = given
+                continue
+            server = backend.start(
+                ServerOptions(
+                    spec=spec_for(service), image="", startup_timeout=60,
+                    session_id="tests-url",
+                )
+            )
+            started.append(server)
+            urls[service] = server.endpoint.url
+        yield urls
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture(params=selected_backends())
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each backend in turn (PIK_TEST_BACKENDS narrows the list)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def backend_env(
+    backend: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> str:
+    """Set the environment so an inner pytest run uses ``backend`` for every service."""
+    monkeypatch.setenv("INTEGRATION_BACKEND", backend)
+    for service in SERVICES:
+        key = service.upper()
+        monkeypatch.delenv(f"INTEGRATION_{key}_BACKEND", raising=False)
+        monkeypatch.delenv(f"INTEGRATION_{key}_URL", raising=False)
+        monkeypatch.setenv(f"INTEGRATION_{key}_IMAGE", TEST_IMAGES[service])
+    if backend == "url":
+        urls = request.getfixturevalue("url_servers")
+        for service, url in urls.items():
+            monkeypatch.setenv(f"INTEGRATION_{service.upper()}_URL", url)
+    # Strict, as in CI: a backend that cannot start fails the inner run.
+    monkeypatch.setenv("INTEGRATION_MISSING", "fail")
+    return backend
+
+
+@pytest.fixture(autouse=True)
+def _clean_integration_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inner runs start from a user's blank slate, not from this run's settings."""
+    for name in list(os.environ):
+        if name.startswith("INTEGRATION_"):
+            monkeypatch.delenv(name)
