@@ -87,10 +87,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if settings is None:
         return []
     general = ("backend", "missing", "startup_timeout", "reuse", "schema")
-    lines = [
-        "integration: "
-        + ", ".join(f"{n}={settings.resolved[n].describe()}" for n in general)
-    ]
+    lines = ["integration: " + ", ".join(f"{n}={settings.resolved[n].describe()}" for n in general)]
     for service in SERVICES:
         parts = [
             f"{key}={settings.resolved[f'{service}_{key}'].describe()}"

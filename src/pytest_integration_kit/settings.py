@@ -11,13 +11,15 @@ This module knows nothing of pytest: ``plugin.py`` feeds it the raw values.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from pytest_integration_kit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping
 
 __all__ = [
     "SERVICES",
@@ -112,7 +114,7 @@ def _bool(raw: str) -> bool:
 
 def _positive_seconds(raw: str) -> float:
     value = float(raw)
-    if not value > 0 or value != value or value == float("inf"):
+    if not 0 < value < float("inf"):  # also rejects NaN
         raise ValueError
     return value
 
@@ -232,8 +234,7 @@ def _build_table() -> tuple[Setting, ...]:
                 f"{service}_image",
                 f"Docker image for {service}.",
                 _image,
-                allowed="a Docker image reference without spaces, e.g. "
-                + DEFAULT_IMAGES[service],
+                allowed="a Docker image reference without spaces, e.g. " + DEFAULT_IMAGES[service],
                 default=DEFAULT_IMAGES[service],
                 metavar="IMAGE",
             ),
@@ -303,7 +304,7 @@ class Settings:
     def source(self, name: str) -> str:
         return self.resolved[name].source
 
-    def __iter__(self) -> Iterable[ResolvedSetting]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[ResolvedSetting]:
         return iter(self.resolved.values())
 
     def with_values(self, **values: Any) -> Settings:

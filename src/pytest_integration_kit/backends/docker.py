@@ -6,6 +6,7 @@ loads (and the other backends work) without the ``docker`` extra.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import threading
@@ -64,10 +65,8 @@ class DockerServer(RunningServer):
         if self._stopped:
             return
         self._stopped = True
-        try:
+        with contextlib.suppress(Exception):  # already gone is fine
             self.container.get_wrapped_container().remove(force=True, v=True)
-        except Exception:  # noqa: BLE001,S110 - already gone is fine
-            pass
 
     def log_tail(self, lines: int = 40) -> str:
         return _container_log_tail(self.container, lines, self.endpoint.password)
@@ -101,7 +100,7 @@ class DockerBackend(Backend):
             try:
                 client = docker.from_env(timeout=PING_TIMEOUT)
                 client.ping()
-            except Exception as exc:  # noqa: BLE001 - any failure means "no engine"
+            except Exception as exc:
                 self._engine_error = (
                     f"the Docker engine did not answer at {where} ({_one_line(exc)}). Start "
                     "Docker or fix DOCKER_HOST, or choose another backend with "
@@ -123,14 +122,14 @@ class DockerBackend(Backend):
         except docker.errors.ImageNotFound:
             try:
                 client.images.pull(options.image)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 return (
                     f"the image {options.image} is not present and could not be pulled "
                     f"({_one_line(exc)}); build or load it, or set "
                     f"integration_{options.spec.name}_image / "
                     f"INTEGRATION_{options.spec.name.upper()}_IMAGE to one that is"
                 )
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return f"the Docker engine could not inspect {options.image}: {_one_line(exc)}"
         return None
 
@@ -152,11 +151,13 @@ class DockerBackend(Backend):
         port_key = f"{spec.container_port}/tcp"
         started = time.monotonic()
         container = DockerContainer(
-            options.image, command=spec.container_command(credentials),
+            options.image,
+            command=spec.container_command(credentials),  # type: ignore[arg-type]
             env=spec.container_env(credentials),
         )
-        # A (host_ip,) binding publishes on that address with a random host port.
-        container.ports[port_key] = (bind_ip,)
+        # A (host_ip,) binding publishes on that address with a random host port;
+        # testcontainers types the value as a port, docker-py takes the tuple.
+        container.ports[port_key] = (bind_ip,)  # type: ignore[assignment]
         container.tmpfs.update(spec.container_tmpfs())
         container.with_kwargs(
             labels={
@@ -188,9 +189,9 @@ class DockerBackend(Backend):
         except BaseException as exc:
             # Nothing half-started is left behind.
             try:
-                if container._container is not None:  # noqa: SLF001
+                if container._container is not None:
                     container.get_wrapped_container().remove(force=True, v=True)
-            except Exception:  # noqa: BLE001,S110
+            except Exception:  # noqa: S110
                 pass
             if isinstance(exc, (ServerStartError, BackendUnavailable, KeyboardInterrupt)):
                 raise
@@ -205,7 +206,7 @@ class DockerBackend(Backend):
 def _container_log_tail(container: Any, lines: int, secret: str) -> str:
     try:
         raw = container.get_wrapped_container().logs(tail=lines)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return f"(no container log: {_one_line(exc)})"
     return mask(raw.decode(errors="replace"), secret) or "(the container log is empty)"
 

@@ -14,15 +14,17 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from pytest_integration_kit.backends.base import Backend, RunningServer, ServerOptions, mask
 from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
-from pytest_integration_kit.services.endpoint import Endpoint
 from pytest_integration_kit.services.readiness import wait_until_ready
-from pytest_integration_kit.services.spec import Credentials, ServiceSpec
 
-__all__ = ["LocalBackend", "LocalRunner", "LocalServer", "RunAs", "WORKDIR_PREFIX"]
+if TYPE_CHECKING:
+    from pytest_integration_kit.services.endpoint import Endpoint
+    from pytest_integration_kit.services.spec import Credentials, ServiceSpec
+
+__all__ = ["WORKDIR_PREFIX", "LocalBackend", "LocalRunner", "LocalServer", "RunAs"]
 
 #: Every local server's directory starts with this, then the session id.
 WORKDIR_PREFIX = "pytest-integration-kit-"
@@ -69,16 +71,31 @@ class LocalRunner:
         self.workdir = workdir
         self.env = env
 
-    def popen_kwargs(self) -> dict[str, object]:
-        if self.run_as is None:
-            return {}
-        return {"user": self.run_as.uid, "group": self.run_as.gid, "extra_groups": []}
+    @property
+    def uid(self) -> int | None:
+        return None if self.run_as is None else self.run_as.uid
+
+    @property
+    def gid(self) -> int | None:
+        return None if self.run_as is None else self.run_as.gid
+
+    @property
+    def extra_groups(self) -> list[int] | None:
+        # Dropping to another user also drops root's supplementary groups.
+        return None if self.run_as is None else []
 
     def run(self, command: list[str], *, what: str, timeout: float = 300) -> None:
         try:
             result = subprocess.run(  # noqa: PLW1510 - the return code is checked below
-                command, cwd=self.workdir, env=self.env, capture_output=True, text=True,
-                timeout=timeout, **self.popen_kwargs(),  # type: ignore[call-overload]
+                command,
+                cwd=self.workdir,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                user=self.uid,
+                group=self.gid,
+                extra_groups=self.extra_groups,
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise ServerStartError(f"{what} could not run: {exc}") from None
@@ -115,8 +132,14 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 class LocalServer(RunningServer):
     def __init__(
-        self, *, spec: ServiceSpec, process: subprocess.Popen[bytes], workdir: Path,
-        log: Path, endpoint: Endpoint, seconds_to_ready: float,
+        self,
+        *,
+        spec: ServiceSpec,
+        process: subprocess.Popen[bytes],
+        workdir: Path,
+        log: Path,
+        endpoint: Endpoint,
+        seconds_to_ready: float,
     ) -> None:
         self.spec = spec
         self.process = process
@@ -168,8 +191,12 @@ class LocalBackend(Backend):
         raise AssertionError("unreachable")
 
     def _start_once(
-        self, options: ServerOptions, binaries: dict[str, Path], run_as: RunAs | None,
-        credentials: Credentials, port: int,
+        self,
+        options: ServerOptions,
+        binaries: dict[str, Path],
+        run_as: RunAs | None,
+        credentials: Credentials,
+        port: int,
     ) -> LocalServer:
         spec = options.spec
         started = time.monotonic()
@@ -188,7 +215,10 @@ class LocalBackend(Backend):
         try:
             runner.own(workdir)
             launch = spec.prepare_local(
-                binaries=binaries, workdir=workdir, port=port, credentials=credentials,
+                binaries=binaries,
+                workdir=workdir,
+                port=port,
+                credentials=credentials,
                 runner=runner,
             )
             log = workdir / "server.log"
@@ -213,11 +243,18 @@ class LocalBackend(Backend):
             for path in launch.remove_when_ready:
                 path.unlink(missing_ok=True)
             endpoint = spec.endpoint(
-                host="127.0.0.1", port=port, credentials=credentials, backend=self.name,
+                host="127.0.0.1",
+                port=port,
+                credentials=credentials,
+                backend=self.name,
                 version=version,
             )
             return LocalServer(
-                spec=spec, process=process, workdir=workdir, log=log, endpoint=endpoint,
+                spec=spec,
+                process=process,
+                workdir=workdir,
+                log=log,
+                endpoint=endpoint,
                 seconds_to_ready=time.monotonic() - started,
             )
         except BaseException:
@@ -237,12 +274,18 @@ def _spawn(
 ) -> subprocess.Popen[bytes]:
     try:
         return subprocess.Popen(
-            command, cwd=runner.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
+            command,
+            cwd=runner.workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
             stderr=subprocess.STDOUT,
             # Its own session: a Ctrl-C in the terminal reaches pytest, which then
             # stops the server in order, instead of killing it mid-test.
             start_new_session=True,
-            **runner.popen_kwargs(),  # type: ignore[arg-type]
+            user=runner.uid,
+            group=runner.gid,
+            extra_groups=runner.extra_groups,
         )
     except OSError as exc:
         raise ServerStartError(f"could not run {command[0]}: {exc}") from None

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import TYPE_CHECKING
 
 from pytest_integration_kit.backends.base import Backend, RunningServer, ServerOptions
 from pytest_integration_kit.errors import BackendUnavailable
-from pytest_integration_kit.services.endpoint import Endpoint
 from pytest_integration_kit.services.readiness import wait_until_ready
+
+if TYPE_CHECKING:
+    from pytest_integration_kit.services.endpoint import Endpoint
 
 __all__ = ["UrlBackend", "UrlServer"]
 

@@ -6,16 +6,20 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_integration_kit.backends.base import Backend, RunningServer, ServerOptions
 from pytest_integration_kit.errors import BackendUnavailable
 from pytest_integration_kit.services import spec_for
-from pytest_integration_kit.services.endpoint import Endpoint
-from pytest_integration_kit.settings import Settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
+
+    from pytest_integration_kit.services.endpoint import Endpoint
+    from pytest_integration_kit.settings import Settings
 
 __all__ = ["AUTO_ORDER", "ServerRequest", "ServerSet", "StartRecord"]
 
@@ -136,8 +140,11 @@ class ServerSet:
             self._servers.append(server)
             self.records.append(
                 StartRecord(
-                    request, backend.name, server.endpoint,
-                    server.seconds_to_ready or time.monotonic() - started, tuple(tried),
+                    request,
+                    backend.name,
+                    server.endpoint,
+                    server.seconds_to_ready or time.monotonic() - started,
+                    tuple(tried),
                 )
             )
         return server

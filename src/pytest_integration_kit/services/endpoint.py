@@ -6,7 +6,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-__all__ = ["Endpoint"]
+__all__ = ["MASK", "Endpoint"]
+
+#: What stands for a password in anything shown to people.
+MASK = "***"
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class Endpoint:
     @property
     def safe_url(self) -> str:
         """The URL with the password replaced by ``***``, for reports and logs."""
-        return self._url("***" if self.password else "")
+        return self._url(MASK if self.password else "")
 
     @property
     def address(self) -> str:
@@ -45,7 +48,7 @@ class Endpoint:
     def _url(self, password: str) -> str:
         auth = quote(self.user, safe="")
         if password:
-            auth += ":" + (password if password == "***" else quote(password, safe=""))
+            auth += ":" + (password if password == MASK else quote(password, safe=""))
         userinfo = f"{auth}@" if auth else ""
         return f"{self.scheme}://{userinfo}{self.address}/{quote(self.database, safe='')}"
 

@@ -65,7 +65,9 @@ class MySQLSpec(ServiceSpec):
         if server is None:
             raise BackendUnavailable(
                 "no MySQL/MariaDB server binary (mariadbd, mysqld) found; looked in "
-                + ", ".join(searched) + ". " + hint
+                + ", ".join(searched)
+                + ". "
+                + hint
             )
         version = subprocess.run(
             [str(server), "--version"], capture_output=True, text=True, timeout=30, check=False
@@ -77,18 +79,26 @@ class MySQLSpec(ServiceSpec):
             )
         install_db, searched = find_executable(
             ["mariadb-install-db", "mysql_install_db"],
-            bin_dir=bin_dir, extra_dirs=[server.parent, *SERVER_DIRS],
+            bin_dir=bin_dir,
+            extra_dirs=[server.parent, *SERVER_DIRS],
         )
         if install_db is None:
             raise BackendUnavailable(
                 f"found {server} but no mariadb-install-db; looked in "
-                + ", ".join(searched) + ". " + hint
+                + ", ".join(searched)
+                + ". "
+                + hint
             )
         return {"server": server, "install_db": install_db}
 
     def prepare_local(
-        self, *, binaries: dict[str, Path], workdir: Path, port: int,
-        credentials: Credentials, runner: LocalRunner,
+        self,
+        *,
+        binaries: dict[str, Path],
+        workdir: Path,
+        port: int,
+        credentials: Credentials,
+        runner: LocalRunner,
     ) -> LocalLaunch:
         data = workdir / "data"
         sockets = workdir / "sockets"
@@ -97,8 +107,11 @@ class MySQLSpec(ServiceSpec):
             runner.own(directory)
         runner.run(
             [
-                str(binaries["install_db"]), "--no-defaults", f"--datadir={data}",
-                "--auth-root-authentication-method=normal", "--skip-test-db",
+                str(binaries["install_db"]),
+                "--no-defaults",
+                f"--datadir={data}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
                 "--skip-name-resolve",
             ],
             what="mariadb-install-db",
@@ -107,11 +120,12 @@ class MySQLSpec(ServiceSpec):
         # already sees the password and the database.
         init_file = workdir / "init.sql"
         password = credentials.password.replace("\\", "\\\\").replace("'", "\\'")
+        # The SQL holds our own names and an escaped random password.
         runner.write_secret(
             init_file,
             # install-db also makes password-less root@127.0.0.1, root@::1 and
             # root@<hostname>, which would win over root@'%' for TCP logins.
-            "DELETE FROM mysql.global_priv WHERE User = '' OR "
+            "DELETE FROM mysql.global_priv WHERE User = '' OR "  # noqa: S608
             "(User = 'root' AND Host NOT IN ('localhost'));\n"
             "FLUSH PRIVILEGES;\n"
             f"ALTER USER 'root'@'localhost' IDENTIFIED BY '{password}';\n"
@@ -120,11 +134,20 @@ class MySQLSpec(ServiceSpec):
             f"CREATE DATABASE IF NOT EXISTS `{credentials.database}`;\n",
         )
         command = [
-            str(binaries["server"]), "--no-defaults", f"--datadir={data}", f"--port={port}",
-            "--bind-address=127.0.0.1", f"--socket={sockets / 'mysqld.sock'}",
-            f"--pid-file={sockets / 'mysqld.pid'}", f"--init-file={init_file}",
-            "--skip-name-resolve", "--skip-log-bin", "--innodb-buffer-pool-size=64M",
-            "--innodb-log-file-size=48M", "--innodb-doublewrite=0", "--log-error=",
+            str(binaries["server"]),
+            "--no-defaults",
+            f"--datadir={data}",
+            f"--port={port}",
+            "--bind-address=127.0.0.1",
+            f"--socket={sockets / 'mysqld.sock'}",
+            f"--pid-file={sockets / 'mysqld.pid'}",
+            f"--init-file={init_file}",
+            "--skip-name-resolve",
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=64M",
+            "--innodb-log-file-size=48M",
+            "--innodb-doublewrite=0",
+            "--log-error=",
             *NON_DURABLE,
         ]
         return LocalLaunch(command=command, remove_when_ready=[init_file])
@@ -135,8 +158,11 @@ class MySQLSpec(ServiceSpec):
         except ImportError:
             raise self.missing_driver("pymysql") from None
         conn = pymysql.connect(
-            host=endpoint.host, port=endpoint.port, user=endpoint.user,
-            password=endpoint.password, database=endpoint.database,
+            host=endpoint.host,
+            port=endpoint.port,
+            user=endpoint.user,
+            password=endpoint.password,
+            database=endpoint.database,
             connect_timeout=max(1, int(timeout)),
         )
         try:

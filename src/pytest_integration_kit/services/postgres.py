@@ -64,7 +64,10 @@ class PostgresSpec(ServiceSpec):
         if pg_config is not None:
             try:
                 out = subprocess.run(
-                    [str(pg_config), "--bindir"], capture_output=True, text=True, timeout=10,
+                    [str(pg_config), "--bindir"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
                     check=True,
                 ).stdout.strip()
                 extra_dirs.append(Path(out))
@@ -95,8 +98,13 @@ class PostgresSpec(ServiceSpec):
         return {"postgres": postgres.resolve(), "initdb": initdb}
 
     def prepare_local(
-        self, *, binaries: dict[str, Path], workdir: Path, port: int,
-        credentials: Credentials, runner: LocalRunner,
+        self,
+        *,
+        binaries: dict[str, Path],
+        workdir: Path,
+        port: int,
+        credentials: Credentials,
+        runner: LocalRunner,
     ) -> LocalLaunch:
         data = workdir / "data"
         sockets = workdir / "sockets"
@@ -106,17 +114,37 @@ class PostgresSpec(ServiceSpec):
         runner.write_secret(pwfile, credentials.password + "\n")
         runner.run(
             [
-                str(binaries["initdb"]), "--pgdata", str(data), "--username", credentials.user,
-                "--pwfile", str(pwfile), "--auth", "scram-sha-256", "--encoding", "UTF8",
-                "--locale", "C", "--no-sync", "--no-instructions",
+                str(binaries["initdb"]),
+                "--pgdata",
+                str(data),
+                "--username",
+                credentials.user,
+                "--pwfile",
+                str(pwfile),
+                "--auth",
+                "scram-sha-256",
+                "--encoding",
+                "UTF8",
+                "--locale",
+                "C",
+                "--no-sync",
+                "--no-instructions",
             ],
             what="initdb",
         )
         pwfile.unlink()
         command = [
-            str(binaries["postgres"]), "-D", str(data), "-p", str(port),
-            "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={sockets}",
-            "-c", "max_connections=200",
+            str(binaries["postgres"]),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"unix_socket_directories={sockets}",
+            "-c",
+            "max_connections=200",
         ]
         for option in NON_DURABLE:
             command += ["-c", option]
@@ -128,9 +156,13 @@ class PostgresSpec(ServiceSpec):
         except ImportError:
             raise self.missing_driver("psycopg") from None
         with psycopg.connect(
-            host=endpoint.host, port=endpoint.port, user=endpoint.user,
-            password=endpoint.password, dbname=endpoint.database,
-            connect_timeout=max(2, int(timeout)), autocommit=True,
+            host=endpoint.host,
+            port=endpoint.port,
+            user=endpoint.user,
+            password=endpoint.password,
+            dbname=endpoint.database,
+            connect_timeout=max(2, int(timeout)),
+            autocommit=True,
         ) as conn:
             conn.execute("SELECT 1").fetchone()
             version = conn.info.parameter_status("server_version") or ""

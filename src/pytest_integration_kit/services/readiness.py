@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pytest_integration_kit.errors import ServerNotReady, ServerStartError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["POLL_INTERVAL", "wait_until_ready"]
 
@@ -33,7 +36,7 @@ def wait_until_ready(
     while True:
         try:
             return probe()
-        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+        except Exception as exc:
             last_error = exc
         if not is_running():
             raise ServerStartError(

@@ -36,13 +36,19 @@ class RedisSpec(ServiceSpec):
     def container_command(self, credentials: Credentials) -> list[str]:
         # The official image has no password variable; persistence off for speed.
         return [
-            "redis-server", "--requirepass", credentials.password,
-            "--save", "", "--appendonly", "no",
+            "redis-server",
+            "--requirepass",
+            credentials.password,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
         ]
 
     def find_binaries(self, bin_dir: Path | None) -> dict[str, Path]:
         server, searched = find_executable(
-            ["redis-server", "valkey-server"], bin_dir=bin_dir,
+            ["redis-server", "valkey-server"],
+            bin_dir=bin_dir,
             extra_dirs=[Path("/usr/bin"), Path("/usr/sbin"), Path("/usr/local/bin")],
         )
         if server is None:
@@ -55,8 +61,13 @@ class RedisSpec(ServiceSpec):
         return {"server": server}
 
     def prepare_local(
-        self, *, binaries: dict[str, Path], workdir: Path, port: int,
-        credentials: Credentials, runner: LocalRunner,
+        self,
+        *,
+        binaries: dict[str, Path],
+        workdir: Path,
+        port: int,
+        credentials: Credentials,
+        runner: LocalRunner,
     ) -> LocalLaunch:
         data = workdir / "data"
         data.mkdir()
@@ -87,8 +98,11 @@ class RedisSpec(ServiceSpec):
         except ImportError:
             raise self.missing_driver("redis") from None
         client = redis.Redis(
-            host=endpoint.host, port=endpoint.port, password=endpoint.password or None,
-            db=int(endpoint.database or 0), socket_connect_timeout=timeout,
+            host=endpoint.host,
+            port=endpoint.port,
+            password=endpoint.password or None,
+            db=int(endpoint.database or 0),
+            socket_connect_timeout=timeout,
             socket_timeout=timeout,
         )
         try:

@@ -7,7 +7,6 @@ import secrets
 import shutil
 import signal
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -17,6 +16,8 @@ from pytest_integration_kit.errors import BackendUnavailable
 from pytest_integration_kit.services.endpoint import Endpoint
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
     from pytest_integration_kit.backends.local import LocalRunner
 
 __all__ = ["Credentials", "LocalLaunch", "ServiceSpec", "find_executable"]
@@ -119,8 +120,13 @@ class ServiceSpec(ABC):
 
     @abstractmethod
     def prepare_local(
-        self, *, binaries: dict[str, Path], workdir: Path, port: int,
-        credentials: Credentials, runner: LocalRunner,
+        self,
+        *,
+        binaries: dict[str, Path],
+        workdir: Path,
+        port: int,
+        credentials: Credentials,
+        runner: LocalRunner,
     ) -> LocalLaunch:
         """Initialise a data directory in ``workdir`` and say how to start the server."""
 
