@@ -83,17 +83,23 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Each resolved setting and where it came from (cli, env, ini, default)."""
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is None:
         return []
-    general = ("backend", "missing", "startup_timeout", "reuse", "schema")
-    lines = ["integration: " + ", ".join(f"{n}={settings.resolved[n].describe()}" for n in general)]
-    for service in SERVICES:
-        parts = [
-            f"{key}={settings.resolved[f'{service}_{key}'].describe()}"
-            for key in ("backend", "image", "url", "bin_dir")
-        ]
-        lines.append(f"integration {service}: " + ", ".join(parts))
+    general: list[str] = []
+    per_service: dict[str, list[str]] = {service: [] for service in SERVICES}
+    for resolved in settings:
+        name = resolved.setting.name
+        service, _, key = name.partition("_")
+        if service in per_service and key:
+            per_service[service].append(f"{key}={resolved.describe()}")
+        else:
+            general.append(f"{name}={resolved.describe()}")
+    lines = ["integration: " + ", ".join(general)]
+    lines += [
+        f"integration {service}: " + ", ".join(parts) for service, parts in per_service.items()
+    ]
     return lines
 
 
@@ -128,6 +134,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for record in servers.records:
         endpoint = record.endpoint
         title = spec_for(endpoint.service).title
+        if "mariadb" in endpoint.version.lower():
+            title = "MariaDB"
         terminalreporter.write_line(
             f"{endpoint.service:<9} {record.backend:<7} {title + ' ' + endpoint.version:<28} "
             f"{endpoint.address:<22} ready in {record.seconds_to_ready:.2f} s"

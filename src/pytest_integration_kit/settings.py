@@ -49,6 +49,13 @@ URL_SCHEMES: Final = {
 }
 
 
+URL_EXAMPLES: Final = {
+    "postgres": "postgresql://app:secret@127.0.0.1:5432/app",
+    "mysql": "mysql://root:secret@127.0.0.1:3306/app",
+    "redis": "redis://:secret@127.0.0.1:6379/0",
+}
+
+
 class _Unset:
     def __repr__(self) -> str:
         return "UNSET"
@@ -75,6 +82,9 @@ class Setting:
     default_from: Callable[[Mapping[str, Any], Mapping[str, str]], tuple[Any, str]] | None = None
     metavar: str = "VALUE"
     secret: bool = False
+    #: A valid and an invalid raw value: the docs show them, the tests try both.
+    example: str = ""
+    bad_example: str = ""
 
     @property
     def ini(self) -> str:
@@ -193,6 +203,8 @@ def _build_table() -> tuple[Setting, ...]:
             allowed=f"one of {backend_allowed}",
             default="auto",
             metavar="{" + ",".join(BACKENDS) + "}",
+            example="local",
+            bad_example="dockr",
         ),
         Setting(
             "missing",
@@ -202,6 +214,8 @@ def _build_table() -> tuple[Setting, ...]:
             allowed="one of skip, fail",
             default_from=_missing_default,
             metavar="{skip,fail}",
+            example="fail",
+            bad_example="maybe",
         ),
         Setting(
             "startup_timeout",
@@ -210,6 +224,8 @@ def _build_table() -> tuple[Setting, ...]:
             allowed="a number of seconds greater than 0",
             default=60.0,
             metavar="SECONDS",
+            example="12.5",
+            bad_example="-1",
         ),
         Setting(
             "reuse",
@@ -218,6 +234,8 @@ def _build_table() -> tuple[Setting, ...]:
             allowed="a boolean (1/0, true/false, yes/no, on/off)",
             default=False,
             metavar="BOOL",
+            example="true",
+            bad_example="perhaps",
         ),
     ]
     for service in SERVICES:
@@ -229,6 +247,8 @@ def _build_table() -> tuple[Setting, ...]:
                 allowed=f"one of {backend_allowed}",
                 default_from=_inherit_backend,
                 metavar="{" + ",".join(BACKENDS) + "}",
+                example="docker",
+                bad_example="k8s",
             ),
             Setting(
                 f"{service}_image",
@@ -237,6 +257,8 @@ def _build_table() -> tuple[Setting, ...]:
                 allowed="a Docker image reference without spaces, e.g. " + DEFAULT_IMAGES[service],
                 default=DEFAULT_IMAGES[service],
                 metavar="IMAGE",
+                example=f"registry.example.com/{service}:1",
+                bad_example="two words",
             ),
             Setting(
                 f"{service}_url",
@@ -246,6 +268,8 @@ def _build_table() -> tuple[Setting, ...]:
                 + " or ".join(f"{s}[+driver]://" for s in URL_SCHEMES[service]),
                 metavar="URL",
                 secret=True,
+                example=URL_EXAMPLES[service],
+                bad_example="http://example.com/x",
             ),
             Setting(
                 f"{service}_bin_dir",
@@ -253,6 +277,8 @@ def _build_table() -> tuple[Setting, ...]:
                 _directory,
                 allowed="an existing directory",
                 metavar="DIR",
+                example="/usr/bin",
+                bad_example="/nonexistent/bin",
             ),
         ]
     table.append(
@@ -263,6 +289,8 @@ def _build_table() -> tuple[Setting, ...]:
             _module_attr,
             allowed="module:attr, e.g. myapp.models:Base.metadata",
             metavar="MODULE:ATTR",
+            example="myapp.models:Base.metadata",
+            bad_example="myapp.models",
         )
     )
     return tuple(table)
@@ -343,9 +371,12 @@ def resolve_settings(
             raw, source, where = str(ini[setting.name]), "ini", setting.ini
         if isinstance(raw, _Unset):
             if setting.default_from is not None:
-                value, source = setting.default_from(
-                    {k: v.value for k, v in resolved.items()}, environ
-                )
+                try:
+                    value, source = setting.default_from(
+                        {k: v.value for k, v in resolved.items()}, environ
+                    )
+                except KeyError:
+                    continue  # it depends on a setting that is already in error
             else:
                 value, source = setting.default, "default"
             resolved[setting.name] = ResolvedSetting(setting, value, source)
