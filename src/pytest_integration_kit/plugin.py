@@ -7,7 +7,7 @@ are instantiated from the public factories at the bottom.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -23,9 +23,15 @@ from pytest_integration_kit.services import spec_for
 from pytest_integration_kit.settings import SERVICES, SETTINGS, Settings, resolve_settings
 
 if TYPE_CHECKING:
+    from collections.abc import Generator
+
     from pytest_integration_kit.lifecycle.servers import ServerRequest
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
+#: The workerinput key carrying the controller's run to xdist workers.
+RUN_KEY = "integration_kit_run"
+#: Lines of server log attached to a failing test's report.
+LOG_TAIL_LINES = 40
 
 MARKERS = {
     "requires_db": "the test uses a PostgreSQL or MySQL server (applied automatically)",
@@ -71,9 +77,28 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_integration_kit.backends import default_backends  # noqa: PLC0415
     from pytest_integration_kit.lifecycle.servers import ServerSet  # noqa: PLC0415
 
-    config.stash[SERVER_SET] = ServerSet(
-        settings, session_id=uuid.uuid4().hex[:12], backends=default_backends()
+    # An xdist worker joins the run its controller created; anyone else coordinates one.
+    workerinput = getattr(config, "workerinput", None)
+    servers = ServerSet.for_process(
+        settings,
+        backends=default_backends(),
+        session_id=uuid.uuid4().hex[:12],
+        shared=workerinput.get(RUN_KEY) if workerinput is not None else None,
+        worker_id=str(workerinput["workerid"]) if workerinput is not None else "main",
+        project=str(config.rootpath),
+        cache_dir=settings["cache_dir"],
     )
+    if servers.coordinator:
+        servers.reap_dead_sessions(background=True)
+    config.stash[SERVER_SET] = servers
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: tell each worker which run's servers to share."""
+    servers = node.config.stash.get(SERVER_SET, None)
+    if servers is not None:
+        node.workerinput[RUN_KEY] = servers.share()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -126,20 +151,50 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     servers.start_all(needed)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, Any, None]:
+    """A failing test's report carries the tail of the logs of the servers it used."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if not report.failed:
+        return
+    servers = item.config.stash.get(SERVER_SET, None)
+    if servers is None:
+        return
+    requests = {meta.server: None for meta in fixture_metas(item) if meta.server is not None}
+    for request in requests:
+        tail = servers.log_tail(request, LOG_TAIL_LINES)
+        if tail:
+            title = f"integration {request.service} server log (last {LOG_TAIL_LINES} lines)"
+            report.sections.append((title, tail))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Per server of the run: backend, version, address, start time, reuse hit or not."""
     servers = terminalreporter.config.stash.get(SERVER_SET, None)
-    if servers is None or not servers.records:
+    if servers is None:
+        return
+    records = servers.summary()
+    reaped = servers.reaping_done()
+    if not records and not reaped:
         return
     terminalreporter.section("integration services")
-    for record in servers.records:
-        endpoint = record.endpoint
+    for record in records:
+        endpoint = record.endpoint_object()
         title = spec_for(endpoint.service).title
         if "mariadb" in endpoint.version.lower():
             title = "MariaDB"
+        if record.reused:
+            how = f"reused (kept), attached in {record.seconds_to_ready:.2f} s"
+        else:
+            how = f"ready in {record.seconds_to_ready:.2f} s" + (", kept" if record.kept else "")
+        by = f" by {record.started_by}" if record.started_by != "main" else ""
         terminalreporter.write_line(
             f"{endpoint.service:<9} {record.backend:<7} {title + ' ' + endpoint.version:<28} "
-            f"{endpoint.address:<22} ready in {record.seconds_to_ready:.2f} s"
+            f"{endpoint.address:<22} {how}{by}"
         )
+    if reaped:
+        terminalreporter.write_line(f"reaped from dead sessions: {reaped.describe()}")
 
 
 postgres_server = postgres_server_factory()

@@ -136,6 +136,30 @@ def _directory(raw: str) -> Path:
     return path
 
 
+def _cache_directory(raw: str) -> Path:
+    """An absolute path (``~`` allowed) that is a directory or does not exist yet."""
+    path = Path(raw.strip()).expanduser()
+    if not raw.strip() or not path.is_absolute() or (path.exists() and not path.is_dir()):
+        raise ValueError
+    return path
+
+
+def default_cache_dir(env: Mapping[str, str]) -> Path:
+    """The per-user cache directory for kept servers and warm data directories.
+
+    As root, servers run as an unprivileged user that cannot enter ``/root``, so the
+    cache is ``/var/cache/pytest-integration-kit`` rather than ``~/.cache/…``.
+    """
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/cache/pytest-integration-kit")
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pytest-integration-kit"
+
+
+def _cache_dir_default(_: Mapping[str, Any], env: Mapping[str, str]) -> tuple[Path, str]:
+    return default_cache_dir(env), "default"
+
+
 def _image(raw: str) -> str:
     value = raw.strip()
     if not value or any(ch.isspace() for ch in value):
@@ -236,6 +260,16 @@ def _build_table() -> tuple[Setting, ...]:
             metavar="BOOL",
             example="true",
             bad_example="perhaps",
+        ),
+        Setting(
+            "cache_dir",
+            "Where kept servers (integration_reuse) and warm local data directories live.",
+            _cache_directory,
+            allowed="an absolute path to a directory (created if missing)",
+            default_from=_cache_dir_default,
+            metavar="DIR",
+            example="~/.cache/pytest-integration-kit",
+            bad_example="relative/cache",
         ),
     ]
     for service in SERVICES:

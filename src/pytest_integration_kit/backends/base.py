@@ -29,6 +29,9 @@ class ServerOptions:
     port: int | None = None
     #: Extra labels for containers (owner pid, host, reuse hash…).
     labels: dict[str, str] = field(default_factory=dict)
+    #: Where the local backend makes the server's directory; None: the temp dir.
+    #: Kept servers (``integration_reuse``) live in the cache dir instead.
+    workdir_root: Path | None = None
 
 
 class RunningServer(ABC):

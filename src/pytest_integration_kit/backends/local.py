@@ -201,7 +201,10 @@ class LocalBackend(Backend):
         spec = options.spec
         started = time.monotonic()
         workdir = Path(
-            tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{options.session_id}-{spec.name}-")
+            tempfile.mkdtemp(
+                prefix=f"{WORKDIR_PREFIX}{options.session_id}-{spec.name}-",
+                dir=options.workdir_root,
+            )
         )
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

@@ -1,22 +1,45 @@
-"""How long servers live and who shares them: start lazily, in parallel, stop at the end."""
+"""How long servers live and who shares them.
+
+A :class:`ServerSet` starts servers lazily and in parallel (a thread per request). On
+its own it serves one process and stops what it started. Given a
+:class:`~pytest_integration_kit.lifecycle.run.RunDirectory` it shares them across the
+processes of a run (xdist workers): the first process that needs a server starts it
+under a file lock and records it, the others attach, and the *coordinator* (the xdist
+controller, or the only process) stops them all at the end. With ``reuse`` servers
+are kept for the next run in a :class:`~pytest_integration_kit.lifecycle.kept.KeptServers`
+registry, matched by a hash of their configuration.
+"""
 
 from __future__ import annotations
 
-import os
-import socket
+import contextlib
+import dataclasses
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pytest_integration_kit.backends.base import Backend, RunningServer, ServerOptions
-from pytest_integration_kit.errors import BackendUnavailable
+from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
+from pytest_integration_kit.lifecycle.attached import (
+    AttachedContainer,
+    AttachedProcess,
+    attach,
+    docker_client,
+    handle_of,
+)
+from pytest_integration_kit.lifecycle.kept import REUSE_LABEL, KeptServers
+from pytest_integration_kit.lifecycle.owner import Owner
+from pytest_integration_kit.lifecycle.reaper import Reaper, ReapReport
+from pytest_integration_kit.lifecycle.records import ServerRecord, digest, endpoint_fields
+from pytest_integration_kit.lifecycle.run import RunDirectory
 from pytest_integration_kit.services import spec_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-    from pathlib import Path
 
     from pytest_integration_kit.services.endpoint import Endpoint
     from pytest_integration_kit.settings import Settings
@@ -25,6 +48,9 @@ __all__ = ["AUTO_ORDER", "ServerRequest", "ServerSet", "StartRecord"]
 
 #: What ``auto`` tries, in order.
 AUTO_ORDER = ("docker", "local")
+
+#: Seconds, beyond the start-up timeout, a process waits for another to start a server.
+LOCK_MARGIN = 120.0
 
 
 @dataclass(frozen=True)
@@ -42,39 +68,162 @@ class ServerRequest:
     port: int | None = None
     startup_timeout: float | None = None
 
+    @property
+    def key(self) -> str:
+        """A file-name-safe identity, equal across the processes of a run."""
+        return f"{self.service}-" + digest(
+            self.service,
+            self.backend,
+            self.image,
+            self.url,
+            str(self.bin_dir),
+            self.port,
+            self.startup_timeout,
+        )
+
 
 @dataclass(frozen=True)
 class StartRecord:
-    """What the run started, for the terminal report."""
+    """What this process started or attached, for the terminal report."""
 
     request: ServerRequest
     backend: str
     endpoint: Endpoint
     seconds_to_ready: float
     tried: tuple[str, ...] = ()
+    reused: bool = False
+    kept: bool = False
+    started_by: str = "main"
 
 
 class ServerSet:
     """The servers of one pytest session (or one script), keyed by request.
 
     Thread-safe: :meth:`start_all` starts several at once and :meth:`get` waits for one.
-    Failures are cached too, so every test that needs a missing backend hears the same
-    reason without trying again.
+    Failures are cached too (in the run directory when shared), so every test that
+    needs a missing backend hears the same reason without trying again.
     """
 
     def __init__(
-        self, settings: Settings, *, session_id: str, backends: dict[str, Backend]
+        self,
+        settings: Settings,
+        *,
+        session_id: str,
+        backends: dict[str, Backend],
+        owner: Owner | None = None,
+        run: RunDirectory | None = None,
+        kept: KeptServers | None = None,
+        coordinator: bool = True,
+        worker_id: str = "main",
+        project: str = "",
     ) -> None:
         self.settings = settings
         self.session_id = session_id
         self.backends = backends
+        self.owner = owner or Owner.current()
+        self.run = run
+        self.kept = kept
+        self.coordinator = coordinator
+        self.worker_id = worker_id
+        self.project = project
         self._lock = threading.Lock()
         self._futures: dict[ServerRequest, Future[RunningServer]] = {}
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="integration-start")
         self.records: list[StartRecord] = []
-        self._servers: list[RunningServer] = []
+        #: Servers this process started, by request key (for stopping in order).
+        self._started: dict[str, RunningServer] = {}
+        self._kept_keys: set[str] = set()
+        self._reaping: threading.Thread | None = None
+        self.reaped = ReapReport()
 
-    # -- resolving ------------------------------------------------------------------
+    # -- building one per process ------------------------------------------------------
+
+    @classmethod
+    def for_process(
+        cls,
+        settings: Settings,
+        *,
+        backends: dict[str, Backend],
+        session_id: str,
+        shared: dict[str, Any] | None = None,
+        worker_id: str = "main",
+        project: str = "",
+        cache_dir: Path | None = None,
+    ) -> ServerSet:
+        """The set of a coordinator (``shared`` None) or of a worker joining its run.
+
+        ``shared`` is what the coordinator's :meth:`share` returned.
+        """
+        kept = KeptServers(cache_dir) if cache_dir is not None else None
+        if shared is None:
+            owner = Owner.current()
+            run = RunDirectory.create(session_id, owner)
+            return cls(
+                settings,
+                session_id=session_id,
+                backends=backends,
+                owner=owner,
+                run=run,
+                kept=kept,
+                coordinator=True,
+                worker_id=worker_id,
+                project=project,
+            )
+        owner = Owner.from_labels(shared["owner"]) or Owner.current()
+        return cls(
+            settings,
+            session_id=str(shared["session"]),
+            backends=backends,
+            owner=owner,
+            run=RunDirectory.open(str(shared["session"]), Path(shared["runs_root"])),
+            kept=kept,
+            coordinator=False,
+            worker_id=worker_id,
+            project=project,
+        )
+
+    def share(self) -> dict[str, Any]:
+        """What a worker needs to join this run (JSON-able, for xdist's workerinput)."""
+        if self.run is None:
+            raise RuntimeError("this ServerSet has no run directory to share")
+        return {
+            "session": self.session_id,
+            "owner": self.owner.labels(),
+            "runs_root": str(self.run.path.parent),
+        }
+
+    @property
+    def reuse(self) -> bool:
+        return bool(self.settings["reuse"]) and self.kept is not None
+
+    # -- reaping ----------------------------------------------------------------------
+
+    def reap_dead_sessions(self, *, background: bool = True) -> None:
+        """Remove what dead sessions left behind (in a thread, joined by :meth:`stop_all`)."""
+
+        def reap() -> None:
+            docker_used = any(
+                str(self.settings[f"{s}_backend"]) in ("auto", "docker")
+                for s in ("postgres", "mysql", "redis")
+            )
+            reaper = Reaper(
+                runs_root=self.run.path.parent if self.run else None, docker=docker_used
+            )
+            self.reaped = reaper.reap_dead()
+
+        if not background:
+            reap()
+            return
+        self._reaping = threading.Thread(target=reap, name="integration-reaper", daemon=True)
+        self._reaping.start()
+
+    def reaping_done(self) -> ReapReport:
+        """Wait for the reaper started by :meth:`reap_dead_sessions`; what it removed."""
+        if self._reaping is not None:
+            self._reaping.join()
+        return self.reaped
+
+    # -- resolving --------------------------------------------------------------------
 
     def backend_choice(self, request: ServerRequest) -> str:
         return request.backend or str(self.settings[f"{request.service}_backend"])
@@ -90,13 +239,30 @@ class ServerSet:
             port=request.port,
             startup_timeout=request.startup_timeout or float(s["startup_timeout"]),
             session_id=self.session_id,
-            labels={
-                "pytest-integration-kit.owner-pid": str(os.getpid()),
-                "pytest-integration-kit.owner-host": socket.gethostname(),
-            },
+            labels=self.owner.labels(),
         )
 
-    # -- starting -------------------------------------------------------------------
+    def config_hash(self, request: ServerRequest, options: ServerOptions, backend: Backend) -> str:
+        """What a kept server must match to be reused: image or binaries, settings, schema."""
+        identity: list[object] = [
+            _package_version(),
+            type(options.spec).__module__,
+            type(options.spec).__qualname__,
+            backend.name,
+            request.port,
+            str(self.settings["schema"]),
+        ]
+        if backend.name == "docker":
+            identity.append(options.image)
+            with contextlib.suppress(Exception):  # the image reference alone then
+                identity.append(docker_client().images.get(options.image).id)
+        elif backend.name == "local":
+            for name, path in sorted(options.spec.find_binaries(options.bin_dir).items()):
+                stat = path.stat()
+                identity += [name, str(path), stat.st_mtime_ns, stat.st_size]
+        return digest(*identity)
+
+    # -- starting ---------------------------------------------------------------------
 
     def start_all(self, requests: Iterable[ServerRequest]) -> None:
         """Begin starting every request at once; returns without waiting."""
@@ -111,58 +277,254 @@ class ServerSet:
         with self._lock:
             future = self._futures.get(request)
             if future is None:
-                future = self._executor.submit(self._start, request)
+                future = self._executor.submit(self._obtain, request)
                 self._futures[request] = future
             return future
 
-    def _start(self, request: ServerRequest) -> RunningServer:
-        options = self.options(request)
+    def _obtain(self, request: ServerRequest) -> RunningServer:
+        if self.run is None:
+            return self._provide(request)[0]
+        key = request.key
+        timeout = (request.startup_timeout or float(self.settings["startup_timeout"])) + LOCK_MARGIN
+        with self.run.lock(key, timeout):
+            record = self.run.read(key)
+            if record is not None:
+                return self._attach_shared(request, record)
+            try:
+                server, record = self._provide(request)
+            except BackendUnavailable as exc:
+                self.run.write(self._failure(request, "unavailable", exc))
+                raise
+            except ServerStartError as exc:
+                self.run.write(self._failure(request, "start", exc))
+                raise
+            self.run.write(record)
+            return server
+
+    def _failure(self, request: ServerRequest, kind: str, exc: Exception) -> ServerRecord:
+        return ServerRecord(
+            key=request.key,
+            service=request.service,
+            backend=self.backend_choice(request),
+            started_by=self.worker_id,
+            started_at=time.time(),
+            error_kind=kind,
+            error=str(exc),
+        )
+
+    def _attach_shared(self, request: ServerRequest, record: ServerRecord) -> RunningServer:
+        """Use a server another process of this run started (or failed to)."""
+        if record.error_kind == "unavailable":
+            raise BackendUnavailable(record.error or "")
+        if record.error_kind is not None:
+            raise ServerStartError(record.error or "")
+        server = self._started.get(record.key) or attach(record)
+        with self._lock:
+            self.records.append(
+                StartRecord(
+                    request,
+                    record.backend,
+                    server.endpoint,
+                    record.seconds_to_ready,
+                    reused=record.reused,
+                    kept=record.kept,
+                    started_by=record.started_by,
+                )
+            )
+        return server
+
+    def _choose(self, request: ServerRequest, options: ServerOptions) -> tuple[Backend, list[str]]:
         choice = self.backend_choice(request)
         tried: list[str] = []
-        if choice == "auto":
-            backend = None
-            for name in AUTO_ORDER:
-                reason = self.backends[name].unavailable_reason(options)
-                if reason is None:
-                    backend = self.backends[name]
-                    break
-                tried.append(f"{name}: {reason}")
-            if backend is None:
-                raise BackendUnavailable(
-                    f"no backend can run {options.spec.title} (integration_backend=auto tried "
-                    "docker, then local):\n  - " + "\n  - ".join(tried)
-                )
-        else:
-            backend = self.backends[choice]
+        if choice != "auto":
+            return self.backends[choice], tried
+        for name in AUTO_ORDER:
+            reason = self.backends[name].unavailable_reason(options)
+            if reason is None:
+                return self.backends[name], tried
+            tried.append(f"{name}: {reason}")
+        raise BackendUnavailable(
+            f"no backend can run {options.spec.title} (integration_backend=auto tried "
+            "docker, then local):\n  - " + "\n  - ".join(tried)
+        )
+
+    def _provide(self, request: ServerRequest) -> tuple[RunningServer, ServerRecord]:
+        """Start a server for ``request`` here, or attach a kept one (``reuse``)."""
+        options = self.options(request)
+        backend, tried = self._choose(request, options)
         started = time.monotonic()
-        server = backend.start(options)
+        reused = False
+        config_hash = ""
+        if self.reuse and backend.name != "url":
+            server, reused, config_hash = self._kept_or_started(request, options, backend)
+        else:
+            server = backend.start(options)
+        seconds = (
+            time.monotonic() - started if reused else server.seconds_to_ready
+        ) or time.monotonic() - started
+        kept = bool(config_hash)
         with self._lock:
-            self._servers.append(server)
+            self._started[request.key] = server
+            if kept:
+                self._kept_keys.add(request.key)
             self.records.append(
                 StartRecord(
                     request,
                     backend.name,
                     server.endpoint,
-                    server.seconds_to_ready or time.monotonic() - started,
+                    seconds,
                     tuple(tried),
+                    reused=reused,
+                    kept=kept,
+                    started_by=self.worker_id,
                 )
             )
-        return server
+        record = ServerRecord(
+            key=request.key,
+            service=request.service,
+            backend=backend.name,
+            endpoint=endpoint_fields(server.endpoint),
+            handle=handle_of(server),
+            seconds_to_ready=seconds,
+            reused=reused,
+            kept=kept,
+            started_by=self.worker_id,
+            started_at=time.time(),
+            config_hash=config_hash,
+        )
+        return server, record
 
-    # -- stopping -------------------------------------------------------------------
+    def _kept_or_started(
+        self, request: ServerRequest, options: ServerOptions, backend: Backend
+    ) -> tuple[RunningServer, bool, str]:
+        """Attach the kept server of this slot if its configuration matches and it answers;
+        otherwise remove it and keep a new one. Returns (server, reused, config hash)."""
+        assert self.kept is not None
+        slot = "slot-" + digest(self.project, request.key)
+        config_hash = self.config_hash(request, options, backend)
+        with self.kept.lock(slot, options.startup_timeout + LOCK_MARGIN):
+            old = self.kept.read(slot)
+            if old is not None and old.endpoint is not None:
+                server = attach(old)
+                if old.config_hash == config_hash and _answers(server, options):
+                    return server, True, config_hash
+                server.stop()  # dead or mismatched: replaced
+            self.kept.forget(slot)
+            keep = dataclasses.replace(
+                options,
+                labels={**options.labels, REUSE_LABEL: config_hash},
+                workdir_root=self.kept.servers_dir,
+            )
+            started = backend.start(keep)
+            self.kept.write(
+                ServerRecord(
+                    key=slot,
+                    service=request.service,
+                    backend=backend.name,
+                    endpoint=endpoint_fields(started.endpoint),
+                    handle=handle_of(started),
+                    seconds_to_ready=started.seconds_to_ready,
+                    kept=True,
+                    started_by=self.worker_id,
+                    started_at=time.time(),
+                    config_hash=config_hash,
+                )
+            )
+            return started, False, config_hash
+
+    # -- using ------------------------------------------------------------------------
+
+    def log_tail(self, request: ServerRequest, lines: int = 40) -> str | None:
+        """The tail of the log of the server ``request`` got, if it has one by now."""
+        with self._lock:
+            future = self._futures.get(request)
+        if future is None or not future.done() or future.exception() is not None:
+            return None
+        server = future.result()
+        if server.endpoint.backend == "url":
+            return None
+        return server.log_tail(lines)
+
+    def summary(self) -> list[ServerRecord]:
+        """Every server of the run (all workers'), for the end-of-session report."""
+        if self.run is not None and self.coordinator:
+            return [r for r in self.run.records() if r.error_kind is None]
+        return [
+            ServerRecord(
+                key=r.request.key,
+                service=r.request.service,
+                backend=r.backend,
+                endpoint=endpoint_fields(r.endpoint),
+                seconds_to_ready=r.seconds_to_ready,
+                reused=r.reused,
+                kept=r.kept,
+                started_by=r.started_by,
+            )
+            for r in self.records
+        ]
+
+    # -- stopping ---------------------------------------------------------------------
 
     def stop_all(self) -> None:
-        """Stop every server this set started, newest first, waiting for starts in flight."""
+        """End of the session: stop what this set is responsible for, keep kept ones.
+
+        Alone (no run directory) that is what it started. A worker stops nothing: the
+        coordinator stops every server of the run, whoever started it, then removes
+        whatever a crashed worker may have left half-started.
+        """
         with self._lock:
             futures = list(self._futures.values())
         for future in futures:
             future.exception()  # wait; failures were reported where they happened
         self._executor.shutdown(wait=True)
+        self.reaping_done()
         with self._lock:
-            servers, self._servers = self._servers[::-1], []
-        for server in servers:
+            started, self._started = self._started, {}
+        if self.run is None:
+            for key, server in reversed(started.items()):
+                if key not in self._kept_keys:
+                    server.stop()
+            return
+        if not self.coordinator:
+            _forget_children(started.values())
+            return
+        for record in reversed(self.run.records()):
+            if record.endpoint is None or record.kept:
+                continue
+            server = started.get(record.key) or attach(record)
             server.stop()
+        _forget_children(started.values())
+        docker_used = any(r.backend == "docker" for r in self.run.records())
+        Reaper(runs_root=self.run.path.parent, docker=docker_used).reap_session(self.session_id)
+        self.run.remove()
 
     def running(self) -> list[RunningServer]:
         with self._lock:
-            return list(self._servers)
+            return list(self._started.values())
+
+
+def _answers(server: RunningServer, options: ServerOptions) -> bool:
+    """A kept server is usable: its container or process is there and it answers."""
+    if isinstance(server, (AttachedContainer, AttachedProcess)) and not server.is_alive():
+        return False
+    try:
+        options.spec.probe(server.endpoint, timeout=2.0)
+    except Exception:
+        return False
+    return True
+
+
+def _forget_children(servers: Iterable[RunningServer]) -> None:
+    """Servers that outlive this process (kept, or stopped by the coordinator) are not
+    its children to wait for: drop the handles so exit does not warn about them."""
+    for server in servers:
+        process = getattr(server, "process", None)
+        if process is not None and process.poll() is None:
+            process.returncode = 0
+
+
+def _package_version() -> str:
+    try:
+        return version("pytest-integration-kit")
+    except PackageNotFoundError:
+        return "unknown"

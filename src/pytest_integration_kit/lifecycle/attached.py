@@ -1,0 +1,199 @@
+"""Servers reached through a record rather than started here.
+
+Another process (an xdist worker, an earlier run) started them; this one uses, stops
+or reaps them from their handle: a container id, or a process id and its directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import signal
+import time
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_integration_kit.backends.base import RunningServer, mask
+from pytest_integration_kit.backends.docker import DockerServer
+from pytest_integration_kit.backends.local import LocalServer
+from pytest_integration_kit.backends.url import UrlServer
+from pytest_integration_kit.lifecycle.owner import pid_alive
+from pytest_integration_kit.services import spec_for
+
+if TYPE_CHECKING:
+    from pytest_integration_kit.lifecycle.records import ServerRecord
+    from pytest_integration_kit.services.endpoint import Endpoint
+
+__all__ = [
+    "AttachedContainer",
+    "AttachedProcess",
+    "attach",
+    "docker_client",
+    "handle_of",
+    "stop_process_tree",
+]
+
+#: Seconds a server may take to shut down after its stop signal before it is killed.
+STOP_GRACE = 15.0
+
+
+@functools.lru_cache(maxsize=1)
+def docker_client() -> Any:
+    """One docker client per process, created on first use (raises when no engine)."""
+    import docker  # noqa: PLC0415 - the docker extra is optional
+
+    return docker.from_env(timeout=10)
+
+
+def handle_of(server: RunningServer) -> dict[str, Any]:
+    """How another process reaches ``server`` again."""
+    if isinstance(server, (AttachedContainer, AttachedProcess)):
+        return dict(server.handle)
+    if isinstance(server, DockerServer):
+        return {"container_id": server.container_id}
+    if isinstance(server, LocalServer):
+        return {
+            "pid": server.process.pid,
+            "workdir": str(server.workdir),
+            "log": str(server.log),
+        }
+    return {}
+
+
+def attach(record: ServerRecord) -> RunningServer:
+    """A :class:`RunningServer` for the server ``record`` describes."""
+    endpoint = record.endpoint_object()
+    if record.backend == "docker":
+        return AttachedContainer(endpoint, record.handle, record.seconds_to_ready)
+    if record.backend == "local":
+        return AttachedProcess(endpoint, record.handle, record.seconds_to_ready)
+    return UrlServer(endpoint, record.seconds_to_ready)
+
+
+class AttachedContainer(RunningServer):
+    """A container started elsewhere, by id."""
+
+    def __init__(self, endpoint: Endpoint, handle: dict[str, Any], seconds_to_ready: float) -> None:
+        self.endpoint = endpoint
+        self.handle = handle
+        self.seconds_to_ready = seconds_to_ready
+        self.container_id = str(handle["container_id"])
+
+    def _container(self) -> Any:
+        return docker_client().containers.get(self.container_id)
+
+    def is_alive(self) -> bool:
+        try:
+            return bool(self._container().status == "running")
+        except Exception:
+            return False
+
+    def image_id(self) -> str:
+        """The id of the image the container runs ('' when unknown)."""
+        try:
+            return str(self._container().attrs.get("Image", ""))
+        except Exception:
+            return ""
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):  # already gone is fine
+            self._container().remove(force=True, v=True)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            raw = self._container().logs(tail=lines)
+        except Exception as exc:
+            return f"(no container log: {exc})"
+        return mask(raw.decode(errors="replace"), self.endpoint.password) or "(empty log)"
+
+
+class AttachedProcess(RunningServer):
+    """A local server process started elsewhere, by pid and work directory."""
+
+    def __init__(self, endpoint: Endpoint, handle: dict[str, Any], seconds_to_ready: float) -> None:
+        self.endpoint = endpoint
+        self.handle = handle
+        self.seconds_to_ready = seconds_to_ready
+        self.pid = int(handle["pid"])
+        self.workdir = Path(handle["workdir"])
+        self.log = Path(handle["log"])
+
+    def is_alive(self) -> bool:
+        # The pid must still be the server: one of its processes works in its directory.
+        return pid_alive(self.pid) and self.pid in processes_under(self.workdir)
+
+    def stop(self) -> None:
+        stop_process_tree(self.workdir, spec_for(self.endpoint.service).stop_signal, self.pid)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            with open(self.log, errors="replace") as handle:
+                text = "".join(deque(handle, maxlen=lines))
+        except OSError:
+            return "(no server log)"
+        return mask(text, self.endpoint.password) or "(the server log is empty)"
+
+
+def processes_under(directory: Path) -> list[int]:
+    """Pids of the processes working in ``directory`` (cwd or command line), Linux only.
+
+    Servers run with their work directory as cwd (PostgreSQL and MariaDB move into
+    their data directory beneath it), so this finds a server and all its children
+    without trusting a pid file.
+    """
+    prefix = str(directory.resolve()) if directory.exists() else str(directory)
+    found: list[int] = []
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return found
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        if pid == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            cwd = ""
+        if cwd == prefix or cwd.startswith(prefix + "/"):
+            found.append(pid)
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if prefix + "/" in cmdline or cmdline.endswith(prefix):
+            found.append(pid)
+    return [pid for pid in found if pid_alive(pid)]
+
+
+def stop_process_tree(
+    directory: Path, sig: int = signal.SIGTERM, leader: int | None = None, grace: float = STOP_GRACE
+) -> None:
+    """Stop the server working in ``directory``: ``sig`` to its leader, then SIGKILL."""
+    pids = processes_under(directory)
+    if leader is not None and pid_alive(leader) and leader not in pids and not pids:
+        # Without /proc we only know the pid we were given.
+        pids = [leader]
+    if not pids:
+        return
+    targets = [leader] if leader in pids else pids
+    for pid in targets:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not any(pid_alive(pid) for pid in pids):
+            return
+        time.sleep(0.02)
+    for pid in processes_under(directory) or pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(pid_alive(pid) for pid in pids):
+        time.sleep(0.02)

@@ -1,0 +1,95 @@
+"""Servers kept between runs (``integration_reuse``), in a per-user cache directory.
+
+Each kept server has a *slot* (the project and the fixture's request) and a record
+carrying the hash of the configuration it was started with. A later run with the same
+slot attaches when the hash matches and the server answers; otherwise the old server
+is removed and replaced. ``python -m pytest_integration_kit kept remove`` removes all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import TYPE_CHECKING
+
+from filelock import FileLock
+
+from pytest_integration_kit.lifecycle.records import (
+    ServerRecord,
+    private_dir,
+    read_json,
+    write_json,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["REUSE_LABEL", "KeptServers"]
+
+#: Containers kept for reuse carry this label (its value: the configuration hash).
+REUSE_LABEL = "pytest-integration-kit.reuse"
+
+
+class KeptServers:
+    """The registry of kept servers: one record per slot, and their work directories."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = cache_dir
+        self.path = cache_dir / "kept"
+
+    def _ensure(self) -> Path:
+        # The cache dir itself may be the user's own choice: create it, never chmod it.
+        self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+        return private_dir(self.path, 0o711)
+
+    @property
+    def servers_dir(self) -> Path:
+        """Parent of kept local servers' work directories (enterable by their users)."""
+        return private_dir(self._ensure() / "servers", 0o711)
+
+    def lock(self, slot: str, timeout: float) -> FileLock:
+        return FileLock(self._ensure() / f"{slot}.lock", timeout=timeout)
+
+    def read(self, slot: str) -> ServerRecord | None:
+        data = read_json(self.path / f"{slot}.json")
+        return ServerRecord.from_json(data) if data is not None else None
+
+    def write(self, record: ServerRecord) -> None:
+        write_json(self._ensure() / f"{record.key}.json", record.to_json())
+
+    def forget(self, slot: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.path / f"{slot}.json").unlink()
+
+    def all(self) -> list[ServerRecord]:
+        if not self.path.is_dir():
+            return []
+        found = []
+        for path in self.path.glob("*.json"):
+            data = read_json(path)
+            if data is not None:
+                found.append(ServerRecord.from_json(data))
+        return sorted(found, key=lambda r: r.started_at)
+
+    def remove_all(self) -> list[ServerRecord]:
+        """Stop and forget every kept server; returns what was removed."""
+        from pytest_integration_kit.lifecycle.attached import attach  # noqa: PLC0415
+
+        removed = []
+        for record in self.all():
+            with self.lock(record.key, timeout=120):
+                if record.endpoint is not None:
+                    attach(record).stop()
+                self.forget(record.key)
+            removed.append(record)
+        return removed
+
+
+def age(record: ServerRecord) -> str:
+    """How long ago the record's server was started, in words."""
+    seconds = max(0.0, time.time() - record.started_at)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

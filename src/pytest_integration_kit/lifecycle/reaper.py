@@ -1,0 +1,161 @@
+"""Reaping without Ryuk: remove what dead sessions left, never a live or kept server.
+
+A session's containers carry its id and owner (pid, host, start time) in labels; its
+local servers work in temp directories named after the session, whose owner is in the
+run directory. At start-up, everything whose owner is known *and* dead is removed;
+anything else (a live session, another host's, a kept server, an unknown owner) is
+left alone. There is no host-wide sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytest_integration_kit.backends.docker import LABEL_PREFIX, SESSION_LABEL
+from pytest_integration_kit.backends.local import WORKDIR_PREFIX
+from pytest_integration_kit.lifecycle.attached import docker_client, stop_process_tree
+from pytest_integration_kit.lifecycle.kept import REUSE_LABEL
+from pytest_integration_kit.lifecycle.owner import Owner
+from pytest_integration_kit.lifecycle.run import RunDirectory
+
+__all__ = ["ReapReport", "Reaper"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds a dead session's server gets to shut down before it is killed.
+REAP_GRACE = 5.0
+
+
+@dataclass
+class ReapReport:
+    """What one pass removed."""
+
+    containers: list[str] = field(default_factory=list)
+    workdirs: list[str] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.containers or self.workdirs or self.runs)
+
+    def describe(self) -> str:
+        return (
+            f"{len(self.containers)} container(s), {len(self.workdirs)} local server dir(s), "
+            f"{len(self.runs)} run dir(s)"
+        )
+
+
+class Reaper:
+    """Finds and removes the leftovers of dead sessions (or of one finished session)."""
+
+    def __init__(
+        self,
+        *,
+        runs_root: Path | None = None,
+        temp_dir: Path | None = None,
+        docker: bool = True,
+    ) -> None:
+        self.runs_root = runs_root
+        self.temp_dir = temp_dir or Path(tempfile.gettempdir())
+        self.docker = docker
+
+    # -- what is dead -----------------------------------------------------------------
+
+    def dead_sessions(self) -> set[str]:
+        """Sessions whose run directory names an owner that is gone."""
+        dead = set()
+        for run in RunDirectory.all(self.runs_root):
+            owner = run.owner()
+            if owner is not None and not owner.is_alive():
+                dead.add(run.session_id)
+        return dead
+
+    # -- passes -----------------------------------------------------------------------
+
+    def reap_dead(self) -> ReapReport:
+        """Remove the containers, local servers and run dirs of every dead session."""
+        report = ReapReport()
+        dead = self.dead_sessions()
+        self._reap_containers(report, session=None)
+        self._reap_workdirs(report, sessions=dead)
+        for run in RunDirectory.all(self.runs_root):
+            if run.session_id in dead:
+                run.remove()
+                report.runs.append(run.session_id)
+        return report
+
+    def reap_session(self, session_id: str) -> ReapReport:
+        """Remove what is left of one session (not its kept servers): run at its end."""
+        report = ReapReport()
+        self._reap_containers(report, session=session_id)
+        self._reap_workdirs(report, sessions={session_id})
+        return report
+
+    # -- containers -------------------------------------------------------------------
+
+    def _reap_containers(self, report: ReapReport, *, session: str | None) -> None:
+        if not self.docker:
+            return
+        label = f"{SESSION_LABEL}={session}" if session is not None else SESSION_LABEL
+        try:
+            containers = docker_client().containers.list(all=True, filters={"label": label})
+        except Exception as exc:  # no engine here: nothing of ours can be there
+            log.debug("reaper: docker not reachable: %s", exc)
+            return
+        for container in containers:
+            labels = dict(container.labels or {})
+            if REUSE_LABEL in labels:
+                continue
+            if session is None:
+                owner = Owner.from_labels(labels)
+                if owner is None or owner.is_alive():
+                    continue
+            try:
+                container.remove(force=True, v=True)
+            except Exception as exc:
+                report.errors.append(f"container {container.short_id}: {exc}")
+                continue
+            report.containers.append(str(container.id))
+
+    # -- local servers ----------------------------------------------------------------
+
+    def workdirs(self, sessions: set[str]) -> list[Path]:
+        """Local server directories of ``sessions`` in the temp dir."""
+        found = []
+        for session in sessions:
+            found += [p for p in self.temp_dir.glob(f"{WORKDIR_PREFIX}{session}-*") if p.is_dir()]
+        return sorted(found)
+
+    def _reap_workdirs(self, report: ReapReport, *, sessions: set[str]) -> None:
+        for workdir in self.workdirs(sessions):
+            try:
+                stop_process_tree(workdir, grace=REAP_GRACE)
+            except Exception as exc:
+                report.errors.append(f"{workdir}: {exc}")
+            shutil.rmtree(workdir, ignore_errors=True)
+            report.workdirs.append(str(workdir))
+
+
+def kept_containers() -> list[dict[str, str]]:
+    """Containers on this engine labelled for reuse: id, service, config hash, created."""
+    try:
+        containers = docker_client().containers.list(all=True, filters={"label": REUSE_LABEL})
+    except Exception:
+        return []
+    return [
+        {
+            "id": str(c.id),
+            "service": str((c.labels or {}).get(f"{LABEL_PREFIX}.service", "?")),
+            "config_hash": str((c.labels or {}).get(REUSE_LABEL, "")),
+            "status": str(c.status),
+        }
+        for c in containers
+    ]
+
+
+def remove_container(container_id: str) -> None:
+    docker_client().containers.get(container_id).remove(force=True, v=True)
