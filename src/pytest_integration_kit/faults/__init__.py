@@ -1,0 +1,1 @@
+"""Faults: one HTTP fault vocabulary for mock routes, and a TCP fault proxy for any service."""

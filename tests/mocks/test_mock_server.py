@@ -1,0 +1,184 @@
+"""The mock server as a library object: a real HTTP/1.1 socket server answering respx routes."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import sys
+import urllib.request
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from pytest_integration_kit.mocks import MockServer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+@pytest.fixture(scope="module")
+def running_server() -> Iterator[MockServer]:
+    with MockServer() as server:
+        yield server
+
+
+@pytest.fixture
+def server(running_server: MockServer) -> MockServer:
+    running_server.reset()
+    return running_server
+
+
+def raw_exchange(sock: socket.socket, request: bytes) -> bytes:
+    """Send one request on an open socket; read one response by its Content-Length."""
+    sock.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_url_is_loopback_with_a_random_port(server: MockServer) -> None:
+    assert server.url == f"http://127.0.0.1:{server.port}"
+    assert server.port > 0
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(server: MockServer) -> None:
+    route = server.get("/v1/users/7").respond(200, json={"id": 7})
+    with socket.create_connection((server.host, server.port)) as sock:
+        for _ in range(3):
+            answer = raw_exchange(sock, b"GET /v1/users/7 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert b"Connection: keep-alive" in answer
+            assert answer.endswith(b'{"id":7}')
+    assert route.call_count == 3
+
+
+def test_connection_close_is_honoured(server: MockServer) -> None:
+    server.get("/x").respond(204)
+    with socket.create_connection((server.host, server.port)) as sock:
+        sock.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 204 No Content\r\n")
+    assert b"Connection: close" in data
+
+
+def test_accepted_sockets_have_tcp_nodelay(server: MockServer) -> None:
+    server.get("/x").respond(200)
+    with httpx.Client() as client:
+        client.get(server.url + "/x")
+        writers = list(server._connections)
+        assert writers
+        for writer in writers:
+            sock = writer.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+def test_side_effects_path_params_and_calls(server: MockServer) -> None:
+    def echo(request: httpx.Request, user_id: str) -> httpx.Response:
+        return httpx.Response(201, json={"user": int(user_id), "sent": json.loads(request.content)})
+
+    route = server.post(path__regex=r"/v1/users/(?P<user_id>\d+)").mock(side_effect=echo)
+    answer = httpx.post(server.url + "/v1/users/42", json={"name": "x"})
+    assert answer.status_code == 201
+    assert answer.json() == {"user": 42, "sent": {"name": "x"}}
+    assert route.call_count == 1
+    call = route.calls.last
+    assert call.request.method == "POST"
+    assert call.request.url.path == "/v1/users/42"
+    assert call.response.status_code == 201
+
+
+def test_a_sequence_of_side_effects(server: MockServer) -> None:
+    server.get("/flaky").mock(side_effect=[httpx.Response(503), httpx.Response(200, text="ok")])
+    assert httpx.get(server.url + "/flaky").status_code == 503
+    assert httpx.get(server.url + "/flaky").text == "ok"
+
+
+def test_chunked_request_body_from_requests(server: MockServer) -> None:
+    requests = pytest.importorskip("requests")
+    route = server.put("/upload").respond(200)
+    answer = requests.put(server.url + "/upload", data=iter([b"ab", b"cd", b"ef"]), timeout=5)
+    assert answer.status_code == 200
+    assert route.calls.last.request.content == b"abcdef"
+
+
+def test_head_has_no_body(server: MockServer) -> None:
+    server.head("/x").respond(200, text="hello")
+    answer = httpx.head(server.url + "/x")
+    assert answer.headers["content-length"] == "5"
+    assert answer.content == b""
+
+
+def test_unmatched_request_gets_500_explaining_the_miss(server: MockServer) -> None:
+    server.get("/v1/users/7", name="user").respond(200)
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(server.url + "/v1/users/8", timeout=5)  # noqa: S310
+    assert raised.value.code == 500
+    body = raised.value.read().decode()
+    raised.value.close()
+    assert "no route matches GET" in body
+    assert "/v1/users/8" in body
+    assert "user: " in body
+    problems = server.problems()
+    assert any("requests no route matched" in p for p in problems)
+    assert any("routes never called" in p for p in problems)
+
+
+def test_a_crashing_side_effect_is_a_500_and_a_problem(server: MockServer) -> None:
+    def broken(request: httpx.Request) -> httpx.Response:
+        raise KeyError("oops")
+
+    server.get("/x").mock(side_effect=broken)
+    assert httpx.get(server.url + "/x").status_code == 500
+    assert any("KeyError" in p for p in server.problems())
+
+
+def test_reset_forgets_routes_and_calls(server: MockServer) -> None:
+    server.get("/x").respond(200)
+    httpx.get(server.url + "/x")
+    server.reset()
+    assert len(server.routes) == 0
+    assert len(server.calls) == 0
+    assert server.problems() == []
+
+
+def test_a_program_in_a_subprocess_is_served(server: MockServer) -> None:
+    server.get("/v1/ping").respond(200, text="pong")
+    code = (
+        "import sys, urllib.request;"
+        "print(urllib.request.urlopen(sys.argv[1] + '/v1/ping').read().decode())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, server.url], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "pong"
+
+
+def test_https_with_a_throwaway_certificate() -> None:
+    with MockServer(https=True) as server:
+        assert server.url.startswith("https://127.0.0.1:")
+        assert server.ca_path is not None
+        server.get("/secure").respond(200, json={"tls": True})
+        assert httpx.get(server.url + "/secure", verify=server.client_ssl_context()).json() == {
+            "tls": True
+        }
+        context = ssl.create_default_context(cafile=str(server.ca_path))
+        with urllib.request.urlopen(server.url + "/secure", context=context) as answer:  # noqa: S310
+            assert json.loads(answer.read()) == {"tls": True}
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(server.url + "/secure")
+        directory = server.ca_path.parent
+    assert not directory.exists()
