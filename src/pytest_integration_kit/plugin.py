@@ -13,6 +13,7 @@ import pytest
 
 from pytest_integration_kit.errors import ConfigError
 from pytest_integration_kit.fixtures.meta import fixture_metas
+from pytest_integration_kit.fixtures.mocks import http_mock_factory, mock_server_factory
 from pytest_integration_kit.fixtures.services import (
     SERVER_SET,
     mysql_server_factory,
@@ -38,6 +39,8 @@ MARKERS = {
     "requires_redis": "the test uses a Redis server (applied automatically)",
     "requires_network": "the test may open connections beyond the loopback interface",
     "slow": "the test takes seconds, not milliseconds",
+    "http_mock": "http_mock(assert_all_called=False, assert_all_mocked=True, base_url=None): "
+    "configure the http_mock and mock_server fixtures for this test",
 }
 
 
@@ -200,3 +203,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 postgres_server = postgres_server_factory()
 mysql_server = mysql_server_factory()
 redis_server = redis_server_factory()
+http_mock = http_mock_factory()
+mock_server = mock_server_factory()
