@@ -180,7 +180,7 @@ class DockerBackend(Backend):
                 return wrapped.status in ("created", "running")
 
             version = wait_until_ready(
-                lambda: spec.probe(endpoint, timeout=2.0),
+                lambda seconds: spec.probe(endpoint, timeout=seconds),
                 what=f"{spec.title} (docker, {options.image})",
                 timeout=options.startup_timeout,
                 log_tail=lambda: _container_log_tail(container, 40, credentials.password),

@@ -232,7 +232,7 @@ class LocalBackend(Backend):
             )
             try:
                 version = wait_until_ready(
-                    lambda: spec.probe(endpoint, timeout=2.0),
+                    lambda seconds: spec.probe(endpoint, timeout=seconds),
                     what=f"{spec.title} (local, {binaries[next(iter(binaries))]})",
                     timeout=options.startup_timeout,
                     log_tail=lambda: _tail(log, 40, credentials.password),

@@ -48,7 +48,7 @@ class UrlBackend(Backend):
         started = time.monotonic()
         endpoint = options.spec.endpoint_from_url(options.url)
         version = wait_until_ready(
-            lambda: options.spec.probe(endpoint, timeout=min(5.0, options.startup_timeout)),
+            lambda seconds: options.spec.probe(endpoint, timeout=seconds),
             what=f"{options.spec.title} at {endpoint.safe_url}",
             timeout=options.startup_timeout,
             log_tail=lambda: "(no log: the url backend's server is run elsewhere)",

@@ -163,7 +163,8 @@ class MySQLSpec(ServiceSpec):
             user=endpoint.user,
             password=endpoint.password,
             database=endpoint.database,
-            connect_timeout=max(1, int(timeout)),
+            connect_timeout=timeout,
+            read_timeout=timeout,
         )
         try:
             with conn.cursor() as cursor:

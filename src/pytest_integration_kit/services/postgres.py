@@ -161,7 +161,7 @@ class PostgresSpec(ServiceSpec):
             user=endpoint.user,
             password=endpoint.password,
             dbname=endpoint.database,
-            connect_timeout=max(2, int(timeout)),
+            connect_timeout=max(2, round(timeout)),  # libpq's minimum is 2 s
             autocommit=True,
         ) as conn:
             conn.execute("SELECT 1").fetchone()

@@ -14,10 +14,12 @@ __all__ = ["POLL_INTERVAL", "wait_until_ready"]
 
 #: Seconds between probes. Small, so a fast server is used as soon as it answers.
 POLL_INTERVAL = 0.05
+#: Upper bound of one probe attempt, in seconds.
+PROBE_TIMEOUT = 2.0
 
 
 def wait_until_ready(
-    probe: Callable[[], str],
+    probe: Callable[[float], str],
     *,
     what: str,
     timeout: float,
@@ -25,7 +27,10 @@ def wait_until_ready(
     is_running: Callable[[], bool] = lambda: True,
     interval: float = POLL_INTERVAL,
 ) -> str:
-    """Call ``probe`` until it returns (its result, e.g. the server version).
+    """Call ``probe(seconds)`` until it returns (its result, e.g. the server version).
+
+    ``seconds`` bounds one attempt: never more than the time left, nor 2 s (a server
+    that accepts TCP but stalls the handshake must not hold the loop past its deadline).
 
     A log line alone is never trusted: the official postgres image says "ready"
     twice, once for a socket-only bootstrap server. On timeout, or when the server
@@ -34,8 +39,9 @@ def wait_until_ready(
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
     while True:
+        left = deadline - time.monotonic()
         try:
-            return probe()
+            return probe(max(0.05, min(PROBE_TIMEOUT, left)))
         except Exception as exc:
             last_error = exc
         if not is_running():

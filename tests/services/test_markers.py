@@ -1,0 +1,93 @@
+"""Markers are registered and applied from the fixtures a test uses; unused services never start."""
+
+from __future__ import annotations
+
+import pytest
+
+PROJECT = """
+import pytest
+
+
+@pytest.fixture
+def repository(postgres_server):
+    return postgres_server.database
+
+
+@pytest.fixture
+def cache(redis_server):
+    return redis_server
+
+
+def test_direct_db(mysql_server):
+    assert mysql_server.port > 0
+
+
+def test_db_through_a_user_fixture(repository):
+    assert repository
+
+
+def test_cache(cache):
+    assert cache.port > 0
+
+
+def test_plain():
+    assert True
+"""
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:asyncio", *args)
+
+
+def test_markers_are_registered(pytester: pytest.Pytester) -> None:
+    result = run(pytester, "--markers")
+    for name in ("requires_db", "requires_redis", "requires_network", "slow"):
+        result.stdout.fnmatch_lines([f"@pytest.mark.{name}:*"])
+
+
+def test_markers_are_applied_from_the_fixture_closure(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_project=PROJECT)
+    result = run(pytester, "--collect-only", "-q", "-m", "requires_db")
+    result.stdout.fnmatch_lines(
+        [
+            "*test_direct_db",
+            "*test_db_through_a_user_fixture",
+            "*2/4 tests collected (2 deselected)*",
+        ]
+    )
+    result = run(pytester, "--collect-only", "-q", "-m", "requires_redis")
+    result.stdout.fnmatch_lines(["*test_cache", "*1/4 tests collected (3 deselected)*"])
+
+
+def test_strict_markers_accept_them_by_hand(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\naddopts = --strict-markers\n")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.slow
+        @pytest.mark.requires_network
+        def test_marked():
+            pass
+        """
+    )
+    run(pytester, "-m", "slow").assert_outcomes(passed=1)
+
+
+def test_not_requires_db_starts_nothing(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_project=PROJECT)
+    # local would start in about a second; nothing may start at all.
+    result = run(
+        pytester, "-m", "not requires_db and not requires_redis", "--integration-backend=local"
+    )
+    result.assert_outcomes(passed=1, deselected=3)
+    assert "integration services" not in result.stdout.str()
+
+
+def test_only_the_needed_service_starts(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_project=PROJECT)
+    result = run(pytester, "-m", "requires_redis", "--integration-backend=local")
+    result.assert_outcomes(passed=1, deselected=3)
+    result.stdout.fnmatch_lines(["*integration services*", "redis*local*"])
+    assert "postgres " not in result.stdout.str()
+    assert "mysql " not in result.stdout.str()
