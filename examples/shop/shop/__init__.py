@@ -1,0 +1,1 @@
+"""A tiny shop: orders in PostgreSQL, a price cache in Redis."""
