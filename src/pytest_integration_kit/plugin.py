@@ -12,6 +12,19 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_integration_kit.errors import ConfigError
+from pytest_integration_kit.fixtures.faults import fault_proxy_factory, network_guard_factory
+from pytest_integration_kit.fixtures.isolation import (
+    follow_test_loop_scope,
+    isolation_workspace_factory,
+    mysql_async_session_factory,
+    mysql_engine_factory,
+    mysql_session_factory,
+    postgres_async_session_factory,
+    postgres_engine_factory,
+    postgres_session_factory,
+    redis_async_client_factory,
+    redis_client_factory,
+)
 from pytest_integration_kit.fixtures.meta import fixture_metas
 from pytest_integration_kit.fixtures.mocks import http_mock_factory, mock_server_factory
 from pytest_integration_kit.fixtures.services import (
@@ -41,6 +54,8 @@ MARKERS = {
     "slow": "the test takes seconds, not milliseconds",
     "http_mock": "http_mock(assert_all_called=False, assert_all_mocked=True, base_url=None): "
     "configure the http_mock and mock_server fixtures for this test",
+    "isolation": "isolation(strategy): rollback, truncate or clone for this test's databases "
+    "(default: integration_isolation)",
 }
 
 
@@ -200,8 +215,26 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"reaped from dead sessions: {reaped.describe()}")
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Any:
+    """Async isolation fixtures run in the test's event loop (set before pytest-asyncio looks)."""
+    follow_test_loop_scope(fixturedef, request)
+    return (yield)
+
+
 postgres_server = postgres_server_factory()
 mysql_server = mysql_server_factory()
 redis_server = redis_server_factory()
 http_mock = http_mock_factory()
 mock_server = mock_server_factory()
+fault_proxy = fault_proxy_factory()
+integration_network_guard = network_guard_factory()
+isolation_workspace = isolation_workspace_factory()
+postgres_engine = postgres_engine_factory()
+mysql_engine = mysql_engine_factory()
+postgres_session = postgres_session_factory()
+mysql_session = mysql_session_factory()
+postgres_async_session = postgres_async_session_factory()
+mysql_async_session = mysql_async_session_factory()
+redis_client = redis_client_factory()
+redis_async_client = redis_async_client_factory()

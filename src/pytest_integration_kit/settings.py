@@ -192,6 +192,30 @@ def _module_attr(raw: str) -> str:
     return value
 
 
+def _config_file(raw: str) -> str:
+    value = raw.strip()
+    if not value.endswith((".ini", ".toml")) or "\n" in value:
+        raise ValueError
+    return value
+
+
+def _seed_entries(raw: str) -> tuple[str, ...]:
+    entries = tuple(part for part in raw.replace(",", " ").split() if part)
+    if not entries:
+        raise ValueError
+    for entry in entries:
+        if not entry.lower().endswith(".sql"):
+            _module_attr(entry)
+    return entries
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError
+    return value
+
+
 def mask_url_password(url: str) -> str:
     """``scheme://user:secret@host`` → ``scheme://user:***@host``; anything else unchanged."""
     scheme, sep, rest = url.partition("://")
@@ -206,6 +230,7 @@ def mask_url_password(url: str) -> str:
 
 
 def _missing_default(_: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, str]:
+    """`fail` when the `CI` environment variable is set (and not false/0/no/off), else `skip`"""
     ci = env.get("CI", "")
     if ci and ci.strip().lower() not in FALSE_WORDS:
         return "fail", "default: CI is set"
@@ -213,6 +238,7 @@ def _missing_default(_: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str,
 
 
 def _inherit_backend(resolved: Mapping[str, Any], _: Mapping[str, str]) -> tuple[str, str]:
+    """the value of `integration_backend`"""
     return resolved["backend"], "from integration_backend"
 
 
@@ -271,6 +297,17 @@ def _build_table() -> tuple[Setting, ...]:
             example="~/.cache/pytest-integration-kit",
             bad_example="relative/cache",
         ),
+        Setting(
+            "block_network",
+            "Fail a test not marked requires_network that connects beyond the loopback "
+            "interface (and the session's servers).",
+            _bool,
+            allowed="a boolean (1/0, true/false, yes/no, on/off)",
+            default=False,
+            metavar="BOOL",
+            example="true",
+            bad_example="strict",
+        ),
     ]
     for service in SERVICES:
         table += [
@@ -327,6 +364,60 @@ def _build_table() -> tuple[Setting, ...]:
             bad_example="myapp.models",
         )
     )
+    table += [
+        Setting(
+            "alembic_config",
+            "An alembic.ini whose 'upgrade head' builds the test database schema "
+            "(instead of, or before, integration_schema).",
+            _config_file,
+            allowed="a path to an alembic .ini (or .toml) file",
+            metavar="PATH",
+            example="alembic.ini",
+            bad_example="migrations",
+        ),
+        Setting(
+            "seed",
+            "Seed data loaded into the template after the schema: SQL files and/or "
+            "module:attr callables given a Connection, separated by commas.",
+            _seed_entries,
+            allowed="comma-separated *.sql paths or module:attr callables",
+            metavar="FILES",
+            example="seed/users.sql,myapp.seed:load",
+            bad_example="seed/users.txt",
+        ),
+        Setting(
+            "isolation",
+            "How tests are kept apart in the database: rollback (savepoint sessions), "
+            "truncate (empty the written tables after the test) or clone (a fresh "
+            "database per test).",
+            _choice("rollback", "truncate", "clone"),
+            allowed="one of rollback, truncate, clone",
+            default="rollback",
+            metavar="{rollback,truncate,clone}",
+            example="truncate",
+            bad_example="savepoint",
+        ),
+        Setting(
+            "leak_check",
+            "Fail a test that leaves a database connection checked out or a transaction open.",
+            _bool,
+            allowed="a boolean (1/0, true/false, yes/no, on/off)",
+            default=False,
+            metavar="BOOL",
+            example="true",
+            bad_example="sometimes",
+        ),
+        Setting(
+            "clone_pool_size",
+            "How many fresh databases the clone strategy keeps ready in the background.",
+            _positive_int,
+            allowed="a whole number of at least 1",
+            default=2,
+            metavar="N",
+            example="4",
+            bad_example="0",
+        ),
+    ]
     return tuple(table)
 
 

@@ -1,0 +1,394 @@
+"""Database administration per kind of server: create, clone, drop, lock, track writes.
+
+PostgreSQL clones with ``CREATE DATABASE … TEMPLATE``. MySQL has no templates, so a
+copy replays each table's ``SHOW CREATE TABLE`` and its rows, then recreates the
+triggers. Both drop a database even while connections to it are open.
+"""
+
+# ruff: noqa: S608 - statements are built from identifiers we quote ourselves, never from input
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar
+
+from pytest_integration_kit.isolation import tracking
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from sqlalchemy.engine import Connection, Engine
+
+    from pytest_integration_kit.services.endpoint import Endpoint
+
+__all__ = ["ADMINS", "DatabaseAdmin", "MySQLAdmin", "PostgresAdmin", "admin_for"]
+
+
+class DatabaseAdmin(ABC):
+    """What isolation needs from a SQL server, on an autocommit admin connection."""
+
+    service: ClassVar[str]
+    #: SQLAlchemy drivers for AsyncEngines, in order of preference.
+    async_drivers: ClassVar[tuple[str, ...]]
+    #: The statement that empties what a test wrote (truncate strategy).
+    clean_statement: ClassVar[str]
+
+    def engine(self, endpoint: Endpoint, database: str | None = None, **kwargs: object) -> Engine:
+        from sqlalchemy import create_engine  # noqa: PLC0415 - optional dependency, imported when used
+
+        target = endpoint if database is None else endpoint.with_database(database)
+        return create_engine(target.url, **kwargs)
+
+    def admin_engine(self, endpoint: Endpoint) -> Engine:
+        from sqlalchemy.pool import NullPool  # noqa: PLC0415 - optional dependency, imported when used
+
+        return self.engine(endpoint, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+
+    @abstractmethod
+    def lock(self, conn: Connection, key: str) -> None:
+        """Wait for a server-wide lock named ``key`` (held by this connection)."""
+
+    @abstractmethod
+    def unlock(self, conn: Connection, key: str) -> None: ...
+
+    @abstractmethod
+    def template_state(self, conn: Connection, name: str) -> str:
+        """``"absent"``, ``"ready"`` or ``"incomplete"`` (a builder died half-way)."""
+
+    @abstractmethod
+    def create_empty(self, conn: Connection, name: str) -> None: ...
+
+    @abstractmethod
+    def install_tracking(self, engine: Engine) -> None:
+        """Add the write tracking of :mod:`~pytest_integration_kit.isolation.tracking`."""
+
+    @abstractmethod
+    def mark_ready(self, conn: Connection, name: str, fingerprint: str) -> None:
+        """Declare the template complete: the last step of a build."""
+
+    @abstractmethod
+    def clone(self, conn: Connection, endpoint: Endpoint, template: str, name: str) -> None:
+        """Create ``name`` as a copy of ``template`` (schema, seed rows, tracking)."""
+
+    @abstractmethod
+    def drop(self, conn: Connection, name: str) -> None:
+        """Drop ``name`` if it exists, even with connections still open to it."""
+
+    @abstractmethod
+    def open_transactions(self, conn: Connection, name: str) -> list[str]:
+        """Sessions on ``name`` left inside a transaction, described for people."""
+
+    def exists(self, conn: Connection, name: str) -> bool:
+        return self.template_state(conn, name) != "absent"
+
+
+def _pg_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class PostgresAdmin(DatabaseAdmin):
+    service = "postgres"
+    async_drivers = ("asyncpg", "psycopg_async")
+    clean_statement = f"SELECT {tracking.POSTGRES_SCHEMA}.clean()"
+
+    def lock(self, conn: Connection, key: str) -> None:
+        from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
+
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _lock_number(key)})
+
+    def unlock(self, conn: Connection, key: str) -> None:
+        from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
+
+        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _lock_number(key)})
+
+    def template_state(self, conn: Connection, name: str) -> str:
+        from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
+
+        row = conn.execute(
+            text("SELECT datistemplate FROM pg_database WHERE datname = :n"), {"n": name}
+        ).first()
+        if row is None:
+            return "absent"
+        return "ready" if row[0] else "incomplete"
+
+    def create_empty(self, conn: Connection, name: str) -> None:
+        conn.exec_driver_sql(f"CREATE DATABASE {_pg_ident(name)} TEMPLATE template0")
+
+    def install_tracking(self, engine: Engine) -> None:
+        from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
+
+        with engine.begin() as conn:
+            tables = [
+                (str(r[0]), str(r[1]))
+                for r in conn.execute(
+                    text(
+                        "SELECT n.nspname, c.relname FROM pg_class c "
+                        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition "
+                        "AND n.nspname NOT IN ('pg_catalog', 'information_schema', :s) "
+                        "AND n.nspname NOT LIKE 'pg\\_%' ORDER BY 1, 2"
+                    ),
+                    {"s": tracking.POSTGRES_SCHEMA},
+                )
+            ]
+            edges = [
+                ((str(r[0]), str(r[1])), (str(r[2]), str(r[3])))
+                for r in conn.execute(
+                    text(
+                        "SELECT cn.nspname, cc.relname, pn.nspname, pc.relname "
+                        "FROM pg_constraint k "
+                        "JOIN pg_class cc ON cc.oid = k.conrelid "
+                        "JOIN pg_namespace cn ON cn.oid = cc.relnamespace "
+                        "JOIN pg_class pc ON pc.oid = k.confrelid "
+                        "JOIN pg_namespace pn ON pn.oid = pc.relnamespace "
+                        "WHERE k.contype = 'f'"
+                    )
+                )
+            ]
+            keyed = {f"{s}.{n}": (s, n) for s, n in tables}
+            order_names = tracking.dependency_order(
+                keyed, [(f"{c[0]}.{c[1]}", f"{p[0]}.{p[1]}") for c, p in edges]
+            )
+            order = {keyed[name]: i for i, name in enumerate(order_names)}
+            seeded = [
+                (s, n)
+                for s, n in tables
+                if conn.exec_driver_sql(
+                    f"SELECT EXISTS (SELECT 1 FROM {_pg_ident(s)}.{_pg_ident(n)})"
+                ).scalar()
+            ]
+            _run_raw(conn, tracking.postgres_tracking_statements(tables, order, seeded))
+
+    def mark_ready(self, conn: Connection, name: str, fingerprint: str) -> None:
+        conn.exec_driver_sql(f"ALTER DATABASE {_pg_ident(name)} IS_TEMPLATE true")
+
+    def clone(self, conn: Connection, endpoint: Endpoint, template: str, name: str) -> None:
+        from sqlalchemy.exc import OperationalError  # noqa: PLC0415 - optional dependency, imported when used
+
+        statement = f"CREATE DATABASE {_pg_ident(name)} TEMPLATE {_pg_ident(template)}"
+        for attempt in range(50):
+            try:
+                conn.exec_driver_sql(statement)
+                return
+            except OperationalError as exc:
+                # Someone (a stray client, an autovacuum) is connected to the template.
+                if "being accessed by other users" not in str(exc) or attempt == 49:
+                    raise
+                time.sleep(0.05)
+
+    def drop(self, conn: Connection, name: str) -> None:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {_pg_ident(name)} WITH (FORCE)")
+
+    def drop_template(self, conn: Connection, name: str) -> None:
+        conn.exec_driver_sql(f"ALTER DATABASE {_pg_ident(name)} IS_TEMPLATE false")
+        self.drop(conn, name)
+
+    def open_transactions(self, conn: Connection, name: str) -> list[str]:
+        from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
+
+        rows = conn.execute(
+            text(
+                "SELECT pid, coalesce(application_name, ''), state, left(query, 80) "
+                "FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid() "
+                "AND state LIKE 'idle in transaction%'"
+            ),
+            {"n": name},
+        ).all()
+        return [f"pid {r[0]} {r[1]!r} {r[2]} after {r[3]!r}" for r in rows]
+
+
+class MySQLAdmin(DatabaseAdmin):
+    service = "mysql"
+    async_drivers = ("aiomysql", "asyncmy")
+    clean_statement = f"CALL {tracking.MYSQL_PREFIX}clean()"
+
+    def lock(self, conn: Connection, key: str) -> None:
+        from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
+
+        got = conn.execute(text("SELECT GET_LOCK(:k, 600)"), {"k": _lock_name(key)}).scalar()
+        if got != 1:
+            raise TimeoutError(f"could not take the MySQL lock {key!r} in 600 s")
+
+    def unlock(self, conn: Connection, key: str) -> None:
+        from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
+
+        conn.execute(text("SELECT RELEASE_LOCK(:k)"), {"k": _lock_name(key)})
+
+    def template_state(self, conn: Connection, name: str) -> str:
+        from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
+
+        exists = conn.execute(
+            text("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = :n"), {"n": name}
+        ).first()
+        if exists is None:
+            return "absent"
+        ready = conn.execute(
+            text(
+                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = :n "
+                "AND TABLE_NAME = :t"
+            ),
+            {"n": name, "t": f"{tracking.MYSQL_PREFIX}template"},
+        ).first()
+        return "ready" if ready is not None else "incomplete"
+
+    def create_empty(self, conn: Connection, name: str) -> None:
+        conn.exec_driver_sql(
+            f"CREATE DATABASE {_my_ident(name)} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        )
+
+    @staticmethod
+    def _tables_and_edges(conn: Connection, name: str) -> tuple[list[str], list[tuple[str, str]]]:
+        from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
+
+        tables = [
+            str(r[0])
+            for r in conn.execute(
+                text(
+                    "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = :n "
+                    "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME"
+                ),
+                {"n": name},
+            )
+        ]
+        edges = [
+            (str(r[0]), str(r[1]))
+            for r in conn.execute(
+                text(
+                    "SELECT TABLE_NAME, REFERENCED_TABLE_NAME FROM "
+                    "information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = :n "
+                    "AND REFERENCED_TABLE_SCHEMA = :n AND REFERENCED_TABLE_NAME IS NOT NULL"
+                ),
+                {"n": name},
+            )
+        ]
+        return tables, edges
+
+    def install_tracking(self, engine: Engine) -> None:
+        with engine.begin() as conn:
+            name = str(engine.url.database)
+            all_tables, edges = self._tables_and_edges(conn, name)
+            tables = [t for t in all_tables if not t.startswith(tracking.MYSQL_PREFIX)]
+            order = {t: i for i, t in enumerate(tracking.dependency_order(tables, edges))}
+            closure = tracking.referencing_closure(tables, edges)
+            seeded = [
+                t
+                for t in tables
+                if conn.exec_driver_sql(f"SELECT 1 FROM {_my_ident(t)} LIMIT 1").first()
+            ]
+            _run_raw(conn, tracking.mysql_bookkeeping_statements(tables, order, seeded, closure))
+            _run_raw(conn, tracking.mysql_tracking_statements(tables))
+
+    def mark_ready(self, conn: Connection, name: str, fingerprint: str) -> None:
+        conn.exec_driver_sql(
+            f"CREATE TABLE {_my_ident(name)}.{tracking.MYSQL_PREFIX}template "
+            f"(fingerprint VARCHAR(64)) ENGINE=InnoDB"
+        )
+
+    def clone(self, conn: Connection, endpoint: Endpoint, template: str, name: str) -> None:
+        from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
+
+        self.create_empty(conn, name)
+        all_tables, _ = self._tables_and_edges(conn, template)
+        tracked = [
+            str(r[0])
+            for r in conn.execute(
+                text(f"SELECT name FROM {_my_ident(template)}.{tracking.MYSQL_PREFIX}tables")
+            )
+        ]
+        with self.engine(endpoint, name).connect() as target:
+            target.exec_driver_sql("SET foreign_key_checks = 0")
+            for table in all_tables:
+                row = conn.exec_driver_sql(
+                    f"SHOW CREATE TABLE {_my_ident(template)}.{_my_ident(table)}"
+                ).first()
+                assert row is not None
+                target.exec_driver_sql(str(row[1]))
+                if table in tracked or table.startswith(tracking.MYSQL_PREFIX):
+                    # Seed rows and bookkeeping; tracked tables hold rows only when seeded.
+                    target.exec_driver_sql(
+                        f"INSERT INTO {_my_ident(table)} SELECT * FROM "
+                        f"{_my_ident(template)}.{_my_ident(table)}"
+                    )
+            for view_name, definition in conn.execute(
+                text(
+                    "SELECT TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS "
+                    "WHERE TABLE_SCHEMA = :n"
+                ),
+                {"n": template},
+            ):
+                body = str(definition).replace(f"{_my_ident(template)}.", "")
+                target.exec_driver_sql(f"CREATE VIEW {_my_ident(str(view_name))} AS {body}")
+            _run_raw(target, tracking.mysql_tracking_statements(tracked))
+            target.exec_driver_sql("SET foreign_key_checks = 1")
+            target.commit()
+
+    def drop(self, conn: Connection, name: str) -> None:
+        from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
+        from sqlalchemy.exc import DBAPIError  # noqa: PLC0415 - optional dependency, imported when used
+
+        ids = [
+            int(r[0])
+            for r in conn.execute(
+                text(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = :n "
+                    "AND ID <> CONNECTION_ID()"
+                ),
+                {"n": name},
+            )
+        ]
+        for pid in ids:
+            with contextlib.suppress(DBAPIError):  # it ended by itself meanwhile
+                conn.exec_driver_sql(f"KILL {pid}")
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {_my_ident(name)}")
+
+    def open_transactions(self, conn: Connection, name: str) -> list[str]:
+        from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
+
+        rows = conn.execute(
+            text(
+                "SELECT p.ID, p.USER, t.trx_started FROM information_schema.INNODB_TRX t "
+                "JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id "
+                "WHERE p.DB = :n AND p.ID <> CONNECTION_ID()"
+            ),
+            {"n": name},
+        ).all()
+        return [f"connection {r[0]} ({r[1]}) in a transaction since {r[2]}" for r in rows]
+
+
+def _my_ident(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _run_raw(conn: Connection, statements: Iterable[str]) -> None:
+    """Run statements on the driver's cursor: no parameter markers, so % and $ stay as written."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for statement in statements:
+            cursor.execute(statement)
+    finally:
+        cursor.close()
+
+
+def _lock_number(key: str) -> int:
+    """A signed 64-bit advisory lock number for ``key``."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+
+
+def _lock_name(key: str) -> str:
+    """MySQL lock names are at most 64 characters."""
+    return "pik_" + hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+ADMINS: dict[str, DatabaseAdmin] = {"postgres": PostgresAdmin(), "mysql": MySQLAdmin()}
+
+
+def admin_for(service: str) -> DatabaseAdmin:
+    try:
+        return ADMINS[service]
+    except KeyError:
+        raise ValueError(
+            f"isolation supports {', '.join(ADMINS)} databases, not {service!r}"
+        ) from None

@@ -1,0 +1,359 @@
+"""The isolated databases of one process on one SQL server.
+
+One :class:`IsolatedDatabases` per (server, schema) per process: it builds the
+template once (keyed by the schema's fingerprint, under a server-wide lock, so
+concurrent workers and sessions build it once between them), creates this process's
+own database from it, keeps an Engine per database, hands out clones from a
+:class:`ClonePool` and drops everything it made at :meth:`close` — even with
+connections still open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import queue
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pytest_integration_kit.errors import IntegrationKitError
+from pytest_integration_kit.isolation.admin import DatabaseAdmin, admin_for
+from pytest_integration_kit.isolation.schema import SchemaSource
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from pytest_integration_kit.services.endpoint import Endpoint
+
+__all__ = [
+    "MAX_NAME_BYTES",
+    "Clone",
+    "ClonePool",
+    "IsolatedDatabases",
+    "IsolationError",
+    "LeakError",
+    "database_name",
+    "owner_token",
+]
+
+#: PostgreSQL truncates identifiers beyond 63 bytes; MySQL allows 64.
+MAX_NAME_BYTES = 63
+
+#: Every database the kit makes starts with this.
+NAME_PREFIX = "pik_"
+
+
+class IsolationError(IntegrationKitError):
+    """A test database could not be prepared (schema, seed, clone or drop failed)."""
+
+
+class LeakError(IsolationError):
+    """A test left a connection checked out or a transaction open (strict leak check)."""
+
+
+def owner_token(session_id: str | None = None, worker: str | None = None) -> str:
+    """``<session>_<worker>``: unique per pytest session and xdist worker, lower-case.
+
+    The session part is random unless given, so two sessions on one shared server
+    never pick the same names.
+    """
+    session = session_id or uuid.uuid4().hex[:12]
+    worker = worker if worker is not None else os.environ.get("PYTEST_XDIST_WORKER", "main")
+    return re.sub(r"[^a-z0-9_]", "_", f"{session}_{worker}".lower())
+
+
+def database_name(*parts: str) -> str:
+    """``pik_<parts…>``, shortened with a hash when it would exceed 63 bytes."""
+    name = NAME_PREFIX + "_".join(p for p in parts if p)
+    name = re.sub(r"[^a-z0-9_]", "_", name.lower())
+    if len(name.encode()) <= MAX_NAME_BYTES:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    return name[: MAX_NAME_BYTES - len(digest) - 1] + "_" + digest
+
+
+@dataclass
+class Clone:
+    """A fresh database from the template, with an Engine already holding a connection."""
+
+    name: str
+    engine: Engine
+
+
+class IsolatedDatabases:
+    """Template, worker database, engines and clones of one process on one server."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        source: SchemaSource | None = None,
+        *,
+        owner: str | None = None,
+        admin: DatabaseAdmin | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.source = source or SchemaSource()
+        self.owner = owner or owner_token()
+        self.admin = admin or admin_for(endpoint.service)
+        self._lock = threading.RLock()
+        self._admin_engine: Engine | None = None
+        self._template: str | None = None
+        #: True when this process built the template, False when it found it ready.
+        self.template_built: bool | None = None
+        self._worker: str | None = None
+        self._engines: dict[str, Engine] = {}
+        self._made: list[str] = []
+        self._pool: ClonePool | None = None
+        self._clone_counter = 0
+
+    # -- names ----------------------------------------------------------------------
+
+    def template_name(self, fingerprint: str) -> str:
+        return database_name("tpl", fingerprint[:24])
+
+    def next_clone_name(self) -> str:
+        with self._lock:
+            self._clone_counter += 1
+            return database_name(self.owner, f"c{self._clone_counter}")
+
+    # -- admin ----------------------------------------------------------------------
+
+    @property
+    def admin_engine(self) -> Engine:
+        with self._lock:
+            if self._admin_engine is None:
+                self._admin_engine = self.admin.admin_engine(self.endpoint)
+            return self._admin_engine
+
+    def template(self) -> str:
+        """The template's name, building it first unless an identical one exists."""
+        with self._lock:
+            if self._template is not None:
+                return self._template
+            fingerprint = self.source.fingerprint(self.admin_engine)
+            name = self.template_name(fingerprint)
+            with self.admin_engine.connect() as conn:
+                self.admin.lock(conn, name)
+                try:
+                    state = self.admin.template_state(conn, name)
+                    if state == "ready":
+                        self.template_built = False
+                    else:
+                        if state == "incomplete":  # its builder died half-way
+                            self.admin.drop(conn, name)
+                        self._build_template(conn, name, fingerprint)
+                        self.template_built = True
+                finally:
+                    self.admin.unlock(conn, name)
+            self._template = name
+            return name
+
+    def _build_template(self, conn: object, name: str, fingerprint: str) -> None:
+        from sqlalchemy.pool import NullPool  # noqa: PLC0415 - optional dependency, imported when used
+
+        assert hasattr(conn, "exec_driver_sql")
+        self.admin.create_empty(conn, name)  # type: ignore[arg-type]
+        engine = self.admin.engine(self.endpoint, name, poolclass=NullPool)
+        try:
+            self.source.apply(engine)
+            self.admin.install_tracking(engine)
+        except IntegrationKitError:
+            self.admin.drop(conn, name)  # type: ignore[arg-type]
+            raise
+        except Exception as exc:
+            self.admin.drop(conn, name)  # type: ignore[arg-type]
+            raise IsolationError(
+                f"building the template database {name!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        finally:
+            engine.dispose()
+        self.admin.mark_ready(conn, name, fingerprint)  # type: ignore[arg-type]
+
+    def create_from_template(self, name: str) -> None:
+        template = self.template()
+        with self.admin_engine.connect() as conn:
+            self.admin.drop(conn, name)  # a leftover of a crashed run with our name
+            self.admin.clone(conn, self.endpoint, template, name)
+        with self._lock:
+            self._made.append(name)
+
+    def drop(self, name: str) -> None:
+        with self._lock:
+            engine = self._engines.pop(name, None)
+        if engine is not None:
+            engine.dispose()
+        with self.admin_engine.connect() as conn:
+            self.admin.drop(conn, name)
+        with self._lock:
+            if name in self._made:
+                self._made.remove(name)
+
+    # -- databases ------------------------------------------------------------------
+
+    def worker_database(self) -> str:
+        """This process's own database (made from the template on first use)."""
+        with self._lock:
+            if self._worker is None:
+                name = database_name(self.owner)
+                self.create_from_template(name)
+                self._worker = name
+            return self._worker
+
+    def engine(self, database: str | None = None) -> Engine:
+        """The Engine on ``database`` (default: the worker database), one per database."""
+        name = database or self.worker_database()
+        with self._lock:
+            engine = self._engines.get(name)
+            if engine is None:
+                engine = self.admin.engine(self.endpoint, name, pool_pre_ping=False)
+                self._engines[name] = engine
+            return engine
+
+    def clean(self, database: str | None = None) -> None:
+        """Empty the tables written since the last clean and restore their seed rows."""
+        with self.engine(database).connect() as conn:
+            conn.exec_driver_sql(self.admin.clean_statement)
+            conn.commit()
+
+    def clone_pool(self, size: int = 2) -> ClonePool:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ClonePool(self, size=size)
+            return self._pool
+
+    def leaks(self, database: str | None = None) -> list[str]:
+        """What is left checked out or inside a transaction on ``database``."""
+        name = database or self.worker_database()
+        found: list[str] = []
+        with self._lock:
+            engine = self._engines.get(name)
+        if engine is not None:
+            checked_out = engine.pool.checkedout()  # type: ignore[attr-defined]
+            if checked_out:
+                found.append(f"{checked_out} connection(s) of the engine on {name!r} checked out")
+        with self.admin_engine.connect() as conn:
+            found += [
+                f"{name!r}: {description}"
+                for description in self.admin.open_transactions(conn, name)
+            ]
+        return found
+
+    def close(self) -> None:
+        """Dispose every engine and drop every database this object made."""
+        if self._pool is not None:
+            self._pool.close()
+        with self._lock:
+            engines, self._engines = list(self._engines.values()), {}
+            made, self._made = list(self._made), []
+        for engine in engines:
+            engine.dispose()
+        if made:
+            with self.admin_engine.connect() as conn:
+                for name in made:
+                    self.admin.drop(conn, name)
+        if self._admin_engine is not None:
+            self._admin_engine.dispose()
+
+
+class ClonePool:
+    """Fresh databases from the template, made ahead of need and dropped behind it.
+
+    A background thread keeps ``size`` clones ready (each with a connected Engine) and
+    drops the ones given back, so a test pays only for taking one off the queue.
+    """
+
+    def __init__(self, databases: IsolatedDatabases, *, size: int = 2) -> None:
+        if size < 1:
+            raise ValueError("a clone pool needs size >= 1")
+        self.databases = databases
+        self.size = size
+        self._ready: queue.Queue[Clone | BaseException] = queue.Queue()
+        self._doomed: queue.Queue[Clone] = queue.Queue()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._pending = 0  # clones made but not yet taken
+        self._count_lock = threading.Lock()
+        self._thread = threading.Thread(
+            target=self._run, name=f"integration-clones-{databases.owner}", daemon=True
+        )
+        self._thread.start()
+
+    def _make(self) -> Clone:
+        name = self.databases.next_clone_name()
+        self.databases.create_from_template(name)
+        engine = self.databases.admin.engine(self.databases.endpoint, name)
+        engine.connect().close()  # leave one warm connection in the engine's pool
+        return Clone(name, engine)
+
+    def _run(self) -> None:
+        # Refilling comes first: a test may be waiting; drops can wait their turn.
+        while not self._stopping.is_set():
+            with self._count_lock:
+                short = self._pending < self.size
+                if short:
+                    self._pending += 1
+            if short:
+                try:
+                    self._ready.put(self._make())
+                except BaseException as exc:  # handed to the taker, who raises it
+                    self._ready.put(exc)
+                continue
+            try:
+                doomed = self._doomed.get_nowait()
+            except queue.Empty:
+                doomed = None
+            if doomed is not None:
+                self._drop(doomed)
+                continue
+            self._wake.wait(0.5)
+            self._wake.clear()
+
+    def _drop(self, clone: Clone) -> None:
+        clone.engine.dispose()
+        # A failure here is retried by IsolatedDatabases.close, which drops what is left.
+        with contextlib.suppress(Exception):
+            self.databases.drop(clone.name)
+
+    def take(self, timeout: float = 120.0) -> Clone:
+        """A fresh clone; waits for the background thread if none is ready yet."""
+        started = time.monotonic()
+        item = self._ready.get(timeout=timeout)
+        with self._count_lock:
+            self._pending -= 1
+        self._wake.set()
+        if isinstance(item, BaseException):
+            raise IsolationError(
+                f"cloning the template failed after {time.monotonic() - started:.1f} s: {item}"
+            ) from item
+        return item
+
+    def give_back(self, clone: Clone) -> None:
+        """Hand a used clone over for dropping in the background."""
+        clone.engine.dispose()
+        self._doomed.put(clone)
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join(timeout=60)
+        leftovers: list[Clone] = []
+        while True:
+            try:
+                item = self._ready.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, Clone):
+                leftovers.append(item)
+        while True:
+            try:
+                leftovers.append(self._doomed.get_nowait())
+            except queue.Empty:
+                break
+        for clone in leftovers:
+            self._drop(clone)

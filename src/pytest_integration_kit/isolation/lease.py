@@ -1,0 +1,134 @@
+"""The database one test uses under one strategy, and what happens to it afterwards.
+
+``rollback`` — the worker database; sessions roll back, and if the test wrote through
+the Engine directly, the written tables are emptied too. ``truncate`` — the worker
+database; afterwards the tables written to (tracked by triggers, whoever wrote) are
+emptied and their seed rows restored, in one round trip. ``clone`` — a fresh database
+from the template, taken from the background pool and dropped behind the test.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Final
+
+from pytest_integration_kit.isolation.databases import Clone, IsolatedDatabases, LeakError
+from pytest_integration_kit.isolation.sessions import rollback_session
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.orm import Session
+
+__all__ = ["STRATEGIES", "DatabaseLease"]
+
+STRATEGIES: Final = ("rollback", "truncate", "clone")
+
+
+class DatabaseLease:
+    """One test's database; shared by the fixtures of that test, released by the last."""
+
+    def __init__(
+        self,
+        databases: IsolatedDatabases,
+        strategy: str,
+        *,
+        leak_check: bool = False,
+        clone_pool_size: int = 2,
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
+        self.databases = databases
+        self.strategy = strategy
+        self.leak_check = leak_check
+        self._clone: Clone | None = None
+        if strategy == "clone":
+            self._clone = databases.clone_pool(clone_pool_size).take()
+            self.database = self._clone.name
+            self.engine: Engine = self._clone.engine
+        else:
+            self.database = databases.worker_database()
+            self.engine = databases.engine(self.database)
+        self.users = 0
+        self.engine_used = False
+
+    def acquire(self) -> DatabaseLease:
+        self.users += 1
+        return self
+
+    def release(self) -> bool:
+        """One user fewer; the last one ends the lease (True when it did)."""
+        self.users -= 1
+        if self.users > 0:
+            return False
+        self.end()
+        return True
+
+    @contextmanager
+    def session(self, **options: Any) -> Iterator[Session]:
+        """A Session for the test: rolled back (rollback) or plain (truncate, clone)."""
+        if self.strategy == "rollback":
+            with rollback_session(self.engine, **options) as session:
+                yield session
+            return
+        from sqlalchemy.orm import Session  # noqa: PLC0415 - optional dependency, imported when used
+
+        with Session(self.engine, **options) as session:
+            yield session
+
+    def async_engine(self, driver: str | None = None) -> AsyncEngine:
+        """A new AsyncEngine on this lease's database (the caller disposes it)."""
+        from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415 - optional dependency, imported when used
+
+        url = self.engine.url
+        chosen = driver or self._async_driver()
+        base = url.drivername.split("+", 1)[0]
+        return create_async_engine(url.set(drivername=f"{base}+{chosen}"))
+
+    def _async_driver(self) -> str:
+        import importlib.util  # noqa: PLC0415 - optional dependency, imported when used
+
+        for driver in self.databases.admin.async_drivers:
+            module = "psycopg" if driver == "psycopg_async" else driver
+            if importlib.util.find_spec(module) is not None:
+                return driver
+        raise LeakError(  # not a leak, but an IsolationError all the same
+            f"no asyncio driver for {self.databases.endpoint.service}: install one of "
+            + ", ".join(self.databases.admin.async_drivers)
+        )
+
+    def end(self) -> None:
+        """Clean up after the test; raises LeakError (after cleaning) under the leak check."""
+        leaks = self.databases.leaks(self.database) if self.leak_check else []
+        if leaks:
+            self._terminate_leaks()
+        try:
+            if self._clone is not None:
+                self.databases.clone_pool().give_back(self._clone)
+            elif self.strategy == "truncate" or self.engine_used:
+                self.databases.clean(self.database)
+        finally:
+            if leaks:
+                raise LeakError(
+                    "the test left behind (strict leak check, integration_leak_check):\n  - "
+                    + "\n  - ".join(leaks)
+                )
+
+    def _terminate_leaks(self) -> None:
+        """Close what the test left open so cleaning does not wait on its locks."""
+        self.engine.pool.dispose()
+        admin = self.databases.admin
+        if admin.service == "postgres":
+            from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
+
+            with self.databases.admin_engine.connect() as conn:
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = :n AND pid <> pg_backend_pid() "
+                        "AND state LIKE 'idle in transaction%'"
+                    ),
+                    {"n": self.database},
+                )

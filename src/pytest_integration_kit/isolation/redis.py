@@ -1,0 +1,160 @@
+"""A Redis keyspace of this process's own, emptied after each test.
+
+Each process claims a free db index (1…N-1) with a ``SET NX`` claim key in db 0, so
+xdist workers and concurrent sessions on one shared server never meet. Where only
+db 0 exists (managed Redis, cluster), it falls back to a key prefix and cleans with
+``SCAN`` + ``UNLINK``. Never ``FLUSHALL``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from pytest_integration_kit.isolation.databases import IsolationError, owner_token
+
+if TYPE_CHECKING:
+    import redis as redis_sync
+    import redis.asyncio as redis_async
+
+    from pytest_integration_kit.services.endpoint import Endpoint
+
+__all__ = ["CLAIM_PREFIX", "LARGE_KEYSPACE", "RedisKeyspace"]
+
+#: Claim keys live in db 0: ``pik:claim:db:<n>`` holding the owner token.
+CLAIM_PREFIX = "pik:claim:db:"
+#: A claim outlives a crashed owner by at most this long.
+CLAIM_SECONDS = 24 * 3600
+#: From this many keys on, FLUSHDB ASYNC frees memory off the server's main thread.
+LARGE_KEYSPACE = 1000
+
+
+class RedisKeyspace:
+    """This process's db index (or key prefix) on one Redis server."""
+
+    def __init__(self, endpoint: Endpoint, *, owner: str | None = None) -> None:
+        self.endpoint = endpoint
+        self.owner = owner or owner_token()
+        self._lock = threading.Lock()
+        self.db: int | None = None
+        #: Non-empty only in prefix mode: every key of the tests must start with it.
+        self.prefix = ""
+        self._client: redis_sync.Redis | None = None
+
+    def _connect(self, db: int) -> redis_sync.Redis:
+        import redis as redis_sync  # noqa: PLC0415 - optional dependency, imported when used
+
+        return redis_sync.Redis(
+            host=self.endpoint.host,
+            port=self.endpoint.port,
+            username=self.endpoint.user or None,
+            password=self.endpoint.password or None,
+            db=db,
+        )
+
+    def claim(self) -> int:
+        """Claim a free db index (emptied first); 0 with a key prefix when there is none."""
+        with self._lock:
+            if self.db is not None:
+                return self.db
+            base = self._connect(0)
+            try:
+                count = self._database_count(base)
+                for index in range(1, count):
+                    key = f"{CLAIM_PREFIX}{index}"
+                    if base.set(key, self.owner, nx=True, ex=CLAIM_SECONDS):
+                        self.db = index
+                        break
+                else:
+                    self.db = 0
+                    self.prefix = f"pik:{self.owner}:"
+            finally:
+                base.close()
+            self._client = self._connect(self.db)
+            if self.db:
+                self._client.flushdb()  # a crashed owner's leftovers
+            return self.db
+
+    def _database_count(self, client: redis_sync.Redis) -> int:
+        from redis.exceptions import ResponseError  # noqa: PLC0415 - optional dependency, imported when used
+
+        try:
+            value = client.config_get("databases").get("databases")
+            return int(value) if value is not None else 1
+        except ResponseError:  # CONFIG is disabled on many managed servers
+            probe = self._connect(1)
+            try:
+                probe.ping()  # selecting db 1 on connect fails where only db 0 exists
+            except ResponseError:
+                return 1
+            finally:
+                probe.close()
+            return 16
+
+    def client(self, **options: object) -> redis_sync.Redis:
+        """A new client on this process's db index."""
+        import redis as redis_sync  # noqa: PLC0415 - optional dependency, imported when used
+
+        db = self.claim()
+        return redis_sync.Redis(
+            host=self.endpoint.host,
+            port=self.endpoint.port,
+            username=self.endpoint.user or None,
+            password=self.endpoint.password or None,
+            db=db,
+            **options,  # type: ignore[arg-type]
+        )
+
+    def async_client(self, **options: object) -> redis_async.Redis:
+        """A new asyncio client on this process's db index."""
+        import redis.asyncio as redis_async  # noqa: PLC0415 - optional dependency, imported when used
+
+        db = self.claim()
+        return redis_async.Redis(
+            host=self.endpoint.host,
+            port=self.endpoint.port,
+            username=self.endpoint.user or None,
+            password=self.endpoint.password or None,
+            db=db,
+            **options,  # type: ignore[arg-type]
+        )
+
+    def clean(self) -> int:
+        """Empty this keyspace; returns how many keys there were (one round trip if none)."""
+        self.claim()
+        client = self._client
+        if client is None:
+            raise IsolationError("the Redis keyspace is closed")
+        if self.prefix:
+            keys = list(client.scan_iter(match=self.prefix + "*", count=1000))
+            for start in range(0, len(keys), 1000):
+                client.unlink(*keys[start : start + 1000])
+            return len(keys)
+        size = int(client.dbsize())
+        if size:
+            client.flushdb(asynchronous=size >= LARGE_KEYSPACE)
+        return size
+
+    def close(self) -> None:
+        """Empty the keyspace and give the db index back."""
+        with self._lock:
+            client, self._client = self._client, None
+            db, self.db = self.db, None
+        if client is None or db is None:
+            return
+        try:
+            if db:
+                client.flushdb()
+                base = self._connect(0)
+                try:
+                    key = f"{CLAIM_PREFIX}{db}"
+                    if base.get(key) == self.owner.encode():
+                        base.delete(key)
+                finally:
+                    base.close()
+            else:
+                keys = list(client.scan_iter(match=self.prefix + "*", count=1000))
+                if keys:
+                    client.unlink(*keys)
+        finally:
+            client.close()

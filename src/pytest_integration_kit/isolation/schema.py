@@ -1,0 +1,280 @@
+"""What defines a test database: a schema (MetaData, callable or alembic) plus seed data.
+
+The :class:`SchemaSource` knows how to apply itself to a connection and how to name
+itself with a fingerprint: a hash of everything that defines the result (the DDL the
+MetaData compiles to, the source of a callable, the alembic scripts, the seed files).
+The template database is keyed by that fingerprint, so an unchanged schema is reused
+and a changed one is rebuilt without anyone asking.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_integration_kit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from sqlalchemy.engine import Connection, Engine
+
+__all__ = ["FINGERPRINT_VERSION", "SchemaSource", "load_attribute", "split_sql"]
+
+#: Bumped whenever what the kit adds to a template (tracking tables, triggers) changes.
+FINGERPRINT_VERSION = "pik-isolation-1"
+
+
+def load_attribute(spec: str) -> Any:
+    """Import ``module:attr.sub`` and return the attribute, with a clear error."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import {module_name!r} (from {spec!r}): {exc}") from None
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ConfigError(
+                f"{module_name!r} has no attribute {attr!r} (from {spec!r})"
+            ) from None
+    return target
+
+
+def split_sql(script: str) -> list[str]:  # noqa: PLR0912 - one small lexer, kept in one piece
+    """Split an SQL script into statements on ``;`` outside quotes, comments and $$ bodies.
+
+    Enough for seed files (INSERTs, CREATE FUNCTION with dollar quoting); drivers differ
+    in whether they accept several statements at once, so we send them one by one.
+    """
+    statements: list[str] = []
+    current: list[str] = []
+    i, n = 0, len(script)
+    while i < n:
+        ch = script[i]
+        if ch in "'\"`":
+            end = i + 1
+            while end < n:
+                if script[end] == ch:
+                    if end + 1 < n and script[end + 1] == ch:  # doubled quote
+                        end += 2
+                        continue
+                    break
+                if script[end] == "\\" and ch != '"':
+                    end += 1
+                end += 1
+            current.append(script[i : end + 1])
+            i = end + 1
+            continue
+        if script.startswith("--", i) or (ch == "#" and not current):
+            end = script.find("\n", i)
+            i = n if end < 0 else end + 1
+            continue
+        if script.startswith("/*", i):
+            end = script.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+            continue
+        if ch == "$":
+            tag_end = script.find("$", i + 1)
+            tag = script[i : tag_end + 1] if tag_end > 0 else ""
+            if tag and (tag == "$$" or tag[1:-1].isidentifier()):
+                body_end = script.find(tag, tag_end + 1)
+                stop = n if body_end < 0 else body_end + len(tag)
+                current.append(script[i:stop])
+                i = stop
+                continue
+        if ch == ";":
+            statement = "".join(current).strip()
+            if statement:
+                statements.append(statement)
+            current = []
+            i += 1
+            continue
+        current.append(ch)
+        i += 1
+    tail = "".join(current).strip()
+    if tail:
+        statements.append(tail)
+    return statements
+
+
+def _source_of(obj: Any) -> str:
+    """The source text of a callable, or its qualified name when there is none."""
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+@dataclass(frozen=True)
+class SchemaSource:
+    """The schema and seed data of a test database, by reference.
+
+    ``schema`` is ``module:attr`` naming a ``MetaData`` (or something with a
+    ``.metadata``, like a declarative base) or a callable given a Connection;
+    ``alembic_config`` a path to ``alembic.ini`` (upgraded to ``head`` instead);
+    ``seed`` SQL file paths and/or ``module:attr`` callables given a Connection, run in
+    order after the schema. Relative paths are taken from ``root``.
+    """
+
+    schema: str | None = None
+    alembic_config: str | None = None
+    seed: tuple[str, ...] = ()
+    root: Path = field(default_factory=Path.cwd)
+
+    # -- loading --------------------------------------------------------------------
+
+    def _schema_object(self) -> Any:
+        if self.schema is None:
+            return None
+        if str(self.root) not in sys.path:
+            sys.path.insert(0, str(self.root))
+        target = load_attribute(self.schema)
+        from sqlalchemy import MetaData  # noqa: PLC0415 - optional dependency, imported when used
+
+        if not isinstance(target, MetaData) and isinstance(
+            getattr(target, "metadata", None), MetaData
+        ):
+            target = target.metadata
+        if not isinstance(target, MetaData) and not callable(target):
+            raise ConfigError(
+                f"integration_schema: {self.schema!r} is a {type(target).__name__}; expected "
+                "a SQLAlchemy MetaData (or a declarative base) or a callable given a Connection"
+            )
+        return target
+
+    def _seed_entries(self) -> list[Path | Callable[[Connection], Any]]:
+        entries: list[Path | Callable[[Connection], Any]] = []
+        for item in self.seed:
+            if item.lower().endswith(".sql"):
+                path = Path(item)
+                path = path if path.is_absolute() else self.root / path
+                if not path.is_file():
+                    raise ConfigError(f"integration_seed: no such SQL file {str(path)!r}")
+                entries.append(path)
+            else:
+                if str(self.root) not in sys.path:
+                    sys.path.insert(0, str(self.root))
+                target = load_attribute(item)
+                if not callable(target):
+                    raise ConfigError(f"integration_seed: {item!r} is not callable")
+                entries.append(target)
+        return entries
+
+    def _alembic_path(self) -> Path | None:
+        if self.alembic_config is None:
+            return None
+        path = Path(self.alembic_config)
+        path = path if path.is_absolute() else self.root / path
+        if not path.is_file():
+            raise ConfigError(f"integration_alembic_config: no such file {str(path)!r}")
+        return path
+
+    # -- fingerprint ----------------------------------------------------------------
+
+    def fingerprint(self, engine: Engine) -> str:
+        """A hex digest of everything that defines the database, for ``engine``'s dialect."""
+        digest = hashlib.sha256()
+
+        def add(label: str, text: str | bytes) -> None:
+            digest.update(label.encode() + b"\0")
+            digest.update(text if isinstance(text, bytes) else text.encode())
+            digest.update(b"\0")
+
+        add("version", FINGERPRINT_VERSION)
+        add("dialect", engine.dialect.name)
+        target = self._schema_object()
+        if target is not None:
+            from sqlalchemy import MetaData  # noqa: PLC0415 - optional dependency, imported when used
+            from sqlalchemy.schema import CreateIndex, CreateTable  # noqa: PLC0415 - optional dependency, imported when used
+
+            if isinstance(target, MetaData):
+                for table in target.sorted_tables:
+                    add("table", str(CreateTable(table).compile(dialect=engine.dialect)))
+                    for index in sorted(table.indexes, key=lambda ix: str(ix.name)):
+                        add("index", str(CreateIndex(index).compile(dialect=engine.dialect)))
+            else:
+                add("callable", _source_of(target))
+        alembic = self._alembic_path()
+        if alembic is not None:
+            for path in self._alembic_files(alembic):
+                add(f"alembic:{path.name}", path.read_bytes())
+        for entry in self._seed_entries():
+            if isinstance(entry, Path):
+                add(f"seed:{entry.name}", entry.read_bytes())
+            else:
+                add("seed-callable", _source_of(entry))
+        return digest.hexdigest()
+
+    def _alembic_files(self, ini: Path) -> list[Path]:
+        """alembic.ini, env.py and every migration script: what ``upgrade head`` runs."""
+        from alembic.config import Config  # noqa: PLC0415 - optional dependency, imported when used
+        from alembic.script import ScriptDirectory  # noqa: PLC0415 - optional dependency, imported when used
+
+        script = ScriptDirectory.from_config(Config(str(ini)))
+        directory = Path(script.dir)
+        files = [ini, *sorted(directory.glob("env.py"))]
+        for version_dir in script._version_locations:
+            files += sorted(Path(version_dir).rglob("*.py"))
+        # The heads themselves, so a branch merge without file changes still counts.
+        return files
+
+    # -- applying -------------------------------------------------------------------
+
+    @property
+    def empty(self) -> bool:
+        return self.schema is None and self.alembic_config is None and not self.seed
+
+    def apply(self, engine: Engine) -> None:
+        """Create the schema and load the seed data into ``engine``'s database."""
+        target = self._schema_object()
+        alembic = self._alembic_path()
+        if alembic is not None:
+            self._upgrade(alembic, engine)
+        if target is not None:
+            from sqlalchemy import MetaData  # noqa: PLC0415 - optional dependency, imported when used
+
+            with engine.begin() as conn:
+                if isinstance(target, MetaData):
+                    target.create_all(conn)
+                else:
+                    target(conn)
+        seeds = self._seed_entries()
+        if seeds:
+            self._seed(engine, seeds)
+
+    @staticmethod
+    def _seed(engine: Engine, entries: Iterable[Path | Callable[[Connection], Any]]) -> None:
+        with engine.begin() as conn:
+            for entry in entries:
+                if isinstance(entry, Path):
+                    # Straight to the driver: no parameters, so a literal % stays one.
+                    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                    try:
+                        for statement in split_sql(entry.read_text()):
+                            cursor.execute(statement)
+                    finally:
+                        cursor.close()
+                else:
+                    entry(conn)
+
+    @staticmethod
+    def _upgrade(ini: Path, engine: Engine) -> None:
+        from alembic import command  # noqa: PLC0415 - optional dependency, imported when used
+        from alembic.config import Config  # noqa: PLC0415 - optional dependency, imported when used
+
+        config = Config(str(ini))
+        url = engine.url.render_as_string(hide_password=False)
+        # configparser interpolation: a % in a password must be doubled.
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+        with engine.begin() as conn:
+            # env.py files written for tests (the alembic cookbook) use this connection;
+            # stock ones connect to sqlalchemy.url above.
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")

@@ -1,0 +1,57 @@
+"""SQLAlchemy sessions whose every write is undone afterwards, sync and async.
+
+The session is bound to a connection inside an outer transaction and joins it with
+``join_transaction_mode="create_savepoint"``: the code under test may ``commit()`` and
+``rollback()`` as it likes — those act on savepoints — and the outer transaction is
+rolled back when the block ends.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+    from sqlalchemy.orm import Session
+
+__all__ = ["async_rollback_session", "rollback_session"]
+
+
+@contextmanager
+def rollback_session(engine: Engine, **session_options: Any) -> Iterator[Session]:
+    """A Session on ``engine`` whose work is rolled back at the end, commits included."""
+    from sqlalchemy.orm import Session  # noqa: PLC0415 - optional dependency, imported when used
+
+    with engine.connect() as conn:
+        outer = conn.begin()
+        session = Session(bind=conn, join_transaction_mode="create_savepoint", **session_options)
+        try:
+            yield session
+        finally:
+            session.close()
+            if outer.is_active:
+                outer.rollback()
+
+
+@asynccontextmanager
+async def async_rollback_session(
+    engine: AsyncEngine, **session_options: Any
+) -> AsyncIterator[AsyncSession]:
+    """The AsyncSession counterpart of :func:`rollback_session`."""
+    from sqlalchemy.ext.asyncio import AsyncSession  # noqa: PLC0415 - optional dependency, imported when used
+
+    async with engine.connect() as conn:
+        outer = await conn.begin()
+        session = AsyncSession(
+            bind=conn, join_transaction_mode="create_savepoint", **session_options
+        )
+        try:
+            yield session
+        finally:
+            await session.close()
+            if outer.is_active:
+                await outer.rollback()

@@ -1,0 +1,244 @@
+"""Write tracking for the truncate strategy: which tables did a test touch?
+
+Code under test may open its own connections or run in another process, so the kit
+cannot watch the writes from Python. Instead the template database carries a small
+``_pik`` bookkeeping area: a trigger on every table records its name in a ``dirty``
+table, and one server-side routine empties exactly the dirty tables (and the tables
+referencing them), restores their seed rows and forgets the marks — one round trip.
+
+Writes rolled back (the rollback strategy) roll back their marks too, so the same
+template serves every strategy.
+"""
+
+# ruff: noqa: S608 - statements are built from identifiers we quote ourselves, never from input
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+__all__ = [
+    "MYSQL_PREFIX",
+    "POSTGRES_SCHEMA",
+    "dependency_order",
+    "mysql_tracking_statements",
+    "postgres_tracking_statements",
+    "referencing_closure",
+]
+
+#: The schema holding the PostgreSQL bookkeeping; MySQL tables carry a name prefix.
+POSTGRES_SCHEMA = "_pik"
+MYSQL_PREFIX = "_pik_"
+
+
+def dependency_order(tables: Iterable[str], edges: Iterable[tuple[str, str]]) -> list[str]:
+    """Tables parents first: ``edges`` are (child, parent) foreign keys. Cycles keep name order."""
+    names = sorted(set(tables))
+    parents: dict[str, set[str]] = {name: set() for name in names}
+    for child, parent in edges:
+        if child in parents and parent in parents and child != parent:
+            parents[child].add(parent)
+    order: list[str] = []
+    placed: set[str] = set()
+    while len(order) < len(names):
+        ready = [n for n in names if n not in placed and parents[n] <= placed]
+        if not ready:  # a cycle: take the first remaining name and go on
+            ready = [next(n for n in names if n not in placed)]
+        for name in ready:
+            order.append(name)
+            placed.add(name)
+    return order
+
+
+def referencing_closure(
+    tables: Iterable[str], edges: Iterable[tuple[str, str]]
+) -> dict[str, set[str]]:
+    """For each table, every table that references it, directly or through others."""
+    children: dict[str, set[str]] = {}
+    for child, parent in edges:
+        children.setdefault(parent, set()).add(child)
+    closure: dict[str, set[str]] = {}
+    for table in tables:
+        seen: set[str] = set()
+        stack = [table]
+        while stack:
+            for child in children.get(stack.pop(), ()):
+                if child not in seen:
+                    seen.add(child)
+                    stack.append(child)
+        seen.discard(table)
+        closure[table] = seen
+    return closure
+
+
+def _pg_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def postgres_tracking_statements(
+    tables: Sequence[tuple[str, str]],
+    order: Mapping[tuple[str, str], int],
+    seeded: Iterable[tuple[str, str]],
+) -> list[str]:
+    """DDL installing tracking on ``tables`` ((schema, name) pairs) in a PostgreSQL database."""
+    s = _pg_ident(POSTGRES_SCHEMA)
+    statements = [
+        f"CREATE SCHEMA {s}",
+        f"CREATE UNLOGGED TABLE {s}.dirty (rel oid PRIMARY KEY)",
+        f"CREATE TABLE {s}.tables (rel oid PRIMARY KEY, ord integer NOT NULL, seed regclass)",
+        f"""CREATE FUNCTION {s}.mark() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO {s}.dirty VALUES (TG_RELID) ON CONFLICT DO NOTHING;
+  RETURN NULL;
+END $$""",
+        f"""CREATE FUNCTION {s}.clean() RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+  r record;
+  n integer := 0;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM {s}.dirty) THEN
+    RETURN 0;
+  END IF;
+  FOR r IN
+    WITH RECURSIVE affected(rel) AS (
+      SELECT rel FROM {s}.dirty
+      UNION
+      SELECT c.conrelid FROM pg_constraint c JOIN affected a ON c.confrelid = a.rel
+      WHERE c.contype = 'f')
+    SELECT t.rel::regclass AS rel FROM {s}.tables t JOIN affected a USING (rel)
+    ORDER BY t.ord DESC
+  LOOP
+    EXECUTE format('DELETE FROM %s', r.rel);
+    n := n + 1;
+  END LOOP;
+  FOR r IN
+    WITH RECURSIVE affected(rel) AS (
+      SELECT rel FROM {s}.dirty
+      UNION
+      SELECT c.conrelid FROM pg_constraint c JOIN affected a ON c.confrelid = a.rel
+      WHERE c.contype = 'f')
+    SELECT t.rel::regclass AS rel, t.seed FROM {s}.tables t JOIN affected a USING (rel)
+    WHERE t.seed IS NOT NULL ORDER BY t.ord
+  LOOP
+    EXECUTE format('INSERT INTO %s OVERRIDING SYSTEM VALUE SELECT * FROM %s', r.rel, r.seed);
+  END LOOP;
+  DELETE FROM {s}.dirty;
+  RETURN n;
+END $$""",
+    ]
+    seeded_set = set(seeded)
+    for schema, name in tables:
+        qualified = f"{_pg_ident(schema)}.{_pg_ident(name)}"
+        seed = "NULL"
+        if (schema, name) in seeded_set:
+            copy = f"seed_{hashlib.sha256(f'{schema}.{name}'.encode()).hexdigest()[:16]}"
+            statements.append(f"CREATE TABLE {s}.{copy} AS SELECT * FROM {qualified}")
+            seed = f"'{s}.{copy}'::regclass"
+        statements += [
+            f"INSERT INTO {s}.tables VALUES ('{qualified.replace(chr(39), chr(39) * 2)}'"
+            f"::regclass::oid, {order[(schema, name)]}, {seed})",
+            f"CREATE TRIGGER _pik_mark AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {qualified} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {s}.mark()",
+        ]
+    return statements
+
+
+def _my_ident(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _my_literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def mysql_trigger_name(table: str, event: str) -> str:
+    """≤ 64 characters, unique per table and event."""
+    digest = hashlib.sha256(table.encode()).hexdigest()[:8]
+    return f"{MYSQL_PREFIX}{table[:40]}_{digest}_{event[0].lower()}"
+
+
+MYSQL_CLEAN_PROCEDURE = f"""CREATE PROCEDURE {MYSQL_PREFIX}clean()
+BEGIN
+  DECLARE done INT DEFAULT 0;
+  DECLARE t VARCHAR(64);
+  DECLARE s VARCHAR(64);
+  DECLARE cur CURSOR FOR
+    SELECT tb.name, tb.seed FROM {MYSQL_PREFIX}tables tb
+    WHERE tb.name IN (SELECT d.name FROM {MYSQL_PREFIX}dirty d)
+       OR tb.name IN (SELECT r.ref FROM {MYSQL_PREFIX}refs r JOIN {MYSQL_PREFIX}dirty d
+                      ON r.name = d.name)
+    ORDER BY tb.ord;
+  DECLARE CONTINUE HANDLER FOR NOT FOUND SET done = 1;
+  IF EXISTS (SELECT 1 FROM {MYSQL_PREFIX}dirty) THEN
+    SET @pik_fk = @@foreign_key_checks;
+    SET foreign_key_checks = 0;
+    OPEN cur;
+    each_table: LOOP
+      FETCH cur INTO t, s;
+      IF done THEN
+        LEAVE each_table;
+      END IF;
+      SET @pik_q = CONCAT('DELETE FROM `', REPLACE(t, '`', '``'), '`');
+      PREPARE pik_stmt FROM @pik_q;
+      EXECUTE pik_stmt;
+      DEALLOCATE PREPARE pik_stmt;
+      IF s IS NOT NULL THEN
+        SET @pik_q = CONCAT('INSERT INTO `', REPLACE(t, '`', '``'), '` SELECT * FROM `', s, '`');
+        PREPARE pik_stmt FROM @pik_q;
+        EXECUTE pik_stmt;
+        DEALLOCATE PREPARE pik_stmt;
+      END IF;
+    END LOOP;
+    CLOSE cur;
+    DELETE FROM {MYSQL_PREFIX}dirty;
+    SET foreign_key_checks = @pik_fk;
+  END IF;
+END"""
+
+
+def mysql_bookkeeping_statements(
+    tables: Sequence[str],
+    order: Mapping[str, int],
+    seeded: Iterable[str],
+    closure: Mapping[str, set[str]],
+) -> list[str]:
+    """The bookkeeping tables, their rows and seed copies (copied along with the data)."""
+    p = MYSQL_PREFIX
+    statements = [
+        f"CREATE TABLE {p}dirty (name VARCHAR(64) PRIMARY KEY) ENGINE=InnoDB",
+        f"CREATE TABLE {p}tables (name VARCHAR(64) PRIMARY KEY, ord INT NOT NULL, "
+        "seed VARCHAR(64) NULL) ENGINE=InnoDB",
+        f"CREATE TABLE {p}refs (name VARCHAR(64) NOT NULL, ref VARCHAR(64) NOT NULL, "
+        "PRIMARY KEY (name, ref)) ENGINE=InnoDB",
+    ]
+    seeded_set = set(seeded)
+    for table in tables:
+        seed = "NULL"
+        if table in seeded_set:
+            copy = f"{p}seed_{hashlib.sha256(table.encode()).hexdigest()[:16]}"
+            statements.append(f"CREATE TABLE {copy} AS SELECT * FROM {_my_ident(table)}")
+            seed = _my_literal(copy)
+        statements.append(
+            f"INSERT INTO {p}tables VALUES ({_my_literal(table)}, {order[table]}, {seed})"
+        )
+        statements += [
+            f"INSERT INTO {p}refs VALUES ({_my_literal(table)}, {_my_literal(ref)})"
+            for ref in sorted(closure.get(table, ()))
+        ]
+    return statements
+
+
+def mysql_tracking_statements(tables: Sequence[str]) -> list[str]:
+    """Triggers and the clean procedure: not copied with tables, so made on every copy."""
+    statements = [MYSQL_CLEAN_PROCEDURE]
+    for table in tables:
+        for event in ("INSERT", "UPDATE", "DELETE"):
+            statements.append(
+                f"CREATE TRIGGER {_my_ident(mysql_trigger_name(table, event))} AFTER {event} "
+                f"ON {_my_ident(table)} FOR EACH ROW "
+                f"INSERT IGNORE INTO {MYSQL_PREFIX}dirty VALUES ({_my_literal(table)})"
+            )
+    return statements

@@ -1,0 +1,75 @@
+"""Everything one process isolated, on every server: closed together at the end."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from pytest_integration_kit.isolation.databases import IsolatedDatabases, owner_token
+from pytest_integration_kit.isolation.redis import RedisKeyspace
+from pytest_integration_kit.isolation.schema import SchemaSource
+
+if TYPE_CHECKING:
+    from pytest_integration_kit.services.endpoint import Endpoint
+
+__all__ = ["IsolationWorkspace"]
+
+
+class IsolationWorkspace:
+    """The :class:`IsolatedDatabases` and :class:`RedisKeyspace` of one process, by server.
+
+    Usable from a script as a context manager::
+
+        with IsolationWorkspace(SchemaSource(schema="app.models:Base")) as workspace:
+            engine = workspace.databases(endpoint).engine()
+    """
+
+    def __init__(self, source: SchemaSource | None = None, *, owner: str | None = None) -> None:
+        self.source = source or SchemaSource()
+        self.owner = owner or owner_token()
+        self._lock = threading.Lock()
+        self._databases: dict[tuple[str, str, int, str], IsolatedDatabases] = {}
+        self._keyspaces: dict[tuple[str, int, str], RedisKeyspace] = {}
+
+    def databases(self, endpoint: Endpoint) -> IsolatedDatabases:
+        """This process's databases on the SQL server at ``endpoint``."""
+        key = (endpoint.service, endpoint.host, endpoint.port, endpoint.user)
+        with self._lock:
+            found = self._databases.get(key)
+            if found is None:
+                found = IsolatedDatabases(endpoint, self.source, owner=self.owner)
+                self._databases[key] = found
+            return found
+
+    def keyspace(self, endpoint: Endpoint) -> RedisKeyspace:
+        """This process's db index (or key prefix) on the Redis server at ``endpoint``."""
+        key = (endpoint.host, endpoint.port, endpoint.user)
+        with self._lock:
+            found = self._keyspaces.get(key)
+            if found is None:
+                found = RedisKeyspace(endpoint, owner=self.owner)
+                self._keyspaces[key] = found
+            return found
+
+    def close(self) -> None:
+        """Drop every database and give back every Redis db index; first error re-raised."""
+        with self._lock:
+            items: list[IsolatedDatabases | RedisKeyspace] = [
+                *self._databases.values(),
+                *self._keyspaces.values(),
+            ]
+            self._databases, self._keyspaces = {}, {}
+        first: BaseException | None = None
+        for item in items:
+            try:
+                item.close()
+            except Exception as exc:
+                first = first or exc
+        if first is not None:
+            raise first
+
+    def __enter__(self) -> IsolationWorkspace:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
