@@ -141,11 +141,17 @@ class Reaper:
 
 
 def kept_containers() -> list[dict[str, str]]:
-    """Containers on this engine labelled for reuse: id, service, config hash, created."""
+    """Containers labelled for reuse by this host (a shared engine may hold other hosts'):
+    id, service, config hash, status."""
     try:
         containers = docker_client().containers.list(all=True, filters={"label": REUSE_LABEL})
     except Exception:
         return []
+    containers = [
+        c
+        for c in containers
+        if (owner := Owner.from_labels(dict(c.labels or {}))) is None or owner.on_this_host
+    ]
     return [
         {
             "id": str(c.id),

@@ -1,0 +1,95 @@
+"""Command line: ``python -m pytest_integration_kit kept list|remove``.
+
+Servers kept with ``integration_reuse`` outlive every run on purpose; this is how a
+user sees and removes them (all of them: the registry in the cache dir, and any
+container on this host labelled for reuse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from pytest_integration_kit.errors import ConfigError
+from pytest_integration_kit.settings import resolve_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _cache_dir(raw: str | None) -> Path:
+    settings = resolve_settings(cli={"cache_dir": raw}, ini={})
+    path: Path = settings["cache_dir"]
+    return path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pytest_integration_kit",
+        description="Manage servers kept between test runs (integration_reuse).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    kept = commands.add_parser("kept", help="servers kept for reuse")
+    actions = kept.add_subparsers(dest="action", required=True)
+    for name, text in (("list", "show kept servers"), ("remove", "stop and remove them all")):
+        action = actions.add_parser(name, help=text)
+        action.add_argument(
+            "--cache-dir",
+            default=None,
+            help="the integration_cache_dir the runs used (default: INTEGRATION_CACHE_DIR, "
+            "else the per-user cache dir)",
+        )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    # Imported here: the lifecycle pulls in the backends, which `--help` does not need.
+    from pytest_integration_kit.lifecycle.attached import attach  # noqa: PLC0415
+    from pytest_integration_kit.lifecycle.kept import KeptServers, age  # noqa: PLC0415
+    from pytest_integration_kit.lifecycle.reaper import (  # noqa: PLC0415
+        kept_containers,
+        remove_container,
+    )
+
+    try:
+        cache_dir = _cache_dir(args.cache_dir)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    registry = KeptServers(cache_dir)
+    records = registry.all()
+    known = {str(r.handle.get("container_id")) for r in records}
+    strays = [c for c in kept_containers() if c["id"] not in known]
+    if args.action == "list":
+        if not records and not strays:
+            print(f"no kept servers (cache dir {cache_dir})")
+            return 0
+        for record in records:
+            server = attach(record) if record.endpoint is not None else None
+            alive = getattr(server, "is_alive", lambda: True)()
+            where = server.endpoint.address if server is not None else "-"
+            print(
+                f"{record.service:<9} {record.backend:<7} {where:<22} "
+                f"kept {age(record)} ago, config {record.config_hash}, "
+                f"{'running' if alive else 'dead'}"
+            )
+        for container in strays:
+            print(
+                f"{container['service']:<9} docker  {container['id'][:12]:<22} "
+                f"not in the registry, config {container['config_hash']}, {container['status']}"
+            )
+        return 0
+    removed = registry.remove_all()
+    for container in strays:
+        remove_container(container["id"])
+    print(f"removed {len(removed) + len(strays)} kept server(s) (cache dir {cache_dir})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
