@@ -1,0 +1,114 @@
+"""AsyncSession fixtures under pytest-asyncio 1.x: strict and auto modes, loop scopes."""
+
+from __future__ import annotations
+
+import pytest
+from isolation_project import run, write_project
+
+STRICT_TESTS = """
+import pytest
+from sqlalchemy import text
+
+DB = pytest.mark.parametrize("db", ["postgres", "mysql"])
+
+
+async def place_order(session, order_id):
+    await session.execute(
+        text("INSERT INTO orders (id, user_id, total) VALUES (:i, 1, 10)"), {"i": order_id}
+    )
+    await session.commit()
+
+
+@pytest.mark.asyncio
+async def test_commit_in_function_loop(postgres_async_session, mysql_async_session):
+    for session in (postgres_async_session, mysql_async_session):
+        await place_order(session, 1)
+        await session.execute(text("INSERT INTO orders (id, user_id, total) VALUES (2, 1, 1)"))
+        await session.rollback()
+        assert (await session.execute(text("SELECT count(*) FROM orders"))).scalar() == 1
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_commit_in_module_loop(postgres_async_session, mysql_async_session):
+    for session in (postgres_async_session, mysql_async_session):
+        await place_order(session, 3)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_nothing_leaked_in_module_loop(postgres_async_session, mysql_async_session):
+    for session in (postgres_async_session, mysql_async_session):
+        assert (await session.execute(text("SELECT count(*) FROM orders"))).scalar() == 0
+        assert (await session.execute(text("SELECT count(*) FROM users"))).scalar() == 2
+
+
+@pytest.mark.asyncio
+async def test_nothing_leaked_in_function_loop(postgres_async_session, mysql_async_session):
+    for session in (postgres_async_session, mysql_async_session):
+        assert (await session.execute(text("SELECT count(*) FROM orders"))).scalar() == 0
+"""
+
+AUTO_TESTS = """
+from sqlalchemy import text
+
+
+async def test_auto_mode_needs_no_marker(postgres_async_session):
+    await postgres_async_session.execute(text("DELETE FROM users"))
+    await postgres_async_session.commit()
+    assert (await postgres_async_session.execute(text("SELECT count(*) FROM users"))).scalar() == 0
+
+
+async def test_seed_is_back(postgres_async_session):
+    assert (await postgres_async_session.execute(text("SELECT count(*) FROM users"))).scalar() == 2
+"""
+
+PINNED_CONFTEST = """
+from pytest_integration_kit.fixtures.isolation import postgres_async_session_factory
+
+pg_module_session = postgres_async_session_factory(loop_scope="module")
+"""
+
+PINNED_TESTS = """
+import pytest
+from sqlalchemy import text
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_same_loop(pg_module_session):
+    assert (await pg_module_session.execute(text("SELECT 1"))).scalar() == 1
+
+
+@pytest.mark.asyncio
+async def test_other_loop(pg_module_session):
+    pass
+"""
+
+
+def test_async_sessions_roll_back_in_any_loop_scope(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    write_project(pytester)
+    pytester.makepyfile(test_user=STRICT_TESTS)
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=4)
+
+
+def test_auto_mode(pytester: pytest.Pytester, backend_env: str) -> None:
+    write_project(pytester, asyncio_mode="auto")
+    pytester.makepyfile(test_user=AUTO_TESTS)
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+
+
+def test_a_pinned_loop_scope_mismatch_is_a_clear_error(pytester: pytest.Pytester) -> None:
+    write_project(pytester, extra="integration_backend = local")
+    pytester.makeconftest(PINNED_CONFTEST)
+    pytester.makepyfile(test_user=PINNED_TESTS)
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*pg_module_session runs in the module-scoped event loop*"
+            "test_user.py::test_other_loop runs in the function-scoped one*",
+        ]
+    )
+    assert "attached to a different loop" not in result.stdout.str()
