@@ -360,6 +360,9 @@ class FaultProxy:
         downstream = Link(connection, "downstream", server_reader, client_writer)
         try:
             await asyncio.gather(self._pump(upstream), self._pump(downstream))
+        except asyncio.CancelledError:
+            # Stopping the proxy; Python 3.11's stream callback chokes on a cancelled task.
+            pass
         finally:
             connection.close()
             self._connections.discard(connection)

@@ -123,11 +123,15 @@ class Bandwidth(Toxic):
             raise ValueError("bandwidth rate must be > 0 bytes per second")
 
     async def pipe(self, data: bytes, link: Link, send: Callable[[bytes], Awaitable[None]]) -> None:
-        # About 100 slices a second: smooth enough, cheap enough.
+        # About 100 slices a second, paced against a deadline so sleep overshoot
+        # does not add up over a long transfer.
+        loop = asyncio.get_running_loop()
         step = max(1, int(self.rate / 100))
         for start in range(0, len(data), step):
             piece = data[start : start + step]
-            await asyncio.sleep(len(piece) / self.rate)
+            due = max(loop.time(), float(link.state.get(self, 0.0))) + len(piece) / self.rate
+            link.state[self] = due
+            await asyncio.sleep(due - loop.time())
             await send(piece)
 
 
