@@ -23,7 +23,7 @@ def test_a_second_postgres_on_another_backend(pytester: pytest.Pytester, backend
             assert pg_local.backend == "local"
             assert postgres_server.backend == "{backend}"
             if postgres_server.backend != "local":
-                assert (postgres_server.host, postgres_server.port) != (pg_local.host, pg_local.port)
+                assert postgres_server.url != pg_local.url
             for server in (postgres_server, pg_local):
                 with psycopg.connect(
                     host=server.host, port=server.port, user=server.user,

@@ -35,7 +35,8 @@ def test_postgres(postgres_server):
         assert conn.execute("SELECT 40 + 2").fetchone() == (42,)
     engine = sa.create_engine(postgres_server.url)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT current_database()")).scalar() == postgres_server.database
+        database = conn.execute(sa.text("SELECT current_database()")).scalar()
+        assert database == postgres_server.database
     engine.dispose()
 
 

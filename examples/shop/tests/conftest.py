@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from shop.models import Product, metadata
 from sqlalchemy.orm import Session
 
 from pytest_integration_kit import Endpoint
-from shop.models import Product, metadata
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +26,9 @@ def session(engine: sa.Engine) -> Iterator[Session]:
     # The code under test commits: wrap it in an outer transaction rolled back after.
     with engine.connect() as conn, conn.begin() as outer:
         with Session(bind=conn, join_transaction_mode="create_savepoint") as session:
-            session.add_all([Product(name="tea", price_cents=450), Product(name="cake", price_cents=300)])
+            session.add_all(
+                [Product(name="tea", price_cents=450), Product(name="cake", price_cents=300)]
+            )
             session.flush()
             yield session
         outer.rollback()

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
 from shop.models import Order
 from shop.orders import OutOfRange, place_order
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 
 def test_an_order_is_priced_and_stored(session: Session) -> None:

@@ -4,9 +4,9 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from shop.prices import PriceCache
 
 from pytest_integration_kit import Endpoint
-from shop.prices import PriceCache
 
 
 @pytest.fixture
