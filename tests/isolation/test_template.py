@@ -1,0 +1,132 @@
+"""The template: built once per schema, reused while unchanged, rebuilt when it changes.
+
+These runs use the url backend, so the servers outlive the inner sessions and we can
+look at what each run left on them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from isolation_project import run, write_project
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+TESTS = """
+import pytest
+from sqlalchemy import inspect, text
+
+DB = pytest.mark.parametrize("db", ["postgres", "mysql"])
+
+
+@DB
+def test_schema(db, request):
+    session = request.getfixturevalue(f"{db}_session")
+    columns = {c["name"] for c in inspect(session.connection()).get_columns("{table}")}
+    print(f"COLUMNS {db} {sorted(columns)}")
+    assert session.execute(text("SELECT count(*) FROM users")).scalar() == 2
+"""
+
+EXTRA_MODEL = """
+{table} = Table("{table}", metadata, Column("id", Integer, primary_key=True){more})
+"""
+
+
+@pytest.fixture
+def url_env(
+    url_servers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, Engine]]:
+    """Inner runs on the url backend; admin engines on the same servers for us."""
+    monkeypatch.setenv("INTEGRATION_BACKEND", "url")
+    monkeypatch.setenv("INTEGRATION_MISSING", "fail")
+    for service, url in url_servers.items():
+        monkeypatch.setenv(f"INTEGRATION_{service.upper()}_URL", url)
+    engines = {
+        service: create_engine(url_servers[service], isolation_level="AUTOCOMMIT")
+        for service in ("postgres", "mysql")
+    }
+    yield engines
+    for engine in engines.values():
+        engine.dispose()
+
+
+def templates(engines: dict[str, Engine]) -> dict[str, dict[str, int]]:
+    """Template databases on each server: name -> an identity that changes on rebuild."""
+    with engines["postgres"].connect() as conn:
+        pg = {
+            str(name): int(oid)
+            for name, oid in conn.execute(
+                text("SELECT datname, oid FROM pg_database WHERE datname LIKE 'pik\\_tpl\\_%'")
+            )
+        }
+    with engines["mysql"].connect() as conn:
+        my = {
+            str(name): 0
+            for (name,) in conn.execute(
+                text(
+                    "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA "
+                    "WHERE SCHEMA_NAME LIKE 'pik\\_tpl\\_%'"
+                )
+            )
+        }
+    return {"postgres": pg, "mysql": my}
+
+
+def mark_mysql_template(engine: Engine, name: str) -> None:
+    """A row only a rebuild would lose."""
+    with engine.connect() as conn:
+        conn.execute(text(f"INSERT INTO `{name}`._pik_template VALUES ('marked')"))
+
+
+def mysql_marked(engine: Engine, name: str) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.execute(text(f"SELECT count(*) FROM `{name}`._pik_template")).scalar())
+
+
+def test_unchanged_schema_is_reused_and_changed_one_rebuilt(
+    pytester: pytest.Pytester, url_env: dict[str, Engine]
+) -> None:
+    table = f"things_{uuid.uuid4().hex[:8]}"  # a schema no other test has built
+    write_project(pytester)
+    models = pytester.path / "models.py"
+    base_models = models.read_text()
+    models.write_text(base_models + EXTRA_MODEL.format(table=table, more=""))
+    pytester.makepyfile(test_user=TESTS.replace("{table}", table))
+
+    before = templates(url_env)
+    run(pytester, "-p", "no:randomly").assert_outcomes(passed=2)
+    first = templates(url_env)
+    new = {s: set(first[s]) - set(before[s]) for s in first}
+    assert all(len(names) == 1 for names in new.values()), new
+    pg_name, my_name = next(iter(new["postgres"])), next(iter(new["mysql"]))
+    mark_mysql_template(url_env["mysql"], my_name)
+
+    run(pytester, "-p", "no:randomly").assert_outcomes(passed=2)
+    second = templates(url_env)
+    assert second == first  # nothing new...
+    assert mysql_marked(url_env["mysql"], my_name)  # ...and nothing rebuilt in place
+
+    models.write_text(
+        base_models + EXTRA_MODEL.format(table=table, more=', Column("label", String(20))')
+    )
+    result = run(pytester, "-p", "no:randomly", "-s")
+    result.assert_outcomes(passed=2)
+    for service in ("postgres", "mysql"):
+        assert f"COLUMNS {service} ['id', 'label']" in result.stdout.str()
+    third = templates(url_env)
+    rebuilt = {s: set(third[s]) - set(second[s]) for s in third}
+    assert all(len(names) == 1 for names in rebuilt.values()), rebuilt
+    assert third["postgres"][pg_name] == first["postgres"][pg_name]
+
+
+def test_a_broken_schema_fails_the_tests_with_the_reason(pytester: pytest.Pytester) -> None:
+    write_project(pytester, extra="integration_backend = local")
+    (pytester.path / "models.py").write_text("metadata = 42\n")
+    pytester.makepyfile(test_user="def test_it(postgres_session):\n    pass\n")
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*integration_schema: 'models:metadata' is a int; expected a SQLAlchemy MetaData*"]
+    )
