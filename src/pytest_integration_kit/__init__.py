@@ -9,6 +9,8 @@ from pytest_integration_kit.errors import (
     ServerNotReady,
     ServerStartError,
 )
+from pytest_integration_kit.fixtures.faults import fault_proxy_factory
+from pytest_integration_kit.fixtures.mocks import http_mock_factory, mock_server_factory
 from pytest_integration_kit.fixtures.services import (
     mysql_server_factory,
     postgres_server_factory,
@@ -24,6 +26,9 @@ __all__ = [
     "IntegrationKitError",
     "ServerNotReady",
     "ServerStartError",
+    "fault_proxy_factory",
+    "http_mock_factory",
+    "mock_server_factory",
     "mysql_server_factory",
     "postgres_server_factory",
     "redis_server_factory",

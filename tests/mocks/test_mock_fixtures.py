@@ -151,3 +151,20 @@ def test_mock_server_factory_gives_an_https_server(project: pytest.Pytester) -> 
     # in-process sys.modules snapshot and restore.
     result = project.runpytest_subprocess()
     result.assert_outcomes(passed=1)
+
+
+def test_http_mock_and_mock_server_in_one_test(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        import httpx
+
+        def test_both(http_mock, mock_server):
+            http_mock.get("https://api.test/token").respond(200, json={"token": "t"})
+            mock_server.get("/v1/users/7").respond(200, json={"id": 7})
+            assert httpx.get("https://api.test/token").json() == {"token": "t"}
+            # the mock server's socket is reached for real, not intercepted by respx
+            assert httpx.get(mock_server.url + "/v1/users/7").json() == {"id": 7}
+            assert mock_server.calls.call_count == 1
+        """
+    )
+    project.runpytest().assert_outcomes(passed=1)

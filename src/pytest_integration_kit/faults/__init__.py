@@ -1,1 +1,34 @@
-"""Faults: one HTTP fault vocabulary for mock routes, and a TCP fault proxy for any service."""
+"""Faults: a TCP fault proxy for any service, the network guard, and (in ``faults.http``,
+which needs httpx) one HTTP fault vocabulary for ``http_mock`` and ``mock_server`` routes.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+from pytest_integration_kit.faults.network import NetworkBlocked, NetworkGuard
+from pytest_integration_kit.faults.proxy import FaultProxy
+from pytest_integration_kit.faults.toxics import (
+    Bandwidth,
+    Latency,
+    LimitData,
+    ResetPeer,
+    Slicer,
+    SlowClose,
+    Timeout,
+    Toxic,
+)
+
+__all__ = [
+    "Bandwidth",
+    "FaultProxy",
+    "Latency",
+    "LimitData",
+    "NetworkBlocked",
+    "NetworkGuard",
+    "ResetPeer",
+    "Slicer",
+    "SlowClose",
+    "Timeout",
+    "Toxic",
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import respx
 from respx.models import AllMockedAssertionError
 
@@ -12,7 +13,6 @@ from pytest_integration_kit.faults.http import IN_ASYNC_CLIENT
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    import httpx
     from respx.models import ResolvedRoute
 
 __all__ = ["HttpMock", "describe_request", "describe_routes"]
@@ -81,8 +81,16 @@ class HttpMock(respx.MockRouter):
         finally:
             IN_ASYNC_CLIENT.reset(token)
 
+    def pass_through_to(self, base_url: str) -> respx.Route:
+        """Let requests to ``base_url`` (a ``mock_server``, say) reach the real socket."""
+        url = httpx.URL(base_url)
+        return self.route(
+            scheme=url.scheme, host=url.host, port=url.port, name=f"pass-through to {base_url}"
+        ).pass_through()
+
     def uncalled(self) -> list[respx.Route]:
-        return [route for route in self.routes if not route.called]
+        """Routes never called; pass-through routes do not count."""
+        return [route for route in self.routes if not route.called and not route.is_pass_through]
 
     def problems(self, *, check_uncalled: bool | None = None) -> list[str]:
         """What is wrong at the end of a test: requests no route matched, routes never called."""
