@@ -1,0 +1,102 @@
+"""Two xdist workers in random order: each its own databases, no row leaks, all dropped."""
+
+from __future__ import annotations
+
+import pytest
+from isolation_project import run, write_project
+from sqlalchemy import create_engine, text
+
+TESTS = """
+import os
+import pytest
+from sqlalchemy import text
+
+DB = ["postgres", "mysql"]
+
+
+def record(tmp_name, line):
+    with open(os.path.join(os.path.dirname(__file__), "seen.txt"), "a") as handle:
+        handle.write(line + "\\n")
+
+
+def assert_seed_only(bind):
+    assert bind.execute(text("SELECT count(*) FROM users")).scalar() == 2
+    assert bind.execute(text("SELECT count(*) FROM orders")).scalar() == 0
+
+
+@pytest.mark.parametrize("db", DB)
+@pytest.mark.parametrize("n", range(6))
+def test_session_writes(db, n, request):
+    session = request.getfixturevalue(f"{db}_session")
+    assert_seed_only(session)
+    session.execute(text("INSERT INTO users (id, name) VALUES (:i, 'x')"), {"i": 100 + n})
+    session.execute(text("INSERT INTO orders (id, user_id, total) VALUES (:i, 1, 1)"), {"i": n})
+    session.commit()
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    record(None, f"{worker} {db} {session.get_bind().engine.url.database}")
+
+
+@pytest.mark.parametrize("db", DB)
+@pytest.mark.parametrize("n", range(6))
+def test_engine_writes(db, n, request):
+    engine = request.getfixturevalue(f"{db}_engine")
+    with engine.begin() as conn:
+        assert_seed_only(conn)
+        conn.execute(text("INSERT INTO orders (id, user_id, total) VALUES (:i, 2, 2)"), {"i": n})
+
+
+@pytest.mark.isolation("truncate")
+@pytest.mark.parametrize("db", DB)
+@pytest.mark.parametrize("n", range(6))
+def test_truncate_writes(db, n, request):
+    session = request.getfixturevalue(f"{db}_session")
+    assert_seed_only(session)
+    session.execute(text("DELETE FROM users WHERE id = 2"))
+    session.commit()
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_redis(n, redis_client):
+    assert redis_client.dbsize() == 0
+    redis_client.set(f"key{n}", n)
+"""
+
+
+def test_two_workers_random_order_no_leaks(
+    pytester: pytest.Pytester, url_servers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INTEGRATION_BACKEND", "url")
+    monkeypatch.setenv("INTEGRATION_MISSING", "fail")
+    for service, url in url_servers.items():
+        monkeypatch.setenv(f"INTEGRATION_{service.upper()}_URL", url)
+    write_project(pytester)
+    pytester.makepyfile(test_user=TESTS)
+    result = run(pytester, "-n", "2", "-p", "randomly", "-p", "xdist")
+    result.assert_outcomes(passed=42)
+    result.stdout.fnmatch_lines(["*Using --randomly-seed=*"])
+
+    seen = (pytester.path / "seen.txt").read_text().split("\n")
+    by_worker: dict[tuple[str, str], set[str]] = {}
+    for line in filter(None, seen):
+        worker, db, name = line.split()
+        by_worker.setdefault((worker, db), set()).add(name)
+        assert len(name.encode()) <= 63
+    assert {w for w, _ in by_worker} == {"gw0", "gw1"}
+    for db in ("postgres", "mysql"):
+        names = [by_worker[(w, db)] for w in ("gw0", "gw1")]
+        assert all(len(n) == 1 for n in names)  # one database per worker...
+        assert names[0] != names[1]  # ...of its own
+
+    # Every worker database was dropped at the end; only templates remain.
+    all_names = {name for names in by_worker.values() for name in names}
+    pg = create_engine(url_servers["postgres"])
+    my = create_engine(url_servers["mysql"])
+    try:
+        with pg.connect() as conn:
+            left = set(conn.execute(text("SELECT datname FROM pg_database")).scalars())
+        with my.connect() as conn:
+            left |= set(conn.execute(text("SHOW DATABASES")).scalars())
+    finally:
+        pg.dispose()
+        my.dispose()
+    assert not all_names & left
