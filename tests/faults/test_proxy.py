@@ -311,3 +311,20 @@ def test_bad_toxic_arguments_are_refused(redis_proxy: FaultProxy) -> None:
         redis_proxy.latency(0.1, toxicity=2)
     with pytest.raises(TypeError, match="host"):
         FaultProxy("localhost:6379")
+
+
+def test_in_front_of_a_mock_server_with_httpx() -> None:
+    httpx = pytest.importorskip("httpx")
+    from pytest_integration_kit.mocks import MockServer  # noqa: PLC0415
+
+    with MockServer() as server, FaultProxy(server) as proxy:
+        server.get("/v1/ping").respond(200, text="pong")
+        assert proxy.url == f"http://127.0.0.1:{proxy.port}"
+        with httpx.Client(base_url=proxy.url) as http:
+            assert http.get("/v1/ping").text == "pong"
+            with proxy.latency(0.15, direction="upstream"):
+                start = time.perf_counter()
+                assert http.get("/v1/ping").text == "pong"
+                assert 0.15 <= time.perf_counter() - start < 0.15 + SLACK
+            with proxy.limit_data(20), pytest.raises(httpx.RemoteProtocolError):
+                http.get("/v1/ping")

@@ -266,3 +266,14 @@ def test_slow_body_over_socket_dribbles(server: MockServer) -> None:
     server.get("/slow").respond(200, text="x" * 10).side_effect = SlowBody(1.0)
     with pytest.raises(requests.exceptions.ConnectionError, match="timed out"):
         requests.get(server.url + "/slow", timeout=0.2)
+
+
+def test_faults_in_a_sequence_model_a_recovering_service(server: MockServer) -> None:
+    route = server.get("/users/7").respond(200, json=BODY)
+    route.side_effect = [Status(503), ConnectionReset(), httpx.Response(200, json=BODY)]
+    with requests.Session() as session:
+        assert session.get(server.url + "/users/7", timeout=2).status_code == 503
+        with pytest.raises(requests.exceptions.ConnectionError):
+            session.get(server.url + "/users/7", timeout=2)
+        assert session.get(server.url + "/users/7", timeout=2).json() == BODY
+    assert route.call_count == 3
