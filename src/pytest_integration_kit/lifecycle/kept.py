@@ -9,8 +9,10 @@ is removed and replaced. ``python -m pytest_integration_kit kept remove`` remove
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from filelock import FileLock
 
@@ -21,9 +23,6 @@ from pytest_integration_kit.lifecycle.records import (
     write_json,
 )
 
-if TYPE_CHECKING:
-    from pathlib import Path
-
 __all__ = ["REUSE_LABEL", "KeptServers"]
 
 #: Containers kept for reuse carry this label (its value: the configuration hash).
@@ -31,7 +30,7 @@ REUSE_LABEL = "pytest-integration-kit.reuse"
 
 
 class KeptServers:
-    """The registry of kept servers: one record per slot, and their work directories."""
+    """The registry of kept servers: one record per slot."""
 
     def __init__(self, cache_dir: Path) -> None:
         self.cache_dir = cache_dir
@@ -44,8 +43,13 @@ class KeptServers:
 
     @property
     def servers_dir(self) -> Path:
-        """Parent of kept local servers' work directories (enterable by their users)."""
-        return private_dir(self._ensure() / "servers", 0o711)
+        """Parent of kept local servers' work directories (enterable by their users).
+
+        It is a short path in the temp dir, not the cache dir: a Unix socket's path must
+        fit in 107 bytes, and a kept server does not outlive a reboot anyway.
+        """
+        uid = os.geteuid() if hasattr(os, "geteuid") else 0
+        return private_dir(Path(tempfile.gettempdir()) / f"pik-kept-{uid}", 0o711)
 
     def lock(self, slot: str, timeout: float) -> FileLock:
         return FileLock(self._ensure() / f"{slot}.lock", timeout=timeout)
