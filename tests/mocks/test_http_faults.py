@@ -22,6 +22,7 @@ from pytest_integration_kit.faults.http import (
     Delay,
     Malformed,
     RateLimit,
+    Series,
     SlowBody,
     Status,
     Timeout,
@@ -270,10 +271,17 @@ def test_slow_body_over_socket_dribbles(server: MockServer) -> None:
 
 def test_faults_in_a_sequence_model_a_recovering_service(server: MockServer) -> None:
     route = server.get("/users/7").respond(200, json=BODY)
-    route.side_effect = [Status(503), ConnectionReset(), httpx.Response(200, json=BODY)]
+    route.side_effect = Series(Status(503), ConnectionReset(), None)
     with requests.Session() as session:
         assert session.get(server.url + "/users/7", timeout=2).status_code == 503
         with pytest.raises(requests.exceptions.ConnectionError):
             session.get(server.url + "/users/7", timeout=2)
         assert session.get(server.url + "/users/7", timeout=2).json() == BODY
     assert route.call_count == 3
+
+
+def test_series_in_process_ends_with_the_route_response(mock: HttpMock) -> None:
+    route = mock.get("/users/7").respond(200, json=BODY)
+    route.side_effect = Series(Status(429), httpx.Response(202, text="queued"))
+    statuses = [httpx.get("https://api.example.test/users/7").status_code for _ in range(4)]
+    assert statuses == [429, 202, 200, 200]

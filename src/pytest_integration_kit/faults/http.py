@@ -36,6 +36,7 @@ __all__ = [
     "Malformed",
     "Plan",
     "RateLimit",
+    "Series",
     "SlowBody",
     "SocketFault",
     "Status",
@@ -371,3 +372,36 @@ class SlowBody(HttpFault):
         return Plan(
             response, action="dribble", chunk_size=max(1, self.chunk_size), interval=self.interval
         )
+
+
+class Series(HttpFault):
+    """One step per request, in order, then the route's own response for good.
+
+    A step is a fault, an ``httpx.Response``, or None for the route's response:
+    ``Series(Status(503), ConnectionReset(), None)`` models a service that recovers on
+    the third try. (respx's own side-effect lists work too, but are typed for responses
+    and exceptions only.)
+    """
+
+    def __init__(self, *steps: HttpFault | httpx.Response | None) -> None:
+        self.steps = steps
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Series{self.steps!r}"
+
+    def plan(self, request: httpx.Request, response: httpx.Response) -> Plan:
+        with self._lock:
+            index = self._next
+            self._next += 1
+        step = self.steps[index] if index < len(self.steps) else None
+        if isinstance(step, HttpFault):
+            return step.plan(request, response)
+        if isinstance(step, httpx.Response):
+            return Plan(
+                httpx.Response(
+                    step.status_code, headers=step.headers, content=step.read(), request=request
+                )
+            )
+        return Plan(response)
