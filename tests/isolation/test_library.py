@@ -1,0 +1,139 @@
+"""The isolation layer used directly, as from a script: no pytest in the way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from pytest_integration_kit.backends.base import RunningServer, ServerOptions
+from pytest_integration_kit.backends.local import LocalBackend
+from pytest_integration_kit.isolation import (
+    DatabaseLease,
+    IsolationWorkspace,
+    SchemaSource,
+    database_name,
+    owner_token,
+    rollback_session,
+)
+from pytest_integration_kit.isolation.databases import MAX_NAME_BYTES
+from pytest_integration_kit.isolation.schema import split_sql
+from pytest_integration_kit.isolation.tracking import dependency_order, referencing_closure
+from pytest_integration_kit.services import spec_for
+
+
+def test_split_sql_respects_quotes_comments_and_dollar_bodies() -> None:
+    script = """
+    -- a comment; with a semicolon
+    INSERT INTO t VALUES ('a;b', "c;d", `e;f`);  /* block; comment */
+    CREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $body$ LANGUAGE sql;
+    INSERT INTO t VALUES ('it''s; fine')
+    """
+    assert split_sql(script) == [
+        """INSERT INTO t VALUES ('a;b', "c;d", `e;f`)""",
+        "CREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $body$ LANGUAGE sql",
+        "INSERT INTO t VALUES ('it''s; fine')",
+    ]
+
+
+def test_dependency_order_puts_parents_first_and_survives_cycles() -> None:
+    edges = [("orders", "users"), ("lines", "orders"), ("a", "b"), ("b", "a")]
+    order = dependency_order(["lines", "orders", "users", "a", "b"], edges)
+    assert order.index("users") < order.index("orders") < order.index("lines")
+    assert sorted(order) == ["a", "b", "lines", "orders", "users"]
+    closure = referencing_closure(["users", "lines"], edges)
+    assert closure == {"users": {"orders", "lines"}, "lines": set()}
+
+
+def test_names_stay_within_limits_and_apart() -> None:
+    long_owner = owner_token("x" * 40, "gw" + "9" * 40)
+    names = {database_name(long_owner, f"c{n}") for n in range(100)}
+    assert len(names) == 100
+    assert all(len(n.encode()) <= MAX_NAME_BYTES and n.startswith("pik_") for n in names)
+    assert owner_token("S1", "gw0") == "s1_gw0"
+    assert owner_token() != owner_token()  # a random session part when none is given
+
+
+@pytest.fixture(scope="module", params=["postgres", "mysql"])
+def server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    started = LocalBackend().start(
+        ServerOptions(
+            spec=spec_for(str(request.param)),
+            image="",
+            startup_timeout=60,
+            session_id="tests-isolation-lib",
+        )
+    )
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def workspace(pytester: pytest.Pytester) -> Iterator[IsolationWorkspace]:
+    pytester.makepyfile(
+        lib_models="""
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, Table
+metadata = MetaData()
+parents = Table("parents", metadata, Column("id", Integer, primary_key=True))
+children = Table(
+    "children", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("parent_id", ForeignKey("parents.id")),
+)
+def seed(conn):
+    conn.execute(parents.insert(), [{"id": 1}, {"id": 2}])
+    conn.execute(children.insert(), [{"id": 1, "parent_id": 1}])
+"""
+    )
+    source = SchemaSource(
+        schema="lib_models:metadata", seed=("lib_models:seed",), root=pytester.path
+    )
+    with IsolationWorkspace(source) as opened:
+        yield opened
+
+
+def counts(engine: Engine) -> tuple[int, int]:
+    with engine.connect() as conn:
+        parents = conn.execute(text("SELECT count(*) FROM parents")).scalar_one()
+        children = conn.execute(text("SELECT count(*) FROM children")).scalar_one()
+        return int(parents), int(children)
+
+
+def test_rollback_truncate_and_clone_from_a_script(
+    server: RunningServer, workspace: IsolationWorkspace
+) -> None:
+    databases = workspace.databases(server.endpoint)
+    engine = databases.engine()
+    assert databases.template_built is True
+    assert counts(engine) == (2, 1)
+
+    with rollback_session(engine) as session:
+        session.execute(text("DELETE FROM children"))
+        session.commit()
+        assert session.execute(text("SELECT count(*) FROM children")).scalar() == 0
+    assert counts(engine) == (2, 1)
+
+    # Deleting a seeded parent cascades nowhere; the clean restores parent and child.
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM children"))
+        conn.execute(text("DELETE FROM parents WHERE id = 1"))
+        conn.execute(text("INSERT INTO parents VALUES (3)"))
+    databases.clean()
+    assert counts(engine) == (2, 1)
+
+    lease = DatabaseLease(databases, "clone").acquire()
+    assert lease.database != databases.worker_database()
+    assert counts(lease.engine) == (2, 1)
+    with lease.engine.begin() as conn:
+        conn.execute(text("DELETE FROM children"))
+    assert lease.release()
+    assert counts(engine) == (2, 1)
+
+    # A second workspace (another session) finds the template ready.
+    with IsolationWorkspace(workspace.source) as other:
+        again = other.databases(server.endpoint)
+        assert counts(again.engine()) == (2, 1)
+        assert again.template_built is False
+        assert again.worker_database() != databases.worker_database()
