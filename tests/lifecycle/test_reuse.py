@@ -1,0 +1,137 @@
+"""--integration-reuse: keep servers, attach on the next run, replace a mismatched or dead
+one, and remove them all with the command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from user_project import Project, make_project, using_tests
+
+from pytest_integration_kit.lifecycle.attached import (
+    AttachedContainer,
+    AttachedProcess,
+    attach,
+    docker_client,
+)
+from pytest_integration_kit.lifecycle.kept import REUSE_LABEL, KeptServers
+
+ON_HOST = pytest.mark.parametrize("backend", ["docker", "local"])
+
+MODELS = "import sqlalchemy\nmetadata = sqlalchemy.MetaData()\nother = sqlalchemy.MetaData()\n"
+
+
+def _ports(project: Project, since: int = 0) -> dict[str, int]:
+    reports = project.reports()[since:]
+    found: dict[str, set[int]] = {}
+    for report in reports:
+        found.setdefault(report["service"], set()).add(report["port"])
+    assert all(len(ports) == 1 for ports in found.values()), found
+    return {service: next(iter(ports)) for service, ports in found.items()}
+
+
+def _kept(cache_dir: Path) -> dict[str, AttachedContainer | AttachedProcess]:
+    servers = {}
+    for record in KeptServers(cache_dir).all():
+        server = attach(record)
+        assert isinstance(server, (AttachedContainer, AttachedProcess))
+        servers[record.service] = server
+    return servers
+
+
+def _kept_command(action: str, cache_dir: Path) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest_integration_kit", "kept", action],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "INTEGRATION_CACHE_DIR": str(cache_dir)},
+    )
+    return result.stdout
+
+
+@ON_HOST
+def test_kept_servers_are_attached_by_the_next_run(
+    backend_env: str, pytester: pytest.Pytester, cache_dir: Path
+) -> None:
+    project = make_project(pytester.path / "app", using_tests(count=2))
+    first = project.run("--integration-reuse=yes")
+    assert first.returncode == 0, first.stdout
+    assert first.stdout.count(", kept") == 3
+    ports = _ports(project)
+    kept = _kept(cache_dir)
+    assert set(kept) == {"postgres", "mysql", "redis"}
+    assert all(server.is_alive() for server in kept.values())
+    if backend_env == "docker":
+        labels = docker_client().containers.get(kept["postgres"].container_id).labels
+        assert REUSE_LABEL in labels
+    else:
+        # Local kept servers keep their directory outside the session's temp dirs.
+        assert all("pik-kept-" in str(s.handle["workdir"]) for s in kept.values())
+
+    # The next run, with workers, attaches to the same servers: same ports, data kept.
+    seen = len(project.reports())
+    second = project.run("--integration-reuse=yes", "-n", "2")
+    assert second.returncode == 0, second.stdout
+    assert second.stdout.count("reused (kept)") == 3, second.stdout
+    assert _ports(project, since=seen) == ports
+
+    listing = _kept_command("list", cache_dir)
+    assert listing.count("running") == 3
+
+    # Removing them all leaves nothing running.
+    assert "removed 3 kept server(s)" in _kept_command("remove", cache_dir)
+    assert not any(server.is_alive() for server in kept.values())
+    assert "no kept servers" in _kept_command("list", cache_dir)
+
+
+@ON_HOST
+def test_a_mismatched_or_dead_kept_server_is_replaced(
+    backend_env: str, pytester: pytest.Pytester, cache_dir: Path
+) -> None:
+    project = make_project(
+        pytester.path / "app",
+        using_tests(count=1),
+        ini="integration_schema = models:metadata\n",
+    )
+    (project.path / "models.py").write_text(MODELS)
+    assert project.run("--integration-reuse=yes", "-k", "postgres").returncode == 0
+    (old,) = _kept(cache_dir).values()
+
+    # Another schema is another configuration: the kept server is replaced.
+    seen = len(project.reports())
+    changed = project.run(
+        "--integration-reuse=yes", "-k", "postgres", "--integration-schema=models:other"
+    )
+    assert changed.returncode == 0, changed.stdout
+    assert "reused" not in changed.stdout
+    (new,) = _kept(cache_dir).values()
+    assert _ports(project, since=seen)["postgres"] == new.endpoint.port != old.endpoint.port
+    assert not old.is_alive()
+
+    # A kept server that died is replaced too.
+    if isinstance(new, AttachedContainer):
+        docker_client().containers.get(new.container_id).kill()
+    else:
+        os.kill(new.pid, signal.SIGKILL)
+    again = project.run(
+        "--integration-reuse=yes", "-k", "postgres", "--integration-schema=models:other"
+    )
+    assert again.returncode == 0, again.stdout
+    assert "reused" not in again.stdout
+    (newest,) = _kept(cache_dir).values()
+    assert newest.is_alive()
+    assert newest.endpoint.port != new.endpoint.port or newest.handle != new.handle
+
+
+@ON_HOST
+def test_without_reuse_nothing_is_kept(
+    backend_env: str, pytester: pytest.Pytester, cache_dir: Path
+) -> None:
+    project = make_project(pytester.path / "app", using_tests(count=1))
+    assert project.run("-k", "redis").returncode == 0
+    assert KeptServers(cache_dir).all() == []
