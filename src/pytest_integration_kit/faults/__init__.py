@@ -7,7 +7,7 @@ which needs httpx) one HTTP fault vocabulary for ``http_mock`` and ``mock_server
 from __future__ import annotations
 
 from pytest_integration_kit.faults.network import NetworkBlocked, NetworkGuard
-from pytest_integration_kit.faults.proxy import FaultProxy
+from pytest_integration_kit.faults.proxy import FaultProxy, FaultProxyFactory
 from pytest_integration_kit.faults.toxics import (
     Bandwidth,
     Latency,
@@ -22,6 +22,7 @@ from pytest_integration_kit.faults.toxics import (
 __all__ = [
     "Bandwidth",
     "FaultProxy",
+    "FaultProxyFactory",
     "Latency",
     "LimitData",
     "NetworkBlocked",

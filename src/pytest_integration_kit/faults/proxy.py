@@ -43,7 +43,7 @@ from pytest_integration_kit.faults.toxics import (
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["FaultProxy", "Link", "ProxiedConnection"]
+__all__ = ["FaultProxy", "FaultProxyFactory", "Link", "ProxiedConnection"]
 
 CHUNK = 65536
 
@@ -67,6 +67,14 @@ def _abort(writer: asyncio.StreamWriter, *, reset: bool) -> None:
         with contextlib.suppress(OSError):
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
+
+
+class FaultProxyFactory(Protocol):
+    """What the ``fault_proxy`` fixture is: annotate tests with it."""
+
+    def __call__(
+        self, target: Any, *, seed: int | str | None = None, port: int = 0
+    ) -> FaultProxy: ...
 
 
 class ProxiedConnection:
