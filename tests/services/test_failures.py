@@ -261,6 +261,7 @@ def test_docker_container_that_exits_reports_its_log_and_is_removed(
         result.stdout.fnmatch_lines(
             [f"*PostgreSQL (docker, {image}) failed to start:*postgres*not found*"]
         )
+        assert "During handling of the above exception" not in result.stdout.str()
         assert session_containers(image) == []
     finally:
         subprocess.run(["docker", "rmi", image], capture_output=True, check=False)
