@@ -155,3 +155,33 @@ def test_a_bad_value_is_a_usage_error(project: pytest.Pytester) -> None:
     result = project.runpytest_subprocess("--integration-block-network=strict")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*integration_block_network*'strict'*boolean*"])
+
+
+def test_mocks_and_proxies_under_xdist(project: pytest.Pytester) -> None:
+    body = """
+import httpx
+import redis
+import pytest
+
+@pytest.mark.parametrize("n", range(4))
+def test_mock_server(mock_server, n):
+    mock_server.get(f"/n/{n}").respond(200, json={"n": n})
+    assert httpx.get(f"{mock_server.url}/n/{n}").json() == {"n": n}
+
+@pytest.mark.parametrize("n", range(4))
+def test_http_mock(http_mock, n):
+    http_mock.get(f"https://api.test/{n}").respond(204)
+    assert httpx.get(f"https://api.test/{n}").status_code == 204
+
+@pytest.mark.parametrize("n", range(4))
+def test_proxy(fault_proxy, redis_server, n):
+    proxy = fault_proxy(redis_server)
+    client = redis.Redis.from_url(proxy.url)
+    client.set(f"k{n}", n)
+    with proxy.down(), pytest.raises(redis.exceptions.ConnectionError):
+        client.get(f"k{n}")
+    assert client.get(f"k{n}") == str(n).encode()
+"""
+    project.makepyfile(body)
+    result = project.runpytest_subprocess("-n", "2")
+    result.assert_outcomes(passed=12)
