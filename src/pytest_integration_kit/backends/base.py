@@ -32,6 +32,8 @@ class ServerOptions:
     #: Where the local backend makes the server's directory; None: the temp dir.
     #: Kept servers (``integration_reuse``) live in the cache dir instead.
     workdir_root: Path | None = None
+    #: The cache dir of initialised data directories (warm local start); None: none.
+    warm_dir: Path | None = None
 
 
 class RunningServer(ABC):

@@ -21,6 +21,7 @@ from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
 from pytest_integration_kit.services.readiness import wait_until_ready
 
 if TYPE_CHECKING:
+    from pytest_integration_kit.lifecycle.warm import WarmStart
     from pytest_integration_kit.services.endpoint import Endpoint
     from pytest_integration_kit.services.spec import Credentials, ServiceSpec
 
@@ -66,10 +67,17 @@ class RunAs:
 class LocalRunner:
     """Runs set-up commands and writes files as the server's user."""
 
-    def __init__(self, run_as: RunAs | None, workdir: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        run_as: RunAs | None,
+        workdir: Path,
+        env: dict[str, str],
+        warm: WarmStart | None = None,
+    ) -> None:
         self.run_as = run_as
         self.workdir = workdir
         self.env = env
+        self.warm = warm
 
     @property
     def uid(self) -> int | None:
@@ -102,6 +110,19 @@ class LocalRunner:
         if result.returncode != 0:
             output = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
             raise ServerStartError(f"{what} failed with exit code {result.returncode}:\n{output}")
+
+    def initialise(self, command: list[str], *, output: Path, what: str) -> None:
+        """Run an init command (initdb…) whose product is the directory ``output``; a
+        warm start copies the product of an earlier identical run instead."""
+        if self.warm is None:
+            self.run(command, what=what)
+        else:
+            self.warm.initialise(
+                command,
+                workdir=self.workdir,
+                output=output,
+                run=lambda: self.run(command, what=what),
+            )
 
     def own(self, path: Path) -> None:
         if self.run_as is not None:
@@ -177,12 +198,19 @@ class LocalBackend(Backend):
                 f"or let {spec.title} pick a free one (port=None)"
             )
         credentials = spec.credentials()
+        warm = None
+        if options.warm_dir is not None:
+            # Imported here: the lifecycle layer imports this module.
+            from pytest_integration_kit.lifecycle.warm import WarmDataDirs  # noqa: PLC0415
+
+            warm = WarmDataDirs(options.warm_dir).starter(spec.name, binaries, credentials)
+            credentials = warm.credentials
         # A free port can be taken by someone else before the server binds it: retry.
         attempts = 1 if options.port is not None else 3
         for attempt in range(1, attempts + 1):
             port = options.port if options.port is not None else free_port()
             try:
-                return self._start_once(options, binaries, run_as, credentials, port)
+                return self._start_once(options, binaries, run_as, credentials, port, warm=warm)
             except _PortTaken as exc:
                 if attempt == attempts:
                     raise ServerStartError(
@@ -197,6 +225,8 @@ class LocalBackend(Backend):
         run_as: RunAs | None,
         credentials: Credentials,
         port: int,
+        *,
+        warm: WarmStart | None = None,
     ) -> LocalServer:
         spec = options.spec
         started = time.monotonic()
@@ -213,7 +243,7 @@ class LocalBackend(Backend):
             "LC_ALL": "C",
             "TMPDIR": str(workdir),
         }
-        runner = LocalRunner(run_as, workdir, env)
+        runner = LocalRunner(run_as, workdir, env, warm)
         process: subprocess.Popen[bytes] | None = None
         try:
             runner.own(workdir)

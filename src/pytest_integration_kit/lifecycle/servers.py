@@ -240,6 +240,7 @@ class ServerSet:
             startup_timeout=request.startup_timeout or float(s["startup_timeout"]),
             session_id=self.session_id,
             labels=self.owner.labels(),
+            warm_dir=self.kept.cache_dir if self.kept is not None else None,
         )
 
     def config_hash(self, request: ServerRequest, options: ServerOptions, backend: Backend) -> str:

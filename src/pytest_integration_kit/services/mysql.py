@@ -105,7 +105,7 @@ class MySQLSpec(ServiceSpec):
         for directory in (data, sockets):
             directory.mkdir()
             runner.own(directory)
-        runner.run(
+        runner.initialise(
             [
                 str(binaries["install_db"]),
                 "--no-defaults",
@@ -114,6 +114,7 @@ class MySQLSpec(ServiceSpec):
                 "--skip-test-db",
                 "--skip-name-resolve",
             ],
+            output=data,
             what="mariadb-install-db",
         )
         # Read by the server before it accepts connections: the probe's first success

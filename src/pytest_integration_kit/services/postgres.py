@@ -112,7 +112,7 @@ class PostgresSpec(ServiceSpec):
         runner.own(sockets)
         pwfile = workdir / "pwfile"
         runner.write_secret(pwfile, credentials.password + "\n")
-        runner.run(
+        runner.initialise(
             [
                 str(binaries["initdb"]),
                 "--pgdata",
@@ -130,6 +130,7 @@ class PostgresSpec(ServiceSpec):
                 "--no-sync",
                 "--no-instructions",
             ],
+            output=data,
             what="initdb",
         )
         pwfile.unlink()
