@@ -36,3 +36,8 @@ def local_redis() -> Iterator[Endpoint]:
 @pytest.fixture(scope="session")
 def local_postgres() -> Iterator[Endpoint]:
     yield from _local("postgres")
+
+
+@pytest.fixture(scope="session")
+def local_mysql() -> Iterator[Endpoint]:
+    yield from _local("mysql")

@@ -328,3 +328,19 @@ def test_in_front_of_a_mock_server_with_httpx() -> None:
                 assert 0.15 <= time.perf_counter() - start < 0.15 + SLACK
             with proxy.limit_data(20), pytest.raises(httpx.RemoteProtocolError):
                 http.get("/v1/ping")
+
+
+def test_mysql_through_latency_and_reset(local_mysql: Endpoint) -> None:
+    pytest.importorskip("pymysql")
+    with FaultProxy(local_mysql) as proxy:
+        engine = sqlalchemy.create_engine(proxy.url)
+        try:
+            with engine.connect() as connection:
+                assert connection.execute(sqlalchemy.text("SELECT 6 * 7")).scalar() == 42
+                with proxy.latency(0.15):
+                    took = elapsed(lambda: connection.execute(sqlalchemy.text("SELECT 1")))
+                assert 0.15 <= took < 0.15 + SLACK
+                with proxy.reset_peer(), pytest.raises(sqlalchemy.exc.OperationalError):
+                    connection.execute(sqlalchemy.text("SELECT 1"))
+        finally:
+            engine.dispose()
