@@ -89,15 +89,15 @@ class ProxiedConnection:
         self.client = client
         self.server = server
         self.random = rng
-        self._applies: dict[int, bool] = {}
+        self._applies: dict[Toxic, bool] = {}
         self.closed = False
 
     def applies(self, toxic: Toxic) -> bool:
         """Whether ``toxic`` acts on this connection: drawn once, by its toxicity."""
-        decided = self._applies.get(id(toxic))
+        decided = self._applies.get(toxic)
         if decided is None:
             decided = toxic.toxicity >= 1.0 or self.random.random() < toxic.toxicity
-            self._applies[id(toxic)] = decided
+            self._applies[toxic] = decided
         return decided
 
     def close(self, *, reset: bool = False) -> None:
@@ -160,7 +160,6 @@ class FaultProxy:
         self.host = host
         self.port = port
         self.seed = seed
-        self.random = random.Random(seed)  # noqa: S311 - reproducible faults, not security
         self._toxics: tuple[Toxic, ...] = ()
         self._loop = LoopThread(f"pytest-integration-kit fault proxy to {self.upstream_address}")
         self._server: asyncio.Server | None = None
@@ -347,6 +346,13 @@ class FaultProxy:
         finally:
             self.enable()
 
+    def _random_for(self, connection_number: int) -> random.Random:
+        """Each connection draws from its own generator, seeded from the proxy's seed and
+        its number, so concurrent connections do not disturb each other's draws."""
+        if self.seed is None:
+            return random.Random()  # noqa: S311 - fault injection, not security
+        return random.Random(f"{self.seed}/{connection_number}")  # noqa: S311
+
     # -- forwarding ---------------------------------------------------------------------
 
     async def _accept(
@@ -362,7 +368,9 @@ class FaultProxy:
             _abort(client_writer, reset=True)
             return
         _set_nodelay(server_writer)
-        connection = ProxiedConnection(client_writer, server_writer, self.random)
+        connection = ProxiedConnection(
+            client_writer, server_writer, self._random_for(self.accepted)
+        )
         self._connections.add(connection)
         upstream = Link(connection, "upstream", client_reader, server_writer)
         downstream = Link(connection, "downstream", server_reader, client_writer)

@@ -3,8 +3,9 @@
 A toxic sits on one direction of every proxied connection: ``upstream`` (client to
 server), ``downstream`` (server to client, the default, as in Toxiproxy) or ``both``.
 It sees each chunk of bytes and decides when and how to pass it on. ``toxicity`` is the
-chance that it applies to a given connection (drawn once per connection from the
-proxy's seeded random generator, so a run can be replayed).
+chance that it applies to a given connection (drawn once per connection from that
+connection's generator, seeded from the proxy's seed and the connection's number, so
+a run can be replayed).
 
 Units are seconds and bytes (Toxiproxy uses milliseconds and KB/s).
 Each toxic returned by the proxy is a context manager that removes it on exit.
