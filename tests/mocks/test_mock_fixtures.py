@@ -168,3 +168,24 @@ def test_http_mock_and_mock_server_in_one_test(project: pytest.Pytester) -> None
         """
     )
     project.runpytest().assert_outcomes(passed=1)
+
+
+def test_marker_lets_misses_through_for_both_fixtures(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        import httpx
+        import pytest
+        import requests
+
+        @pytest.mark.http_mock(assert_all_mocked=False)
+        def test_lenient(http_mock, mock_server):
+            assert httpx.get("https://api.test/anything").status_code == 200
+            assert requests.get(mock_server.url + "/anything", timeout=5).status_code == 200
+
+        def test_strict_again(mock_server):
+            assert requests.get(mock_server.url + "/anything", timeout=5).status_code == 500
+        """
+    )
+    result = project.runpytest()
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_strict_again*"])

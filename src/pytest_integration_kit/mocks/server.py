@@ -55,12 +55,14 @@ class MockServer:
         port: int = 0,
         https: bool = False,
         assert_all_called: bool = True,
+        assert_all_mocked: bool = True,
     ) -> None:
         self.host = host
         self._requested_port = port
         self.https = https
         self.port = 0
         self._assert_all_called = assert_all_called
+        self._assert_all_mocked = assert_all_mocked
         self._loop = LoopThread("pytest-integration-kit mock server")
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
@@ -137,12 +139,21 @@ class MockServer:
             raise RuntimeError("this mock server does not serve HTTPS (https=True)")
         return self.certificate.client_context()
 
-    def reset(self, *, assert_all_called: bool | None = None) -> None:
-        """Forget every route, call and miss: the next test starts blank."""
+    def reset(
+        self, *, assert_all_called: bool | None = None, assert_all_mocked: bool | None = None
+    ) -> None:
+        """Forget every route, call and miss: the next test starts blank.
+
+        ``assert_all_mocked=False`` answers unmatched requests 200 (empty), as respx does.
+        """
         if assert_all_called is not None:
             self._assert_all_called = assert_all_called
+        if assert_all_mocked is not None:
+            self._assert_all_mocked = assert_all_mocked
         self.router = respx.Router(
-            assert_all_called=self._assert_all_called, assert_all_mocked=True, base_url=self.url
+            assert_all_called=self._assert_all_called,
+            assert_all_mocked=self._assert_all_mocked,
+            base_url=self.url,
         )
         self.unmatched = []
         self.errors = []
