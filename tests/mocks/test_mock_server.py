@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import ssl
 import subprocess
@@ -182,3 +183,43 @@ def test_https_with_a_throwaway_certificate() -> None:
             httpx.get(server.url + "/secure")
         directory = server.ca_path.parent
     assert not directory.exists()
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_keep_alive_post_and_a_fault(server: MockServer) -> None:
+    """A client in another language: curl reuses one connection for both URLs."""
+    from pytest_integration_kit.faults.http import ConnectionReset  # noqa: PLC0415
+
+    route = server.post("/v1/orders").respond(201, json={"ok": True})
+    out = subprocess.run(
+        [
+            "curl", "-sS", "-v", "--json", '{"item": 1}',
+            server.url + "/v1/orders", server.url + "/v1/orders",
+        ],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert out.stdout == '{"ok":true}{"ok":true}'
+    assert "Re-using existing connection" in out.stderr
+    assert route.call_count == 2
+    assert json.loads(route.calls.last.request.content) == {"item": 1}
+    route.side_effect = ConnectionReset()
+    failed = subprocess.run(
+        ["curl", "-sS", "-X", "POST", server.url + "/v1/orders"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert failed.returncode == 56  # curl: "Failure in receiving network data"
+    assert "reset by peer" in failed.stderr
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_node_client(server: MockServer) -> None:
+    server.get("/v1/users/7").respond(200, json={"id": 7})
+    script = (
+        "require('http').get(process.argv[1], r => { let b = '';"
+        " r.on('data', c => b += c); r.on('end', () => console.log(r.statusCode, b)); })"
+    )
+    out = subprocess.run(
+        ["node", "-e", script, server.url + "/v1/users/7"],
+        capture_output=True, text=True, check=True, timeout=30,
+    )  # fmt: skip
+    assert out.stdout.strip() == '200 {"id":7}'
