@@ -35,6 +35,8 @@ class DatabaseAdmin(ABC):
     async_drivers: ClassVar[tuple[str, ...]]
     #: The statement that empties what a test wrote (truncate strategy).
     clean_statement: ClassVar[str]
+    #: The statement that opens every table in a new connection (clones, ahead of use).
+    warm_statement: ClassVar[str]
 
     def engine(self, endpoint: Endpoint, database: str | None = None, **kwargs: object) -> Engine:
         from sqlalchemy import create_engine  # noqa: PLC0415 - optional dependency, imported when used
@@ -93,6 +95,7 @@ class PostgresAdmin(DatabaseAdmin):
     service = "postgres"
     async_drivers = ("asyncpg", "psycopg_async")
     clean_statement = f"SELECT {tracking.POSTGRES_SCHEMA}.clean()"
+    warm_statement = f"SELECT {tracking.POSTGRES_SCHEMA}.warm()"
 
     def lock(self, conn: Connection, key: str) -> None:
         from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
@@ -204,6 +207,7 @@ class MySQLAdmin(DatabaseAdmin):
     service = "mysql"
     async_drivers = ("aiomysql", "asyncmy")
     clean_statement = f"CALL {tracking.MYSQL_PREFIX}clean()"
+    warm_statement = f"CALL {tracking.MYSQL_PREFIX}warm()"
 
     def lock(self, conn: Connection, key: str) -> None:
         from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used

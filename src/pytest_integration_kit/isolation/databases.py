@@ -277,6 +277,7 @@ class ClonePool:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._pending = 0  # clones made but not yet taken
+        self._busy = threading.Event()  # set while the thread clones or drops
         self._count_lock = threading.Lock()
         self._thread = threading.Thread(
             target=self._run, name=f"integration-clones-{databases.owner}", daemon=True
@@ -287,7 +288,9 @@ class ClonePool:
         name = self.databases.next_clone_name()
         self.databases.create_from_template(name)
         engine = self.databases.admin.engine(self.databases.endpoint, name)
-        engine.connect().close()  # leave one warm connection in the engine's pool
+        with engine.connect() as conn:  # stays in the engine's pool, warmed up
+            conn.exec_driver_sql(self.databases.admin.warm_statement)
+            conn.commit()
         return Clone(name, engine)
 
     def _run(self) -> None:
@@ -298,17 +301,24 @@ class ClonePool:
                 if short:
                     self._pending += 1
             if short:
+                self._busy.set()
                 try:
                     self._ready.put(self._make())
                 except BaseException as exc:  # handed to the taker, who raises it
                     self._ready.put(exc)
+                finally:
+                    self._busy.clear()
                 continue
             try:
                 doomed = self._doomed.get_nowait()
             except queue.Empty:
                 doomed = None
             if doomed is not None:
-                self._drop(doomed)
+                self._busy.set()
+                try:
+                    self._drop(doomed)
+                finally:
+                    self._busy.clear()
                 continue
             self._wake.wait(0.5)
             self._wake.clear()
@@ -332,9 +342,21 @@ class ClonePool:
             ) from item
         return item
 
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Wait until the pool is full and nothing is being dropped (for benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._count_lock:
+                full = self._pending >= self.size
+            if full and self._doomed.empty() and not self._busy.is_set():
+                time.sleep(0.01)  # the thread may be between taking work and flagging it
+                if self._doomed.empty() and not self._busy.is_set():
+                    return True
+            time.sleep(0.005)
+        return False
+
     def give_back(self, clone: Clone) -> None:
-        """Hand a used clone over for dropping in the background."""
-        clone.engine.dispose()
+        """Hand a used clone over for disposing and dropping in the background."""
         self._doomed.put(clone)
         self._wake.set()
 
