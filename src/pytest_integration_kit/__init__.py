@@ -10,6 +10,16 @@ from pytest_integration_kit.errors import (
     ServerStartError,
 )
 from pytest_integration_kit.fixtures.faults import fault_proxy_factory
+from pytest_integration_kit.fixtures.isolation import (
+    mysql_async_session_factory,
+    mysql_engine_factory,
+    mysql_session_factory,
+    postgres_async_session_factory,
+    postgres_engine_factory,
+    postgres_session_factory,
+    redis_async_client_factory,
+    redis_client_factory,
+)
 from pytest_integration_kit.fixtures.mocks import http_mock_factory, mock_server_factory
 from pytest_integration_kit.fixtures.services import (
     mysql_server_factory,
@@ -29,8 +39,16 @@ __all__ = [
     "fault_proxy_factory",
     "http_mock_factory",
     "mock_server_factory",
+    "mysql_async_session_factory",
+    "mysql_engine_factory",
     "mysql_server_factory",
+    "mysql_session_factory",
+    "postgres_async_session_factory",
+    "postgres_engine_factory",
     "postgres_server_factory",
+    "postgres_session_factory",
+    "redis_async_client_factory",
+    "redis_client_factory",
     "redis_server_factory",
     "server_fixture_factory",
 ]
