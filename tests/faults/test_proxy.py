@@ -344,3 +344,27 @@ def test_mysql_through_latency_and_reset(local_mysql: Endpoint) -> None:
                     connection.execute(sqlalchemy.text("SELECT 1"))
         finally:
             engine.dispose()
+
+
+def test_timeout_closes_an_idle_connection(redis_proxy: FaultProxy) -> None:
+    with socket.create_connection((redis_proxy.host, redis_proxy.port)) as idle:
+        time.sleep(0.05)  # the connection is established through the proxy
+        with redis_proxy.timeout(0.2):
+            start = time.perf_counter()
+            assert idle.recv(100) == b""  # closed without a byte sent either way
+            took = time.perf_counter() - start
+    assert 0.2 <= took < 0.2 + SLACK
+
+
+def test_reset_peer_resets_an_idle_connection_and_new_ones(redis_proxy: FaultProxy) -> None:
+    with redis_proxy.reset_peer(0.2):
+        with socket.create_connection((redis_proxy.host, redis_proxy.port)) as idle:
+            start = time.perf_counter()
+            with pytest.raises(ConnectionResetError):
+                idle.recv(100)
+            took = time.perf_counter() - start
+        assert 0.2 <= took < 0.2 + SLACK
+    with socket.create_connection((redis_proxy.host, redis_proxy.port)) as after:
+        after.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            after.recv(100)  # the toxic is gone: the idle connection just stays open

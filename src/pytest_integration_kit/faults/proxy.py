@@ -90,6 +90,7 @@ class ProxiedConnection:
         self.server = server
         self.random = rng
         self._applies: dict[Toxic, bool] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
         self.closed = False
 
     def applies(self, toxic: Toxic) -> bool:
@@ -100,10 +101,24 @@ class ProxiedConnection:
             self._applies[toxic] = decided
         return decided
 
+    def watch(self, toxic: Toxic) -> None:
+        """Run the toxic's watchdog (if any) on this connection; on the loop's thread."""
+        if self.closed or not self.applies(toxic):
+            return
+        watchdog = toxic.watch(self)
+        if watchdog is not None:
+            task = asyncio.get_running_loop().create_task(watchdog)
+            self._watchers.add(task)
+            task.add_done_callback(self._watchers.discard)
+
     def close(self, *, reset: bool = False) -> None:
         if self.closed:
             return
         self.closed = True
+        current = asyncio.current_task()
+        for task in list(self._watchers):
+            if task is not current:
+                task.cancel()
         for writer in (self.client, self.server):
             if reset:
                 _abort(writer, reset=True)
@@ -257,7 +272,13 @@ class FaultProxy:
         toxic.proxy = self
         toxic.active = True
         self._toxics = (*self._toxics, toxic)
+        if self._started:
+            self._loop.call_soon(lambda: self._watch_all(toxic))
         return toxic
+
+    def _watch_all(self, toxic: Toxic) -> None:
+        for connection in list(self._connections):
+            connection.watch(toxic)
 
     def remove(self, toxic: Toxic) -> None:
         toxic.active = False
@@ -372,6 +393,8 @@ class FaultProxy:
             client_writer, server_writer, self._random_for(self.accepted)
         )
         self._connections.add(connection)
+        for toxic in self._toxics:
+            connection.watch(toxic)
         upstream = Link(connection, "upstream", client_reader, server_writer)
         downstream = Link(connection, "downstream", server_reader, client_writer)
         try:

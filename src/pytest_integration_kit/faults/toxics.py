@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Coroutine
 
-    from pytest_integration_kit.faults.proxy import FaultProxy, Link
+    from pytest_integration_kit.faults.proxy import FaultProxy, Link, ProxiedConnection
 
 __all__ = [
     "Bandwidth",
@@ -72,6 +72,11 @@ class Toxic:
 
     async def on_eof(self, link: Link) -> None:
         """Called when the sending side of ``link`` closed, before the close is passed on."""
+
+    def watch(self, connection: ProxiedConnection) -> Coroutine[Any, Any, None] | None:
+        """A watchdog to run beside ``connection`` from when the toxic meets it (connect,
+        or the toxic's arrival), whether data flows or not; None for most toxics."""
+        return None
 
     async def wait_while_active(self, seconds: float | None) -> bool:
         """Sleep until removed or ``seconds`` pass (forever if None); True if still active."""
@@ -149,7 +154,8 @@ class SlowClose(Toxic):
 
 @dataclass(eq=False)
 class Timeout(Toxic):
-    """Stop all data; close the connection ``seconds`` after data arrived.
+    """Stop all data; close the connection ``seconds`` after the toxic met it (at connect,
+    or when the toxic was added), or after data arrived, whichever is first.
 
     With ``seconds=0`` nothing is closed: data waits until the toxic is removed, then
     flows on, as in Toxiproxy.
@@ -157,6 +163,16 @@ class Timeout(Toxic):
 
     kind: ClassVar[str] = "timeout"
     seconds: float = 0.0
+
+    def watch(self, connection: ProxiedConnection) -> Coroutine[Any, Any, None] | None:
+        if not self.seconds:
+            return None
+
+        async def close_when_due() -> None:
+            if await self.wait_while_active(self.seconds):
+                connection.close()
+
+        return close_when_due()
 
     async def pipe(self, data: bytes, link: Link, send: Callable[[bytes], Awaitable[None]]) -> None:
         if await self.wait_while_active(self.seconds or None):
@@ -166,10 +182,22 @@ class Timeout(Toxic):
 
 @dataclass(eq=False)
 class ResetPeer(Toxic):
-    """Reset the connection (TCP RST) ``seconds`` after data arrived; the data is lost."""
+    """Reset the connection (TCP RST) ``seconds`` after the toxic met it (at connect, or
+    when added), idle or not, or ``seconds`` after data arrived if sooner; the data is
+    lost. With ``seconds=0``: at the first data."""
 
     kind: ClassVar[str] = "reset_peer"
     seconds: float = 0.0
+
+    def watch(self, connection: ProxiedConnection) -> Coroutine[Any, Any, None] | None:
+        if not self.seconds:
+            return None
+
+        async def reset_when_due() -> None:
+            if await self.wait_while_active(self.seconds):
+                connection.close(reset=True)
+
+        return reset_when_due()
 
     async def pipe(self, data: bytes, link: Link, send: Callable[[bytes], Awaitable[None]]) -> None:
         if self.seconds:
