@@ -189,3 +189,21 @@ def test_marker_lets_misses_through_for_both_fixtures(project: pytest.Pytester) 
     result = project.runpytest()
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_strict_again*"])
+
+
+def test_http_mock_miss_that_fails_the_test_is_reported_once(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        import httpx
+
+        def test_miss(http_mock):
+            http_mock.get("https://api.test/users/7", name="user").respond(200)
+            httpx.get("https://api.test/users/8")
+        """
+    )
+    result = project.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*AssertionError: http_mock: no route matches GET https://api.test/users/8*"]
+    )
+    result.stdout.no_fnmatch_line("*ERROR at teardown*")
