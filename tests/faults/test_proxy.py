@@ -368,3 +368,25 @@ def test_reset_peer_resets_an_idle_connection_and_new_ones(redis_proxy: FaultPro
         after.settimeout(0.3)
         with pytest.raises(TimeoutError):
             after.recv(100)  # the toxic is gone: the idle connection just stays open
+
+
+@pytest.mark.asyncio
+async def test_asyncpg_through_latency_and_down(pg_proxy: FaultProxy) -> None:
+    asyncpg = pytest.importorskip("asyncpg")
+    connect = {
+        "host": pg_proxy.host,
+        "port": pg_proxy.port,
+        "user": pg_proxy.user,
+        "password": pg_proxy.password,
+        "database": pg_proxy.database,
+    }
+    connection = await asyncpg.connect(**connect)
+    try:
+        with pg_proxy.latency(0.15):
+            start = time.perf_counter()
+            assert await connection.fetchval("SELECT 42") == 42
+            assert 0.15 <= time.perf_counter() - start < 0.15 + SLACK
+    finally:
+        await connection.close()
+    with pg_proxy.down(), pytest.raises(OSError, match=r"refused|Connect call failed"):
+        await asyncpg.connect(**connect)
