@@ -223,3 +223,13 @@ def test_node_client(server: MockServer) -> None:
         capture_output=True, text=True, check=True, timeout=30,
     )  # fmt: skip
     assert out.stdout.strip() == '200 {"id":7}'
+
+
+def test_httpx_exceptions_as_side_effects_are_done_to_the_socket(server: MockServer) -> None:
+    route = server.get("/x").mock(side_effect=httpx.ConnectError)
+    with pytest.raises(httpx.ReadError, match="reset by peer"):
+        httpx.get(server.url + "/x")
+    route.side_effect = httpx.ReadTimeout
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.get(server.url + "/x", timeout=0.2)
+    assert route.call_count == 2
