@@ -8,8 +8,8 @@ images are there, local always):
    data dir vs a kept server attached with ``--integration-reuse``. Floor: cold.
    Target: reuse ≤ 0.2 x cold.
 2. Three services started one after the other vs all at once (a ServerSet's parallel
-   start), next to the slowest single one. Floor: the slowest single service.
-   Target: parallel ≤ 1.2 x the slowest.
+   start), next to the slowest single one; for local also from warm data dirs.
+   Floor: the slowest single service. Target: parallel ≤ 1.2 x the slowest.
 3. A DB-bound suite (each test writes rows and waits on the server) run serially vs
    with ``-n 2`` (one server shared by both workers). Floor: serial.
 
@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from pytest_integration_kit.backends import default_backends
+from pytest_integration_kit.lifecycle.kept import KeptServers
 from pytest_integration_kit.lifecycle.servers import ServerRequest, ServerSet
 from pytest_integration_kit.settings import resolve_settings
 
@@ -189,18 +190,27 @@ def first_test_rows(backend: str) -> list[tuple[str, float, float, str]]:
     return rows
 
 
-def start_rows(backend: str) -> list[tuple[str, float, float, str]]:
+def start_rows(backend: str, *, warm: bool = False) -> list[tuple[str, float, float, str]]:
+    """Singles, serial and parallel starts; ``warm``: local servers copy cached data dirs."""
     settings = resolve_settings(
         cli={"backend": backend, **{f"{s}_image": TEST_IMAGES[s] for s in SERVICES}}, ini={}
     )
     backends = default_backends()
+    cache = new_cache()
+    kept = KeptServers(cache) if warm else None
+    label = f"{backend}, warm data dirs" if warm else backend
+    if warm:  # fill the cache first
+        for service in SERVICES:
+            servers = ServerSet(settings, session_id="benchfill", backends=backends, kept=kept)
+            servers.get(ServerRequest(service))
+            servers.stop_all()
     singles: dict[str, list[float]] = {s: [] for s in SERVICES}
     serial_runs, parallel_runs = [], []
     for _ in range(ROUNDS):
         # Serially: each service on its own, one after the other (stops not counted).
         serial = 0.0
         for service in SERVICES:
-            servers = ServerSet(settings, session_id="benchserial", backends=backends)
+            servers = ServerSet(settings, session_id="benchserial", backends=backends, kept=kept)
             started = time.perf_counter()
             servers.get(ServerRequest(service))
             took = time.perf_counter() - started
@@ -209,7 +219,7 @@ def start_rows(backend: str) -> list[tuple[str, float, float, str]]:
             servers.stop_all()
         serial_runs.append(serial)
         # In parallel, as after collection.
-        servers = ServerSet(settings, session_id="benchparallel", backends=backends)
+        servers = ServerSet(settings, session_id="benchparallel", backends=backends, kept=kept)
         started = time.perf_counter()
         requests = [ServerRequest(s) for s in SERVICES]
         servers.start_all(requests)
@@ -217,16 +227,17 @@ def start_rows(backend: str) -> list[tuple[str, float, float, str]]:
             servers.get(request)
         parallel_runs.append(time.perf_counter() - started)
         servers.stop_all()
+    shutil.rmtree(cache, ignore_errors=True)
     single = {s: statistics.median(t) for s, t in singles.items()}
     slowest = max(single.values())
     rows = [
-        (f"{backend}: {s} alone", t, t / slowest, "floor" if t == slowest else "")
+        (f"{label}: {s} alone", t, t / slowest, "floor" if t == slowest else "")
         for s, t in single.items()
     ]
     serial = statistics.median(serial_runs)
     parallel = statistics.median(parallel_runs)
-    rows.append((f"{backend}: three, serially", serial, serial / slowest, ""))
-    rows.append((f"{backend}: three, in parallel", parallel, parallel / slowest, "≤ 1.20"))
+    rows.append((f"{label}: three, serially", serial, serial / slowest, ""))
+    rows.append((f"{label}: three, in parallel", parallel, parallel / slowest, "≤ 1.20"))
     return rows
 
 
@@ -262,6 +273,7 @@ def main() -> int:
     rows = []
     for backend in backends:
         rows += start_rows(backend)
+    rows += start_rows("local", warm=True)
     table("2. Starting PostgreSQL + MySQL + Redis", rows)
     rows = []
     for backend in backends:
