@@ -390,3 +390,11 @@ async def test_asyncpg_through_latency_and_down(pg_proxy: FaultProxy) -> None:
         await connection.close()
     with pg_proxy.down(), pytest.raises(OSError, match=r"refused|Connect call failed"):
         await asyncpg.connect(**connect)
+
+
+def test_latency_delays_a_large_answer_once_not_per_chunk(redis_proxy: FaultProxy) -> None:
+    redis_client = client(redis_proxy)
+    redis_client.set("large", b"z" * 1_000_000)  # read by the proxy in many chunks
+    with redis_proxy.latency(0.1):
+        took = elapsed(lambda: redis_client.get("large"))
+    assert 0.1 <= took < 0.1 + SLACK

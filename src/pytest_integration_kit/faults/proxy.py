@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 __all__ = ["FaultProxy", "FaultProxyFactory", "Link", "ProxiedConnection"]
 
 CHUNK = 65536
+#: Chunks read ahead of the toxics per direction (then the reader waits: backpressure).
+INBOX_CHUNKS = 64
 
 
 @runtime_checkable
@@ -142,6 +144,10 @@ class Link:
         self.writer = writer
         #: Per-toxic counters (LimitData's bytes sent, say).
         self.state: dict[Toxic, Any] = {}
+        #: When the chunk being handled arrived (the loop's clock).
+        self.arrived = 0.0
+        #: Whether the pump is handling a chunk (then new data must queue behind it).
+        self.busy = False
 
     @property
     def random(self) -> random.Random:
@@ -407,10 +413,18 @@ class FaultProxy:
             self._connections.discard(connection)
 
     async def _pump(self, link: Link) -> None:
+        """Forward one direction: chunks are read as they come (stamped with their arrival,
+        so a latency toxic delays a burst once, not once per chunk) and handed to the
+        toxics that act on this connection now."""
         connection = link.connection
+        inbox: asyncio.Queue[tuple[float, bytes | BaseException]] = asyncio.Queue(INBOX_CHUNKS)
+        reading = asyncio.get_running_loop().create_task(self._read_into(link, inbox))
         try:
             while True:
-                data = await link.reader.read(CHUNK)
+                arrived, data = await inbox.get()
+                if isinstance(data, BaseException):
+                    raise data
+                link.busy, link.arrived = True, arrived
                 toxics = [
                     t for t in self._toxics if t.covers(link.direction) and connection.applies(t)
                 ]
@@ -420,15 +434,36 @@ class FaultProxy:
                     if link.writer.can_write_eof() and not link.writer.transport.is_closing():
                         link.writer.write_eof()
                     return
-                if not toxics:
-                    link.writer.write(data)
-                    await link.writer.drain()
-                else:
+                if toxics:
                     await _through(toxics, data, link)
+                else:
+                    await link.send(data)
+                link.busy = False
         except LinkClosed as closed:
             connection.close(reset=closed.reset)
         except (ConnectionError, OSError):
             connection.close(reset=True)
+        finally:
+            reading.cancel()
+
+    async def _read_into(
+        self, link: Link, inbox: asyncio.Queue[tuple[float, bytes | BaseException]]
+    ) -> None:
+        """Read chunks into ``inbox`` with their arrival time; EOF is ``b""``, errors are
+        passed on. With no toxic on the proxy and nothing queued, data goes straight out."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                data = await link.reader.read(CHUNK)
+                if data and not self._toxics and not link.busy and inbox.empty():
+                    await link.send(data)
+                    continue
+            except (ConnectionError, OSError) as exc:
+                await inbox.put((loop.time(), exc))
+                return
+            await inbox.put((loop.time(), data))
+            if not data:
+                return
 
 
 async def _through(toxics: list[Toxic], data: bytes, link: Link) -> None:

@@ -102,7 +102,7 @@ class Toxic:
 
 @dataclass(eq=False)
 class Latency(Toxic):
-    """Delay every chunk by ``seconds`` ± a uniform ``jitter``."""
+    """Delay every chunk by ``seconds`` ± a uniform ``jitter`` from when it arrived."""
 
     kind: ClassVar[str] = "latency"
     seconds: float = 0.0
@@ -112,7 +112,9 @@ class Latency(Toxic):
         delay = self.seconds
         if self.jitter:
             delay += link.random.uniform(-self.jitter, self.jitter)
-        await asyncio.sleep(max(0.0, delay))
+        # Counted from the chunk's arrival: a burst read in many chunks is delayed once.
+        waited = asyncio.get_running_loop().time() - link.arrived
+        await asyncio.sleep(max(0.0, delay - waited))
         await send(data)
 
 
