@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from user_project import Project, leftovers, make_project, using_tests, wait_for
 
-from pytest_integration_kit.lifecycle.owner import Owner, process_start
+from pytest_integration_kit.lifecycle.owner import Owner, pid_alive, process_start
 from pytest_integration_kit.lifecycle.reaper import Reaper
 
 #: A test that reports its servers, then waits until killed (or told to finish).
@@ -44,11 +44,13 @@ def _kill9(process: subprocess.Popen[str]) -> None:
 
 
 @ON_HOST
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["alone", "xdist"])
 def test_kill_9_of_pytest_then_a_new_run_leaves_nothing(
-    backend_env: str, pytester: pytest.Pytester
+    backend_env: str, pytester: pytest.Pytester, workers: list[str]
 ) -> None:
     dead = make_project(pytester.path / "dead", BLOCKING_TEST)
-    process, session = _hold(dead)
+    process, session = _hold(dead, *workers)
+    (tester,) = {r["pid"] for r in dead.reports()}
     _kill9(process)
     before = leftovers(session)
     # kill -9 gives no chance to clean up: the servers are still there...
@@ -60,6 +62,8 @@ def test_kill_9_of_pytest_then_a_new_run_leaves_nothing(
     after = leftovers(session)
     # (The later run, or any other one started meanwhile on this host, reaped it.)
     assert after.empty, after
+    # An xdist worker orphaned by its controller's death is ended too.
+    wait_for(lambda: not pid_alive(tester), timeout=10, what="the orphaned worker to end")
 
 
 @ON_HOST

@@ -9,8 +9,11 @@ left alone. There is no host-wide sweep.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,16 +40,21 @@ class ReapReport:
     containers: list[str] = field(default_factory=list)
     workdirs: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
+    #: Orphaned processes of dead runs (xdist workers whose controller died).
+    processes: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.containers or self.workdirs or self.runs)
+        return bool(self.containers or self.workdirs or self.runs or self.processes)
 
     def describe(self) -> str:
-        return (
+        text = (
             f"{len(self.containers)} container(s), {len(self.workdirs)} local server dir(s), "
             f"{len(self.runs)} run dir(s)"
         )
+        if self.processes:
+            text += f", {len(self.processes)} orphaned worker(s)"
+        return text
 
 
 class Reaper:
@@ -80,6 +88,14 @@ class Reaper:
         """Remove the containers, local servers and run dirs of every dead session."""
         report = ReapReport()
         dead = self.dead_sessions()
+        for run in RunDirectory.all(self.runs_root):
+            if run.session_id in dead:
+                # First the orphans, so that none of them uses a server being removed.
+                for process in run.processes():
+                    if process.is_alive():
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            os.kill(process.pid, signal.SIGKILL)
+                        report.processes.append(process.pid)
         self._reap_containers(report, session=None)
         self._reap_workdirs(report, sessions=dead)
         for run in RunDirectory.all(self.runs_root):

@@ -69,6 +69,21 @@ class RunDirectory:
                 if path.is_dir():
                     yield cls(path)
 
+    def register_process(self, name: str, owner: Owner) -> None:
+        """Record another process of the run (an xdist worker), so that a reaper can end
+        it if the run's owner dies and leaves it orphaned."""
+        processes = private_dir(self.path / "processes")
+        write_json(processes / f"{name}.json", owner.labels())
+
+    def processes(self) -> list[Owner]:
+        found = []
+        for path in sorted((self.path / "processes").glob("*.json")):
+            data = read_json(path)
+            owner = Owner.from_labels(data) if data is not None else None
+            if owner is not None:
+                found.append(owner)
+        return found
+
     def owner(self) -> Owner | None:
         data = read_json(self.path / OWNER_FILE)
         return Owner.from_labels(data) if data is not None else None

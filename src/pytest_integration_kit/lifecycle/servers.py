@@ -171,12 +171,14 @@ class ServerSet:
                 project=project,
             )
         owner = Owner.from_labels(shared["owner"]) or Owner.current()
+        run = RunDirectory.open(str(shared["session"]), Path(shared["runs_root"]))
+        run.register_process(worker_id, Owner.current())
         return cls(
             settings,
             session_id=str(shared["session"]),
             backends=backends,
             owner=owner,
-            run=RunDirectory.open(str(shared["session"]), Path(shared["runs_root"])),
+            run=run,
             kept=kept,
             coordinator=False,
             worker_id=worker_id,
