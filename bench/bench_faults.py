@@ -47,6 +47,20 @@ def measure(call: Callable[[], object], rounds: int = ROUNDS) -> list[float]:
     return samples
 
 
+def measure_interleaved(*calls: Callable[[], object]) -> list[list[float]]:
+    """Time each call in turn, ROUNDS times: one list of samples per call."""
+    for call in calls:
+        for _ in range(200):
+            call()
+    samples: list[list[float]] = [[] for _ in calls]
+    for _ in range(ROUNDS):
+        for call, times in zip(calls, samples, strict=True):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+    return samples
+
+
 def redis_pinger(
     host: str, port: int, endpoint: Endpoint
 ) -> tuple[socket.socket, Callable[[], None]]:
@@ -99,12 +113,11 @@ def accuracy(name: str, configured: float, measured: list[float], target: str) -
 def round_trips(endpoint: Endpoint, proxy: FaultProxy, mock: MockServer) -> None:
     direct_sock, direct_ping = redis_pinger(endpoint.host, endpoint.port, endpoint)
     proxy_sock, proxy_ping = redis_pinger(proxy.host, proxy.port, endpoint)
-    floor_samples = measure(direct_ping)
-    floor = statistics.median(floor_samples)
-    proxied = measure(proxy_ping)
     mock.get("/v1/users/7").respond(200, json={"id": 7, "name": "seven"})
     http_sock, http_get = http_getter(mock)
-    raw_http = measure(http_get)
+    # Interleaved, so a busy neighbour on the machine slows floor and subject alike.
+    floor_samples, proxied, raw_http = measure_interleaved(direct_ping, proxy_ping, http_get)
+    floor = statistics.median(floor_samples)
     with httpx.Client() as client:
         url = mock.url + "/v1/users/7"
         via_httpx = measure(lambda: client.get(url), rounds=1000)
@@ -118,7 +131,7 @@ def round_trips(endpoint: Endpoint, proxy: FaultProxy, mock: MockServer) -> None
     print(f"|{'-' * 46}|{'-' * 11}|{'-' * 11}|{'-' * 10}|{'-' * 16}|")
     row("floor: redis PING, direct", floor_samples, floor, "")
     row("redis PING through the fault proxy", proxied, floor, "")
-    overhead = statistics.median(proxied) - floor
+    overhead = statistics.median([p - f for p, f in zip(proxied, floor_samples, strict=True)])
     print(
         f"| {'  proxy overhead per round trip (p50)':<44} | {overhead * 1e6:>9.1f} "
         f"| {'':>9} | {'':>8} | {'<= 100 µs':<14} |"
@@ -138,7 +151,7 @@ def toxic_accuracy(endpoint: Endpoint, proxy: FaultProxy) -> None:
     with proxy.latency(0.020, direction="both"):
         accuracy("latency 20 ms both ways", 0.040, measure(ping, rounds=40), "±5 ms")
     with proxy.latency(0.050, jitter=0.020):
-        jittered = measure(ping, rounds=60)
+        jittered = measure(ping, rounds=150)
     accuracy("latency 50 ms ± 20 ms jitter", 0.050, jittered, "spread ≈ 36")
     sock.close()
 
