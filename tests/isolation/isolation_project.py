@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import textwrap
 
+# Imported at collection, never first inside a test: pytester drops the modules first
+# imported during its tests, and a dialect module imported twice warns (an error here).
+import alembic.command
 import pytest
+import sqlalchemy.dialects.mysql.aiomysql
+import sqlalchemy.dialects.mysql.pymysql
+import sqlalchemy.dialects.postgresql.asyncpg
+import sqlalchemy.dialects.postgresql.psycopg
+
+PRELOADED = (alembic.command, sqlalchemy.dialects)
 
 MODELS = """
 from sqlalchemy import ForeignKey, Integer, MetaData, String, Table, Column

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import isolation_project  # noqa: F401 - preloads the SQL dialects, see there
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
