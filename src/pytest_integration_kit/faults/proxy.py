@@ -227,7 +227,8 @@ class FaultProxy:
         return getattr(endpoint, name)
 
     def __repr__(self) -> str:
-        return f"<FaultProxy {self.host}:{self.port} -> {self.upstream_address}>"
+        toxics = f" toxics={list(self._toxics)!r}" if self._toxics else ""
+        return f"<FaultProxy {self.host}:{self.port} -> {self.upstream_address}{toxics}>"
 
     # -- lifecycle --------------------------------------------------------------------
 

@@ -248,9 +248,3 @@ class LimitData(Toxic):
         link.state[self] = sent + min(len(data), allowed)
         if len(data) >= allowed:
             raise LinkClosed
-
-
-def describe(toxic: Toxic) -> dict[str, Any]:
-    """A Toxiproxy-like description, for reports."""
-    fields = {k: v for k, v in vars(toxic).items() if k not in ("proxy", "active")}
-    return {"type": toxic.kind, **fields}
