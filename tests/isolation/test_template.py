@@ -130,3 +130,44 @@ def test_a_broken_schema_fails_the_tests_with_the_reason(pytester: pytest.Pytest
     result.stdout.fnmatch_lines(
         ["*integration_schema: 'models:metadata' is a int; expected a SQLAlchemy MetaData*"]
     )
+
+
+SAME_SERVER_TESTS = """
+from sqlalchemy import text
+
+from pytest_integration_kit.isolation import IsolationWorkspace, SchemaSource
+
+
+def changed(connection):
+    connection.execute(text("CREATE TABLE extra (id INTEGER PRIMARY KEY)"))
+
+
+def test_reused_while_unchanged_rebuilt_when_changed(
+    postgres_server, mysql_server, isolation_workspace, postgres_session, mysql_session
+):
+    for server in (postgres_server, mysql_server):
+        mine = isolation_workspace.databases(server)
+        assert mine.template_built is True  # a fresh server: this session built it
+        # Another session with the same schema finds it ready.
+        with IsolationWorkspace(isolation_workspace.source) as other:
+            again = other.databases(server)
+            again.worker_database()
+            assert again.template_built is False
+            assert again.template() == mine.template()
+        # A changed schema is a new template, built without being asked.
+        source = SchemaSource(schema="test_user:changed", root=isolation_workspace.source.root)
+        with IsolationWorkspace(source) as third:
+            rebuilt = third.databases(server)
+            with rebuilt.engine().connect() as conn:
+                assert conn.execute(text("SELECT count(*) FROM extra")).scalar() == 0
+            assert rebuilt.template_built is True
+            assert rebuilt.template() != mine.template()
+"""
+
+
+def test_template_reuse_and_rebuild_on_one_server(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    write_project(pytester)
+    pytester.makepyfile(test_user=SAME_SERVER_TESTS)
+    run(pytester, "-p", "no:randomly").assert_outcomes(passed=1)
