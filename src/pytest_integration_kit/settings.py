@@ -288,6 +288,18 @@ def _build_table() -> tuple[Setting, ...]:
             bad_example="perhaps",
         ),
         Setting(
+            "ryuk",
+            "Also let testcontainers' Ryuk remove a run's containers the moment the run "
+            "dies, where its image is present (without xdist workers and reuse only); label "
+            "reaping at the next start works without it.",
+            _bool,
+            allowed="a boolean (1/0, true/false, yes/no, on/off)",
+            default=False,
+            metavar="BOOL",
+            example="yes",
+            bad_example="sometimes",
+        ),
+        Setting(
             "cache_dir",
             "Where kept servers (integration_reuse) and warm local data directories live.",
             _cache_directory,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from user_project import Project, leftovers, make_project, using_tests, wait_for
 
+from pytest_integration_kit.lifecycle.attached import docker_client
 from pytest_integration_kit.lifecycle.owner import Owner, pid_alive, process_start
 from pytest_integration_kit.lifecycle.reaper import Reaper
 
@@ -133,3 +134,29 @@ def test_owner_identity_tells_a_reused_pid_from_the_owner() -> None:
     # Another host's sessions are never judged from here.
     assert Owner(finished.pid, "some-other-host", "").is_alive()
     assert not Reaper(docker=False).reap_session("no-such-session")
+
+
+@pytest.mark.parametrize("backend", ["docker"])
+def test_ryuk_asked_for_but_absent_falls_back_to_label_reaping(
+    backend_env: str, pytester: pytest.Pytester
+) -> None:
+    from testcontainers.core.config import testcontainers_config  # noqa: PLC0415
+
+    if _image_present(testcontainers_config.ryuk_image):
+        pytest.skip("this test is about a host without the Ryuk image")
+    project = make_project(pytester.path / "app", using_tests(count=1))
+    result = project.run("--integration-ryuk=yes", "-k", "redis")
+    assert result.returncode == 0, result.stdout
+    (session,) = {r["session"] for r in project.reports()}
+    assert leftovers(session).empty
+    assert not docker_client().containers.list(
+        all=True, filters={"ancestor": "testcontainers/ryuk"}
+    )
+
+
+def _image_present(image: str) -> bool:
+    try:
+        docker_client().images.get(image)
+    except Exception:
+        return False
+    return True

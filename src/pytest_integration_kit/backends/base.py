@@ -34,6 +34,8 @@ class ServerOptions:
     workdir_root: Path | None = None
     #: The cache dir of initialised data directories (warm local start); None: none.
     warm_dir: Path | None = None
+    #: Let testcontainers' Ryuk reap the container too, if its image is present.
+    ryuk: bool = False
 
 
 class RunningServer(ABC):

@@ -140,12 +140,14 @@ class DockerBackend(Backend):
         from testcontainers.core.config import testcontainers_config  # noqa: PLC0415
         from testcontainers.core.container import DockerContainer  # noqa: PLC0415
 
-        # Ryuk cannot be pulled everywhere and is forbidden in many CI setups; the
-        # lifecycle reaps by label instead.
-        testcontainers_config.ryuk_disabled = True
-
         spec = options.spec
         client = self._engine()
+        # Ryuk cannot be pulled everywhere and is forbidden in many CI setups; the
+        # lifecycle reaps by label instead. Where asked for and present, Ryuk also removes
+        # the containers as soon as this process dies.
+        testcontainers_config.ryuk_disabled = not (
+            options.ryuk and _image_present(client, testcontainers_config.ryuk_image)
+        )
         host, bind_ip = engine_address(client.api.base_url, os.environ.get("DOCKER_HOST"))
         credentials = spec.credentials()
         port_key = f"{spec.container_port}/tcp"
@@ -201,6 +203,14 @@ class DockerBackend(Backend):
             ) from None
         endpoint = dataclasses.replace(endpoint, version=version)
         return DockerServer(container, endpoint, time.monotonic() - started)
+
+
+def _image_present(client: Any, image: str) -> bool:
+    try:
+        client.images.get(image)
+    except Exception:
+        return False
+    return True
 
 
 def _container_log_tail(container: Any, lines: int, secret: str) -> str:

@@ -244,6 +244,9 @@ class ServerSet:
             session_id=self.session_id,
             labels=self.owner.labels(),
             warm_dir=self.kept.cache_dir if self.kept is not None else None,
+            # Ryuk reaps when the process that started a container exits: not for servers
+            # shared with other processes or kept for later runs.
+            ryuk=bool(self.settings["ryuk"]) and self.coordinator and not self.reuse,
         )
 
     def config_hash(self, request: ServerRequest, options: ServerOptions, backend: Backend) -> str:
