@@ -207,3 +207,23 @@ def test_http_mock_miss_that_fails_the_test_is_reported_once(project: pytest.Pyt
         ["*AssertionError: http_mock: no route matches GET https://api.test/users/8*"]
     )
     result.stdout.no_fnmatch_line("*ERROR at teardown*")
+
+
+def test_marker_asks_for_https(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        import httpx
+        import pytest
+
+        @pytest.mark.http_mock(https=True)
+        def test_tls(mock_server):
+            mock_server.get("/x").respond(200, text="secret")
+            assert mock_server.url.startswith("https://127.0.0.1:")
+            context = mock_server.client_ssl_context()
+            assert httpx.get(mock_server.url + "/x", verify=context).text == "secret"
+
+        def test_plain(mock_server):
+            assert mock_server.url.startswith("http://127.0.0.1:")
+        """
+    )
+    project.runpytest_subprocess().assert_outcomes(passed=2)
