@@ -216,7 +216,7 @@ def test_marker_asks_for_https(project: pytest.Pytester) -> None:
         import pytest
 
         @pytest.mark.http_mock(https=True)
-        def test_tls(mock_server):
+        def test_tls(http_mock, mock_server):
             mock_server.get("/x").respond(200, text="secret")
             assert mock_server.url.startswith("https://127.0.0.1:")
             context = mock_server.client_ssl_context()
