@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from filelock import FileLock
 
 from pytest_integration_kit.lifecycle.records import (
     ServerRecord,
+    digest,
     private_dir,
     read_json,
     write_json,
@@ -49,7 +51,8 @@ class KeptServers:
         fit in 107 bytes, and a kept server does not outlive a reboot anyway.
         """
         uid = os.geteuid() if hasattr(os, "geteuid") else 0
-        return private_dir(Path(tempfile.gettempdir()) / f"pik-kept-{uid}", 0o711)
+        name = f"pik-kept-{uid}-{digest(str(self.cache_dir))[:8]}"
+        return private_dir(Path(tempfile.gettempdir()) / name, 0o711)
 
     def lock(self, slot: str, timeout: float) -> FileLock:
         return FileLock(self._ensure() / f"{slot}.lock", timeout=timeout)
@@ -77,7 +80,10 @@ class KeptServers:
 
     def remove_all(self) -> list[ServerRecord]:
         """Stop and forget every kept server; returns what was removed."""
-        from pytest_integration_kit.lifecycle.attached import attach  # noqa: PLC0415
+        from pytest_integration_kit.lifecycle.attached import (  # noqa: PLC0415
+            attach,
+            stop_process_tree,
+        )
 
         removed = []
         for record in self.all():
@@ -86,6 +92,10 @@ class KeptServers:
                     attach(record).stop()
                 self.forget(record.key)
             removed.append(record)
+        # Directories of kept local servers whose start was interrupted (no record).
+        for workdir in self.servers_dir.iterdir():
+            stop_process_tree(workdir, grace=5)
+            shutil.rmtree(workdir, ignore_errors=True)
         return removed
 
 
