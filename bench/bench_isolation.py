@@ -15,6 +15,7 @@ Run with ``nox -s bench`` or ``python bench/bench_isolation.py``.
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import sys
 import time
@@ -29,6 +30,7 @@ from pytest_integration_kit.isolation import (
     IsolatedDatabases,
     RedisKeyspace,
     SchemaSource,
+    async_rollback_session,
 )
 from pytest_integration_kit.services import spec_for
 
@@ -147,6 +149,7 @@ def bench_database(  # noqa: PLR0915 - one scenario per strategy, read top to bo
         measure(clone_cycle, 40, warmup=3)
         results["clone: take + give back"] = pool_times[3:]
         results["clone: whole cycle"] = clone_times[3:]
+        results["async rollback: whole cycle"] = asyncio.run(async_cycles(databases, 100))
         rows.append((f"{service}: floor SELECT 1 + ROLLBACK", f"{base:.3f}", "", "1.0", "", ""))
         for name, samples in results.items():
             p50 = statistics.median(samples)
@@ -163,6 +166,22 @@ def bench_database(  # noqa: PLR0915 - one scenario per strategy, read top to bo
             )
     finally:
         databases.close()
+
+
+async def async_cycles(databases: IsolatedDatabases, rounds: int) -> list[float]:
+    """What an async session fixture costs a test: a new connection each time (they
+    belong to one event loop, and the default loop is per test) on a shared Engine."""
+    samples: list[float] = []
+    for _ in range(rounds + 5):
+        start = time.perf_counter()
+        lease = DatabaseLease(databases, "rollback").acquire()
+        engine = lease.async_engine()
+        async with async_rollback_session(engine) as session:
+            await session.execute(text("INSERT INTO t03 (id, label) VALUES (2, 'x')"))
+            await session.commit()
+        lease.release()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples[5:]
 
 
 def bench_redis(server: RunningServer, rows: list[tuple[str, ...]]) -> None:

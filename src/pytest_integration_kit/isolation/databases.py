@@ -27,6 +27,7 @@ from pytest_integration_kit.isolation.schema import SchemaSource
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
     from pytest_integration_kit.services.endpoint import Endpoint
 
@@ -107,6 +108,7 @@ class IsolatedDatabases:
         self.template_built: bool | None = None
         self._worker: str | None = None
         self._engines: dict[str, Engine] = {}
+        self._async_engines: dict[tuple[str, str], AsyncEngine] = {}
         self._made: list[str] = []
         self._pool: ClonePool | None = None
         self._clone_counter = 0
@@ -185,8 +187,12 @@ class IsolatedDatabases:
     def drop(self, name: str) -> None:
         with self._lock:
             engine = self._engines.pop(name, None)
+            async_engines = [e for (n, _), e in self._async_engines.items() if n == name]
+            self._async_engines = {k: e for k, e in self._async_engines.items() if k[0] != name}
         if engine is not None:
             engine.dispose()
+        for async_engine in async_engines:
+            async_engine.sync_engine.dispose()  # pool-less: nothing waits on a loop
         with self.admin_engine.connect() as conn:
             self.admin.drop(conn, name)
         with self._lock:
@@ -212,6 +218,43 @@ class IsolatedDatabases:
             if engine is None:
                 engine = self.admin.engine(self.endpoint, name, pool_pre_ping=False)
                 self._engines[name] = engine
+            return engine
+
+    def async_driver(self) -> str:
+        """The first installed asyncio driver for this kind of server."""
+        import importlib.util  # noqa: PLC0415 - only asked when an async fixture is used
+
+        for driver in self.admin.async_drivers:
+            module = "psycopg" if driver == "psycopg_async" else driver
+            if importlib.util.find_spec(module) is not None:
+                return driver
+        raise IsolationError(
+            f"no asyncio driver for {self.endpoint.service}: install one of "
+            + ", ".join(self.admin.async_drivers)
+        )
+
+    def async_engine(self, database: str | None = None, driver: str | None = None) -> AsyncEngine:
+        """An AsyncEngine on ``database``, one per database and driver, without a pool.
+
+        Async connections belong to the event loop that opened them and tests run in
+        many loops, so none is kept between uses; sharing the Engine still saves each
+        test the dialect's first-connect queries.
+        """
+        from sqlalchemy import make_url  # noqa: PLC0415 - optional dependency, imported when used
+        from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415 - optional dependency, imported when used
+        from sqlalchemy.pool import NullPool  # noqa: PLC0415 - optional dependency, imported when used
+
+        name = database or self.worker_database()
+        chosen = driver or self.async_driver()
+        with self._lock:
+            engine = self._async_engines.get((name, chosen))
+            if engine is None:
+                url = make_url(self.endpoint.with_database(name).url)
+                base = url.drivername.split("+", 1)[0]
+                engine = create_async_engine(
+                    url.set(drivername=f"{base}+{chosen}"), poolclass=NullPool
+                )
+                self._async_engines[(name, chosen)] = engine
             return engine
 
     def clean(self, database: str | None = None) -> None:
@@ -249,9 +292,12 @@ class IsolatedDatabases:
             self._pool.close()
         with self._lock:
             engines, self._engines = list(self._engines.values()), {}
+            async_engines, self._async_engines = list(self._async_engines.values()), {}
             made, self._made = list(self._made), []
         for engine in engines:
             engine.dispose()
+        for async_engine in async_engines:
+            async_engine.sync_engine.dispose()
         if made:
             with self.admin_engine.connect() as conn:
                 for name in made:

@@ -79,25 +79,8 @@ class DatabaseLease:
             yield session
 
     def async_engine(self, driver: str | None = None) -> AsyncEngine:
-        """A new AsyncEngine on this lease's database (the caller disposes it)."""
-        from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415 - optional dependency, imported when used
-
-        url = self.engine.url
-        chosen = driver or self._async_driver()
-        base = url.drivername.split("+", 1)[0]
-        return create_async_engine(url.set(drivername=f"{base}+{chosen}"))
-
-    def _async_driver(self) -> str:
-        import importlib.util  # noqa: PLC0415 - optional dependency, imported when used
-
-        for driver in self.databases.admin.async_drivers:
-            module = "psycopg" if driver == "psycopg_async" else driver
-            if importlib.util.find_spec(module) is not None:
-                return driver
-        raise LeakError(  # not a leak, but an IsolationError all the same
-            f"no asyncio driver for {self.databases.endpoint.service}: install one of "
-            + ", ".join(self.databases.admin.async_drivers)
-        )
+        """The AsyncEngine on this lease's database (shared, pool-less: nothing to dispose)."""
+        return self.databases.async_engine(self.database, driver)
 
     def end(self) -> None:
         """Clean up after the test; raises LeakError (after cleaning) under the leak check."""
