@@ -23,6 +23,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from filelock import Timeout
+
 from pytest_integration_kit.backends.base import Backend, RunningServer, ServerOptions
 from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
 from pytest_integration_kit.lifecycle.attached import (
@@ -291,22 +293,36 @@ class ServerSet:
     def _obtain(self, request: ServerRequest) -> RunningServer:
         if self.run is None:
             return self._provide(request)[0]
-        key = request.key
         timeout = (request.startup_timeout or float(self.settings["startup_timeout"])) + LOCK_MARGIN
-        with self.run.lock(key, timeout):
-            record = self.run.read(key)
-            if record is not None:
-                return self._attach_shared(request, record)
-            try:
-                server, record = self._provide(request)
-            except BackendUnavailable as exc:
-                self.run.write(self._failure(request, "unavailable", exc))
-                raise
-            except ServerStartError as exc:
-                self.run.write(self._failure(request, "start", exc))
-                raise
-            self.run.write(record)
-            return server
+        lock = self.run.lock(request.key, timeout)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise ServerStartError(
+                f"waited {timeout:g} s for another process of this run to start "
+                f"{spec_for(request.service).title} (lock {lock.lock_file})"
+            ) from None
+        try:
+            return self._obtain_shared(request, self.run)
+        finally:
+            lock.release()
+
+    def _obtain_shared(self, request: ServerRequest, run: RunDirectory) -> RunningServer:
+        """Under the request's lock: attach what another process recorded, or start it
+        here and record it (a failure too)."""
+        record = run.read(request.key)
+        if record is not None:
+            return self._attach_shared(request, record)
+        try:
+            server, record = self._provide(request)
+        except BackendUnavailable as exc:
+            run.write(self._failure(request, "unavailable", exc))
+            raise
+        except ServerStartError as exc:
+            run.write(self._failure(request, "start", exc))
+            raise
+        run.write(record)
+        return server
 
     def _failure(self, request: ServerRequest, kind: str, exc: Exception) -> ServerRecord:
         return ServerRecord(
