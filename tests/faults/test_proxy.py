@@ -398,3 +398,23 @@ def test_latency_delays_a_large_answer_once_not_per_chunk(redis_proxy: FaultProx
     with redis_proxy.latency(0.1):
         took = elapsed(lambda: redis_client.get("large"))
     assert 0.1 <= took < 0.1 + SLACK
+
+
+def test_postgres_through_bandwidth_slicer_and_limit_data(pg_proxy: FaultProxy) -> None:
+    big = sqlalchemy.text("SELECT repeat('x', 50000)")
+    engine = sqlalchemy.create_engine(pg_proxy.url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT 1"))
+            with pg_proxy.bandwidth(500_000):  # 50 kB at 500 kB/s: 0.1 s
+                took = elapsed(lambda: connection.execute(big).scalar())
+            assert 0.09 <= took < 0.1 + SLACK
+            with pg_proxy.slicer(100, 40, delay=0.0005, direction="both"):
+                assert connection.execute(big).scalar() == "x" * 50000  # protocol intact
+            with (
+                pg_proxy.limit_data(1000),
+                pytest.raises(sqlalchemy.exc.OperationalError),
+            ):
+                connection.execute(big).scalar()
+    finally:
+        engine.dispose()
