@@ -233,3 +233,14 @@ def test_httpx_exceptions_as_side_effects_are_done_to_the_socket(server: MockSer
     with pytest.raises(httpx.ReadTimeout):
         httpx.get(server.url + "/x", timeout=0.2)
     assert route.call_count == 2
+
+
+def test_async_side_effects_run_on_the_servers_loop(server: MockServer) -> None:
+    import asyncio  # noqa: PLC0415
+
+    async def slow_echo(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.05)
+        return httpx.Response(200, content=request.content[::-1])
+
+    server.post("/echo").mock(side_effect=slow_echo)
+    assert httpx.post(server.url + "/echo", content=b"abc").content == b"cba"
