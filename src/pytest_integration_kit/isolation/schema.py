@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["FINGERPRINT_VERSION", "SchemaSource", "load_attribute", "split_sql"]
 
 #: Bumped whenever what the kit adds to a template (tracking tables, triggers) changes.
-FINGERPRINT_VERSION = "pik-isolation-2"
+FINGERPRINT_VERSION = "pik-isolation-3"
 
 
 def load_attribute(spec: str) -> Any:
