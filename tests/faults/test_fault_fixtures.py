@@ -185,3 +185,30 @@ def test_proxy(fault_proxy, redis_server, n):
     project.makepyfile(body)
     result = project.runpytest_subprocess("-n", "2")
     result.assert_outcomes(passed=12)
+
+
+def test_block_network_allows_configured_server_hosts(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INTEGRATION_BLOCK_NETWORK", "1")
+    monkeypatch.setenv("INTEGRATION_REDIS_URL", "redis://192.0.2.7:6379/0")
+    project.makepyfile(
+        """
+        import socket
+        import pytest
+        from pytest_integration_kit.faults import NetworkBlocked
+
+        def test_the_configured_redis_host_is_not_blocked():
+            sock = socket.socket()
+            sock.settimeout(0.1)
+            try:
+                sock.connect(("192.0.2.7", 6379))
+            except NetworkBlocked:
+                pytest.fail("blocked")
+            except OSError:
+                pass  # unroutable: times out, but was allowed to try
+            finally:
+                sock.close()
+        """
+    )
+    project.runpytest_subprocess().assert_outcomes(passed=1)
