@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 
 import isolation_project  # noqa: F401 - preloads the SQL dialects, see there
@@ -19,7 +22,7 @@ from pytest_integration_kit.isolation import (
     owner_token,
     rollback_session,
 )
-from pytest_integration_kit.isolation.databases import MAX_NAME_BYTES
+from pytest_integration_kit.isolation.databases import MAX_NAME_BYTES, owner_label
 from pytest_integration_kit.isolation.schema import split_sql
 from pytest_integration_kit.isolation.tracking import dependency_order, referencing_closure
 from pytest_integration_kit.services import spec_for
@@ -148,3 +151,41 @@ def test_rollback_truncate_and_clone_from_a_script(
         assert counts(again.engine()) == (2, 1)
         assert again.template_built is False
         assert again.worker_database() != databases.worker_database()
+
+
+def test_orphans_of_dead_processes_are_reaped(
+    server: RunningServer, workspace: IsolationWorkspace
+) -> None:
+    databases = workspace.databases(server.endpoint)
+    databases.worker_database()
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(ended.stdout)
+    token = uuid.uuid4().hex[:8]
+    orphan, alive, foreign = (database_name(kind, token) for kind in ("orphan", "alive", "far"))
+    labels = {
+        orphan: owner_label(pid=dead_pid),
+        alive: owner_label(),  # this very process
+        foreign: owner_label(host="another-host", pid=dead_pid),
+    }
+    admin = databases.admin
+    with databases.admin_engine.connect() as conn:
+        for name, label in labels.items():
+            admin.create_empty(conn, name)
+            admin.label(conn, name, label)
+    try:
+        reaped = databases.reap_orphans()
+        assert orphan in reaped
+        assert alive not in reaped
+        assert foreign not in reaped
+        with databases.admin_engine.connect() as conn:
+            assert not admin.exists(conn, orphan)
+            assert admin.exists(conn, alive)
+    finally:
+        with databases.admin_engine.connect() as conn:
+            for name in labels:
+                admin.drop(conn, name)

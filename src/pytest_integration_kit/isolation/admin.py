@@ -83,6 +83,14 @@ class DatabaseAdmin(ABC):
     def open_transactions(self, conn: Connection, name: str) -> list[str]:
         """Sessions on ``name`` left inside a transaction, described for people."""
 
+    @abstractmethod
+    def label(self, conn: Connection, name: str, text: str) -> None:
+        """Attach ``text`` to database ``name`` (who made it), where the server allows."""
+
+    @abstractmethod
+    def labelled(self, conn: Connection, prefix: str) -> dict[str, str]:
+        """Databases whose names start with ``prefix`` (not templates) and their labels."""
+
     def exists(self, conn: Connection, name: str) -> bool:
         return self.template_state(conn, name) != "absent"
 
@@ -184,6 +192,23 @@ class PostgresAdmin(DatabaseAdmin):
 
     def drop(self, conn: Connection, name: str) -> None:
         conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {_pg_ident(name)} WITH (FORCE)")
+
+    def label(self, conn: Connection, name: str, text: str) -> None:
+        conn.exec_driver_sql(
+            f"COMMENT ON DATABASE {_pg_ident(name)} IS '{text.replace(chr(39), chr(39) * 2)}'"
+        )
+
+    def labelled(self, conn: Connection, prefix: str) -> dict[str, str]:
+        from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
+
+        rows = conn.execute(
+            text(
+                "SELECT d.datname, coalesce(shobj_description(d.oid, 'pg_database'), '') "
+                "FROM pg_database d WHERE NOT d.datistemplate AND starts_with(d.datname, :p)"
+            ),
+            {"p": prefix},
+        )
+        return {str(r[0]): str(r[1]) for r in rows}
 
     def drop_template(self, conn: Connection, name: str) -> None:
         conn.exec_driver_sql(f"ALTER DATABASE {_pg_ident(name)} IS_TEMPLATE false")
@@ -329,6 +354,29 @@ class MySQLAdmin(DatabaseAdmin):
             target.exec_driver_sql("SET foreign_key_checks = 1")
             target.commit()
 
+    def label(self, conn: Connection, name: str, text: str) -> None:
+        from sqlalchemy.exc import DBAPIError  # noqa: PLC0415 - optional dependency, imported when used
+
+        # MariaDB keeps schema comments; Oracle MySQL has none, and goes unlabelled.
+        with contextlib.suppress(DBAPIError):
+            conn.exec_driver_sql(f"ALTER DATABASE {_my_ident(name)} COMMENT {_my_literal(text)}")
+
+    def labelled(self, conn: Connection, prefix: str) -> dict[str, str]:
+        from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
+        from sqlalchemy.exc import DBAPIError  # noqa: PLC0415 - optional dependency, imported when used
+
+        try:
+            rows = conn.execute(
+                text(
+                    "SELECT SCHEMA_NAME, SCHEMA_COMMENT FROM information_schema.SCHEMATA "
+                    "WHERE SCHEMA_NAME LIKE :p"
+                ),
+                {"p": prefix.replace("_", "\\_") + "%"},
+            ).all()
+        except DBAPIError:  # no SCHEMA_COMMENT column: Oracle MySQL
+            return {}
+        return {str(r[0]): str(r[1] or "") for r in rows}
+
     def drop(self, conn: Connection, name: str) -> None:
         from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
         from sqlalchemy.exc import DBAPIError  # noqa: PLC0415 - optional dependency, imported when used
@@ -364,6 +412,10 @@ class MySQLAdmin(DatabaseAdmin):
 
 def _my_ident(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
+
+
+def _my_literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def _run_raw(conn: Connection, statements: Iterable[str]) -> None:

@@ -15,6 +15,7 @@ import hashlib
 import os
 import queue
 import re
+import socket
 import threading
 import time
 import uuid
@@ -76,6 +77,29 @@ def database_name(*parts: str) -> str:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:12]
     return name[: MAX_NAME_BYTES - len(digest) - 1] + "_" + digest
+
+
+def owner_label(host: str | None = None, pid: int | None = None) -> str:
+    """What a database the kit made says about its maker: host and process id."""
+    return (
+        f"pytest-integration-kit host={host or socket.gethostname()} "
+        f"pid={pid if pid is not None else os.getpid()}"
+    )
+
+
+def _label_owner(label: str) -> tuple[str, int] | None:
+    match = re.fullmatch(r"pytest-integration-kit host=(\S+) pid=(\d+)", label.strip())
+    return (match[1], int(match[2])) if match else None
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's, but alive
+        return True
+    return True
 
 
 @dataclass
@@ -181,6 +205,7 @@ class IsolatedDatabases:
         with self.admin_engine.connect() as conn:
             self.admin.drop(conn, name)  # a leftover of a crashed run with our name
             self.admin.clone(conn, self.endpoint, template, name)
+            self.admin.label(conn, name, owner_label())
         with self._lock:
             self._made.append(name)
 
@@ -201,10 +226,27 @@ class IsolatedDatabases:
 
     # -- databases ------------------------------------------------------------------
 
+    def reap_orphans(self) -> list[str]:
+        """Drop databases left by kit processes of this host that are gone (kill -9, crash).
+
+        Only databases labelled with this host's name and a dead process id are
+        touched: other hosts' sessions, and live ones, are never.
+        """
+        host = socket.gethostname()
+        reaped: list[str] = []
+        with self.admin_engine.connect() as conn:
+            for name, label in self.admin.labelled(conn, NAME_PREFIX).items():
+                owner = _label_owner(label)
+                if owner is not None and owner[0] == host and not _process_alive(owner[1]):
+                    self.admin.drop(conn, name)
+                    reaped.append(name)
+        return reaped
+
     def worker_database(self) -> str:
         """This process's own database (made from the template on first use)."""
         with self._lock:
             if self._worker is None:
+                self.reap_orphans()
                 name = database_name(self.owner)
                 self.create_from_template(name)
                 self._worker = name
