@@ -206,7 +206,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             how = f"reused (kept), attached in {record.seconds_to_ready:.2f} s"
         else:
             how = f"ready in {record.seconds_to_ready:.2f} s" + (", kept" if record.kept else "")
-        by = f" by {record.started_by}" if record.started_by != "main" else ""
+        by = f" [{record.started_by}]" if record.started_by != "main" else ""
         terminalreporter.write_line(
             f"{endpoint.service:<9} {record.backend:<7} {title + ' ' + endpoint.version:<28} "
             f"{endpoint.address:<22} {how}{by}"
