@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import subprocess
 import sys
 import uuid
@@ -22,7 +23,12 @@ from pytest_integration_kit.isolation import (
     owner_token,
     rollback_session,
 )
-from pytest_integration_kit.isolation.databases import MAX_NAME_BYTES, owner_label
+from pytest_integration_kit.isolation.databases import (
+    MAX_NAME_BYTES,
+    TEMPLATE_PREFIX,
+    owner_label,
+    template_label,
+)
 from pytest_integration_kit.isolation.schema import split_sql
 from pytest_integration_kit.isolation.tracking import dependency_order, referencing_closure
 from pytest_integration_kit.services import spec_for
@@ -189,3 +195,41 @@ def test_orphans_of_dead_processes_are_reaped(
         with databases.admin_engine.connect() as conn:
             for name in labels:
                 admin.drop(conn, name)
+
+
+def test_templates_unused_for_a_week_are_pruned_when_another_is_built(
+    server: RunningServer, workspace: IsolationWorkspace, pytester: pytest.Pytester
+) -> None:
+    databases = workspace.databases(server.endpoint)
+    admin = databases.admin
+    token = uuid.uuid4().hex[:8]
+    stale, recent = f"{TEMPLATE_PREFIX}stale{token}", f"{TEMPLATE_PREFIX}recent{token}"
+    with databases.admin_engine.connect() as conn:
+        for name, day in ((stale, datetime.date(2000, 1, 1)), (recent, datetime.date.today())):
+            admin.create_empty(conn, name)
+            admin.mark_ready(conn, name, "0" * 64)
+            admin.label(conn, name, template_label(day))
+    pytester.makepyfile(
+        lib_other=f"""
+from sqlalchemy import text
+
+def create(connection):
+    connection.execute(text("CREATE TABLE other_{token} (id INTEGER PRIMARY KEY)"))
+"""
+    )
+    source = SchemaSource(schema="lib_other:create", root=pytester.path)
+    try:
+        with IsolationWorkspace(source) as other:
+            built = other.databases(server.endpoint)
+            built.worker_database()
+            assert built.template_built is True
+            with databases.admin_engine.connect() as conn:
+                assert admin.template_state(conn, stale) == "absent"
+                assert admin.template_state(conn, recent) == "ready"
+                labels = admin.labelled(conn, TEMPLATE_PREFIX, templates=True)
+                assert labels[built.template()] == template_label()
+    finally:
+        with databases.admin_engine.connect() as conn:
+            for name in (stale, recent):
+                if admin.exists(conn, name):
+                    admin.drop_template(conn, name)

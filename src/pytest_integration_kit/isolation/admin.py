@@ -88,8 +88,15 @@ class DatabaseAdmin(ABC):
         """Attach ``text`` to database ``name`` (who made it), where the server allows."""
 
     @abstractmethod
-    def labelled(self, conn: Connection, prefix: str) -> dict[str, str]:
-        """Databases whose names start with ``prefix`` (not templates) and their labels."""
+    def labelled(self, conn: Connection, prefix: str, *, templates: bool = False) -> dict[str, str]:
+        """Databases whose names start with ``prefix`` and their labels.
+
+        PostgreSQL tells templates apart (``templates``); MySQL has none, and the
+        callers tell them by name.
+        """
+
+    def drop_template(self, conn: Connection, name: str) -> None:
+        self.drop(conn, name)
 
     def exists(self, conn: Connection, name: str) -> bool:
         return self.template_state(conn, name) != "absent"
@@ -198,15 +205,15 @@ class PostgresAdmin(DatabaseAdmin):
             f"COMMENT ON DATABASE {_pg_ident(name)} IS '{text.replace(chr(39), chr(39) * 2)}'"
         )
 
-    def labelled(self, conn: Connection, prefix: str) -> dict[str, str]:
+    def labelled(self, conn: Connection, prefix: str, *, templates: bool = False) -> dict[str, str]:
         from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
 
         rows = conn.execute(
             text(
                 "SELECT d.datname, coalesce(shobj_description(d.oid, 'pg_database'), '') "
-                "FROM pg_database d WHERE NOT d.datistemplate AND starts_with(d.datname, :p)"
+                "FROM pg_database d WHERE d.datistemplate = :t AND starts_with(d.datname, :p)"
             ),
-            {"p": prefix},
+            {"p": prefix, "t": templates},
         )
         return {str(r[0]): str(r[1]) for r in rows}
 
@@ -361,7 +368,7 @@ class MySQLAdmin(DatabaseAdmin):
         with contextlib.suppress(DBAPIError):
             conn.exec_driver_sql(f"ALTER DATABASE {_my_ident(name)} COMMENT {_my_literal(text)}")
 
-    def labelled(self, conn: Connection, prefix: str) -> dict[str, str]:
+    def labelled(self, conn: Connection, prefix: str, *, templates: bool = False) -> dict[str, str]:
         from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
         from sqlalchemy.exc import DBAPIError  # noqa: PLC0415 - optional dependency, imported when used
 

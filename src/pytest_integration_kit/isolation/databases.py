@@ -11,6 +11,7 @@ connections still open.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import os
 import queue
@@ -46,8 +47,11 @@ __all__ = [
 #: PostgreSQL truncates identifiers beyond 63 bytes; MySQL allows 64.
 MAX_NAME_BYTES = 63
 
-#: Every database the kit makes starts with this.
+#: Every database the kit makes starts with this; templates with TEMPLATE_PREFIX.
 NAME_PREFIX = "pik_"
+TEMPLATE_PREFIX = "pik_tpl_"
+#: A template no session has used for this long is dropped when another is built.
+TEMPLATE_UNUSED_DAYS = 7
 
 
 class IsolationError(IntegrationKitError):
@@ -90,6 +94,16 @@ def owner_label(host: str | None = None, pid: int | None = None) -> str:
 def _label_owner(label: str) -> tuple[str, int] | None:
     match = re.fullmatch(r"pytest-integration-kit host=(\S+) pid=(\d+)", label.strip())
     return (match[1], int(match[2])) if match else None
+
+
+def template_label(day: datetime.date | None = None) -> str:
+    """What a template says about itself: the day a session last used it."""
+    return f"pytest-integration-kit template used={(day or datetime.date.today()).isoformat()}"
+
+
+def _label_day(label: str) -> datetime.date | None:
+    match = re.fullmatch(r"pytest-integration-kit template used=(\d{4}-\d\d-\d\d)", label.strip())
+    return datetime.date.fromisoformat(match[1]) if match else None
 
 
 def _process_alive(pid: int) -> bool:
@@ -140,7 +154,7 @@ class IsolatedDatabases:
     # -- names ----------------------------------------------------------------------
 
     def template_name(self, fingerprint: str) -> str:
-        return database_name("tpl", fingerprint[:24])
+        return TEMPLATE_PREFIX + fingerprint[:24]
 
     def next_clone_name(self) -> str:
         with self._lock:
@@ -174,10 +188,34 @@ class IsolatedDatabases:
                             self.admin.drop(conn, name)
                         self._build_template(conn, name, fingerprint)
                         self.template_built = True
+                    self.admin.label(conn, name, template_label())
                 finally:
                     self.admin.unlock(conn, name)
+                if self.template_built:
+                    self.prune_templates(keep=name)
             self._template = name
             return name
+
+    def prune_templates(self, *, keep: str, unused_days: int = TEMPLATE_UNUSED_DAYS) -> list[str]:
+        """Drop templates of other schemas that no session has used for ``unused_days``.
+
+        Long-lived servers (url, reuse) would otherwise keep one template per schema
+        version forever. Unlabelled templates are left alone.
+        """
+        cutoff = datetime.date.today() - datetime.timedelta(days=unused_days)
+        dropped: list[str] = []
+        with self.admin_engine.connect() as conn:
+            for name, label in self.admin.labelled(conn, TEMPLATE_PREFIX, templates=True).items():
+                day = _label_day(label)
+                if name == keep or day is None or day >= cutoff:
+                    continue
+                self.admin.lock(conn, name)  # not while someone builds or clones it
+                try:
+                    self.admin.drop_template(conn, name)
+                finally:
+                    self.admin.unlock(conn, name)
+                dropped.append(name)
+        return dropped
 
     def _build_template(self, conn: object, name: str, fingerprint: str) -> None:
         from sqlalchemy.pool import NullPool  # noqa: PLC0415 - optional dependency, imported when used
