@@ -150,6 +150,9 @@ def bench_database(  # noqa: PLR0915 - one scenario per strategy, read top to bo
         results["clone: take + give back"] = pool_times[3:]
         results["clone: whole cycle"] = clone_times[3:]
         results["async rollback: whole cycle"] = asyncio.run(async_cycles(databases, 100))
+        results["async rollback, shared loop"] = asyncio.run(
+            async_cycles(databases, 300, shared_loop=True)
+        )
         rows.append((f"{service}: floor SELECT 1 + ROLLBACK", f"{base:.3f}", "", "1.0", "", ""))
         for name, samples in results.items():
             p50 = statistics.median(samples)
@@ -168,14 +171,19 @@ def bench_database(  # noqa: PLR0915 - one scenario per strategy, read top to bo
         databases.close()
 
 
-async def async_cycles(databases: IsolatedDatabases, rounds: int) -> list[float]:
+async def async_cycles(
+    databases: IsolatedDatabases, rounds: int, *, shared_loop: bool = False
+) -> list[float]:
     """What an async session fixture costs a test: a new connection each time (they
     belong to one event loop, and the default loop is per test) on a shared Engine."""
     samples: list[float] = []
     for _ in range(rounds + 5):
         start = time.perf_counter()
         lease = DatabaseLease(databases, "rollback").acquire()
-        engine = lease.async_engine()
+        if shared_loop:  # tests in one module/session loop: pooled connections
+            engine = await databases.loop_engines.engine(databases, lease.database)
+        else:
+            engine = lease.async_engine()
         async with async_rollback_session(engine) as session:
             await session.execute(text("INSERT INTO t03 (id, label) VALUES (2, 'x')"))
             await session.commit()

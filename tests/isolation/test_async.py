@@ -92,6 +92,41 @@ def test_async_sessions_roll_back_in_any_loop_scope(
     result.assert_outcomes(passed=4)
 
 
+SESSION_LOOP_TESTS = """
+from sqlalchemy import text
+
+PIDS = {}
+
+
+async def backend_id(session, db):
+    query = "SELECT pg_backend_pid()" if db == "postgres" else "SELECT CONNECTION_ID()"
+    return (await session.execute(text(query))).scalar()
+
+
+async def test_first(postgres_async_session, mysql_async_session):
+    for db, session in (("postgres", postgres_async_session), ("mysql", mysql_async_session)):
+        PIDS[db] = await backend_id(session, db)
+        await session.execute(text("INSERT INTO orders (id, user_id, total) VALUES (9, 1, 1)"))
+        await session.commit()
+
+
+async def test_second_reuses_the_connection(postgres_async_session, mysql_async_session):
+    for db, session in (("postgres", postgres_async_session), ("mysql", mysql_async_session)):
+        assert await backend_id(session, db) == PIDS[db]  # pooled within the shared loop
+        assert (await session.execute(text("SELECT count(*) FROM orders"))).scalar() == 0
+"""
+
+
+def test_tests_sharing_a_session_loop_share_pooled_connections(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    write_project(pytester, asyncio_mode="auto", extra="asyncio_default_test_loop_scope = session")
+    pytester.makepyfile(test_user=SESSION_LOOP_TESTS)
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    assert "Exception closing connection" not in result.stdout.str() + result.stderr.str()
+
+
 def test_auto_mode(pytester: pytest.Pytester, backend_env: str) -> None:
     write_project(pytester, asyncio_mode="auto")
     pytester.makepyfile(test_user=AUTO_TESTS)

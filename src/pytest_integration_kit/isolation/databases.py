@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from pytest_integration_kit.errors import IntegrationKitError
 from pytest_integration_kit.isolation.admin import DatabaseAdmin, admin_for
+from pytest_integration_kit.isolation.loops import LoopEngines
 from pytest_integration_kit.isolation.schema import SchemaSource
 
 if TYPE_CHECKING:
@@ -147,6 +148,8 @@ class IsolatedDatabases:
         self._worker: str | None = None
         self._engines: dict[str, Engine] = {}
         self._async_engines: dict[tuple[str, str], AsyncEngine] = {}
+        #: Pooled AsyncEngines for tests sharing a wider-than-function event loop.
+        self.loop_engines = LoopEngines()
         self._made: list[str] = []
         self._pool: ClonePool | None = None
         self._clone_counter = 0
