@@ -233,3 +233,52 @@ def create(connection):
             for name in (stale, recent):
                 if admin.exists(conn, name):
                     admin.drop_template(conn, name)
+
+
+MYSQL_OBJECTS = '''
+from sqlalchemy import text
+
+STATEMENTS = [
+    "CREATE TABLE items (id INTEGER PRIMARY KEY, price INTEGER NOT NULL)",
+    "CREATE TABLE audit (id INTEGER AUTO_INCREMENT PRIMARY KEY, item_id INTEGER)",
+    "CREATE VIEW v_second AS SELECT id FROM v_first",
+    "CREATE VIEW v_first AS SELECT id, price FROM items WHERE price > 0",
+    "CREATE FUNCTION doubled(x INTEGER) RETURNS INTEGER DETERMINISTIC RETURN x * 2",
+    """CREATE PROCEDURE add_item(IN i INTEGER)
+BEGIN
+  INSERT INTO items VALUES (i, doubled(i));
+END""",
+    """CREATE TRIGGER audit_items AFTER INSERT ON items FOR EACH ROW
+INSERT INTO audit (item_id) VALUES (NEW.id)""",
+]
+
+
+def create(connection):
+    for statement in STATEMENTS:
+        if statement.startswith("CREATE VIEW v_second"):
+            continue  # made last below, on purpose after the view it reads
+        connection.exec_driver_sql(statement)
+    connection.exec_driver_sql(STATEMENTS[2])
+    connection.exec_driver_sql("INSERT INTO items VALUES (1, 10)")  # seed, audited once
+'''
+
+
+def test_mysql_copies_keep_views_routines_and_triggers(pytester: pytest.Pytester) -> None:
+    server = LocalBackend().start(
+        ServerOptions(
+            spec=spec_for("mysql"), image="", startup_timeout=60, session_id="tests-iso-objects"
+        )
+    )
+    try:
+        pytester.makepyfile(mysql_objects=MYSQL_OBJECTS)
+        source = SchemaSource(schema="mysql_objects:create", root=pytester.path)
+        with IsolationWorkspace(source) as workspace:
+            engine = workspace.databases(server.endpoint).engine()
+            with engine.begin() as conn:
+                assert conn.execute(text("SELECT count(*) FROM audit")).scalar() == 1
+                conn.execute(text("CALL add_item(3)"))
+                assert conn.execute(text("SELECT price FROM items WHERE id = 3")).scalar() == 6
+                assert conn.execute(text("SELECT count(*) FROM audit")).scalar() == 2
+                assert conn.execute(text("SELECT count(*) FROM v_second")).scalar() == 2
+    finally:
+        server.stop()

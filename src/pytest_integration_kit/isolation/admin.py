@@ -348,18 +348,75 @@ class MySQLAdmin(DatabaseAdmin):
                         f"INSERT INTO {_my_ident(table)} SELECT * FROM "
                         f"{_my_ident(template)}.{_my_ident(table)}"
                     )
-            for view_name, definition in conn.execute(
+            self._copy_views(conn, target, template)
+            # Routines before triggers (which may call them); triggers after the rows,
+            # so copying fires none of them.
+            _run_raw(target, self._routine_and_trigger_ddl(conn, template))
+            _run_raw(target, tracking.mysql_tracking_statements(tracked))
+            target.exec_driver_sql("SET foreign_key_checks = 1")
+            target.commit()
+
+    @staticmethod
+    def _copy_views(conn: Connection, target: Connection, template: str) -> None:
+        """Views in an order that works: one on another waits for it."""
+        from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
+        from sqlalchemy.exc import DBAPIError  # noqa: PLC0415 - optional dependency, imported when used
+
+        pending = {
+            str(name): str(definition).replace(f"{_my_ident(template)}.", "")
+            for name, definition in conn.execute(
                 text(
                     "SELECT TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS "
                     "WHERE TABLE_SCHEMA = :n"
                 ),
                 {"n": template},
-            ):
-                body = str(definition).replace(f"{_my_ident(template)}.", "")
-                target.exec_driver_sql(f"CREATE VIEW {_my_ident(str(view_name))} AS {body}")
-            _run_raw(target, tracking.mysql_tracking_statements(tracked))
-            target.exec_driver_sql("SET foreign_key_checks = 1")
-            target.commit()
+            )
+        }
+        while pending:
+            failures: list[DBAPIError] = []
+            before = len(pending)
+            for name, body in list(pending.items()):
+                try:
+                    target.exec_driver_sql(f"CREATE VIEW {_my_ident(name)} AS {body}")
+                    del pending[name]
+                except DBAPIError as exc:
+                    failures.append(exc)
+            if len(pending) == before:  # a round without progress: a real error
+                raise failures[0]
+
+    @staticmethod
+    def _routine_and_trigger_ddl(conn: Connection, template: str) -> list[str]:
+        """The template's own procedures, functions and triggers (not the kit's)."""
+        from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
+
+        statements: list[str] = []
+        like = tracking.MYSQL_PREFIX.replace("_", "\\_") + "%"
+        for name, kind in conn.execute(
+            text(
+                "SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES "
+                "WHERE ROUTINE_SCHEMA = :n AND ROUTINE_NAME NOT LIKE :p"
+            ),
+            {"n": template, "p": like},
+        ):
+            row = conn.exec_driver_sql(
+                f"SHOW CREATE {kind} {_my_ident(template)}.{_my_ident(str(name))}"
+            ).first()
+            if row is not None and row[2]:
+                statements.append(str(row[2]))
+        for (name,) in conn.execute(
+            text(
+                "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS "
+                "WHERE TRIGGER_SCHEMA = :n AND TRIGGER_NAME NOT LIKE :p "
+                "ORDER BY EVENT_OBJECT_TABLE, ACTION_ORDER"
+            ),
+            {"n": template, "p": like},
+        ):
+            row = conn.exec_driver_sql(
+                f"SHOW CREATE TRIGGER {_my_ident(template)}.{_my_ident(str(name))}"
+            ).first()
+            if row is not None and row[2]:
+                statements.append(str(row[2]))
+        return statements
 
     def label(self, conn: Connection, name: str, text: str) -> None:
         from sqlalchemy.exc import DBAPIError  # noqa: PLC0415 - optional dependency, imported when used
