@@ -52,3 +52,25 @@ def test_without_the_check_the_same_test_passes(pytester: pytest.Pytester) -> No
     )
     result = run(pytester, "-p", "no:randomly")
     result.assert_outcomes(passed=3)
+
+
+def test_leaks_from_a_clone_are_named_too(pytester: pytest.Pytester) -> None:
+    write_project(
+        pytester,
+        extra="integration_backend = local\nintegration_leak_check = true\n"
+        "integration_isolation = clone",
+    )
+    pytester.makepyfile(
+        test_user="""
+KEPT = []
+
+def test_leaks(mysql_engine):
+    KEPT.append(mysql_engine.connect())
+
+def test_tidy(mysql_session):
+    pass
+"""
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*1 connection(s) of the engine on 'pik_*_c*' checked out*"])

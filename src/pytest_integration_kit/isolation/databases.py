@@ -352,12 +352,13 @@ class IsolatedDatabases:
                 self._pool = ClonePool(self, size=size)
             return self._pool
 
-    def leaks(self, database: str | None = None) -> list[str]:
-        """What is left checked out or inside a transaction on ``database``."""
+    def leaks(self, database: str | None = None, engine: Engine | None = None) -> list[str]:
+        """What is left checked out (of ``engine``) or inside a transaction on ``database``."""
         name = database or self.worker_database()
         found: list[str] = []
-        with self._lock:
-            engine = self._engines.get(name)
+        if engine is None:
+            with self._lock:
+                engine = self._engines.get(name)
         if engine is not None:
             checked_out = engine.pool.checkedout()  # type: ignore[attr-defined]
             if checked_out:

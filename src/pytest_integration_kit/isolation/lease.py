@@ -84,7 +84,7 @@ class DatabaseLease:
 
     def end(self) -> None:
         """Clean up after the test; raises LeakError (after cleaning) under the leak check."""
-        leaks = self.databases.leaks(self.database) if self.leak_check else []
+        leaks = self.databases.leaks(self.database, self.engine) if self.leak_check else []
         if leaks:
             self._terminate_leaks()
         try:
