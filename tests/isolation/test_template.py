@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from isolation_project import run, write_project
+from isolation_project import driver_url, run, write_project
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
@@ -44,7 +44,9 @@ def url_env(
     for service, url in url_servers.items():
         monkeypatch.setenv(f"INTEGRATION_{service.upper()}_URL", url)
     engines = {
-        service: create_engine(url_servers[service], isolation_level="AUTOCOMMIT")
+        service: create_engine(
+            driver_url(service, url_servers[service]), isolation_level="AUTOCOMMIT"
+        )
         for service in ("postgres", "mysql")
     }
     yield engines

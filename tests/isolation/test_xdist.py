@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from isolation_project import run, write_project
+from isolation_project import driver_url, run, write_project
 from sqlalchemy import create_engine, text
 
 TESTS = """
@@ -90,8 +90,8 @@ def test_two_workers_random_order_no_leaks(
     # Every worker database was dropped at the end; only templates remain.
     url_servers: dict[str, str] = request.getfixturevalue("url_servers")
     all_names = {name for names in by_worker.values() for name in names}
-    pg = create_engine(url_servers["postgres"])
-    my = create_engine(url_servers["mysql"])
+    pg = create_engine(driver_url("postgres", url_servers["postgres"]))
+    my = create_engine(driver_url("mysql", url_servers["mysql"]))
     try:
         with pg.connect() as conn:
             left = set(conn.execute(text("SELECT datname FROM pg_database")).scalars())
