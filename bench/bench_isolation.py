@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -234,7 +233,6 @@ def bench_redis(server: RunningServer, rows: list[tuple[str, ...]]) -> None:
 
 
 def main() -> int:
-    sys.modules.setdefault(__name__, sys.modules["__main__"])
     backend = LocalBackend()
     servers = {
         service: backend.start(
