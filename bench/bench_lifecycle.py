@@ -160,7 +160,7 @@ def table(title: str, rows: list[tuple[str, float, float, str]]) -> None:
     print(f"\n{title}")
     print(f"  {'case':<44} {'seconds':>9} {'x floor':>9}  target")
     for name, seconds, ratio, target in rows:
-        print(f"  {name:<44} {seconds:>9.3f} {ratio:>9.2f}  {target}")
+        print(f"  {name:<44} {seconds:>9.3f} {ratio:>9.2f}  {target}".rstrip())
 
 
 def first_test_rows(backend: str) -> list[tuple[str, float, float, str]]:
