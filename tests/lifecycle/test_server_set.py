@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from pytest_integration_kit.backends import default_backends
 from pytest_integration_kit.backends.base import Backend, RunningServer, ServerOptions
 from pytest_integration_kit.errors import BackendUnavailable
-from pytest_integration_kit.lifecycle import RunDirectory, ServerRequest, ServerSet
+from pytest_integration_kit.lifecycle import Owner, Reaper, RunDirectory, ServerRequest, ServerSet
 from pytest_integration_kit.settings import resolve_settings
 
 
@@ -107,3 +110,29 @@ def test_a_failure_is_recorded_once_for_the_whole_run() -> None:
     assert str(second.value) == str(first.value)
     worker.stop_all()
     coordinator.stop_all()
+
+
+def test_reaper_judges_run_dirs_by_their_owner(tmp_path: Path) -> None:
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    me = Owner.current()
+    live = RunDirectory.create("live", me, root=tmp_path)
+    dead = RunDirectory.create("dead", Owner(finished.pid, me.host, ""), root=tmp_path)
+    elsewhere = RunDirectory.create(
+        "elsewhere", Owner(finished.pid, "other-host", ""), root=tmp_path
+    )
+    fresh = RunDirectory(tmp_path / "fresh")
+    fresh.path.mkdir()
+    old = RunDirectory(tmp_path / "old")
+    old.path.mkdir()
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old.path, (two_days_ago, two_days_ago))
+
+    report = Reaper(runs_root=tmp_path, docker=False).reap_dead()
+
+    assert sorted(report.runs) == ["dead", "old"]
+    assert live.path.exists()
+    assert elsewhere.path.exists()  # another host's owner is never judged from here
+    assert fresh.path.exists()  # no owner yet: maybe being created right now
+    assert not dead.path.exists()
+    assert not old.path.exists()

@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds a dead session's server gets to shut down before it is killed.
 REAP_GRACE = 5.0
+#: Seconds after which a run dir that names no owner is removed.
+ABANDONED_AFTER = 86400.0
 
 
 @dataclass
@@ -99,7 +102,7 @@ class Reaper:
         self._reap_containers(report, session=None)
         self._reap_workdirs(report, sessions=dead)
         for run in RunDirectory.all(self.runs_root):
-            if run.session_id in dead:
+            if run.session_id in dead or _abandoned(run):
                 run.remove()
                 report.runs.append(run.session_id)
         return report
@@ -154,6 +157,15 @@ class Reaper:
                 report.errors.append(f"{workdir}: {exc}")
             shutil.rmtree(workdir, ignore_errors=True)
             report.workdirs.append(str(workdir))
+
+
+def _abandoned(run: RunDirectory) -> bool:
+    """A run dir without an owner (its creator died while writing it) a day old."""
+    try:
+        age = time.time() - run.path.stat().st_mtime
+    except OSError:
+        return False
+    return run.owner() is None and age > ABANDONED_AFTER
 
 
 def kept_containers() -> list[dict[str, str]]:
