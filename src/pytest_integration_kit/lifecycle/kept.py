@@ -50,9 +50,12 @@ class KeptServers:
         It is a short path in the temp dir, not the cache dir: a Unix socket's path must
         fit in 107 bytes, and a kept server does not outlive a reboot anyway.
         """
+        return private_dir(self._servers_path, 0o711)
+
+    @property
+    def _servers_path(self) -> Path:
         uid = os.geteuid() if hasattr(os, "geteuid") else 0
-        name = f"pik-kept-{uid}-{digest(str(self.cache_dir))[:8]}"
-        return private_dir(Path(tempfile.gettempdir()) / name, 0o711)
+        return Path(tempfile.gettempdir()) / f"pik-kept-{uid}-{digest(str(self.cache_dir))[:8]}"
 
     def lock(self, slot: str, timeout: float) -> FileLock:
         return FileLock(self._ensure() / f"{slot}.lock", timeout=timeout)
@@ -93,9 +96,12 @@ class KeptServers:
                 self.forget(record.key)
             removed.append(record)
         # Directories of kept local servers whose start was interrupted (no record).
-        for workdir in self.servers_dir.iterdir():
-            stop_process_tree(workdir, grace=5)
-            shutil.rmtree(workdir, ignore_errors=True)
+        if self._servers_path.is_dir():
+            for workdir in self._servers_path.iterdir():
+                stop_process_tree(workdir, grace=5)
+                shutil.rmtree(workdir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                self._servers_path.rmdir()
         return removed
 
 
