@@ -14,6 +14,7 @@ import pytest
 from pytest_integration_kit.errors import ConfigError
 from pytest_integration_kit.fixtures.faults import fault_proxy_factory, network_guard_factory
 from pytest_integration_kit.fixtures.isolation import (
+    collect_worker_summary,
     follow_test_loop_scope,
     isolation_workspace_factory,
     mysql_async_session_factory,
@@ -24,6 +25,7 @@ from pytest_integration_kit.fixtures.isolation import (
     postgres_session_factory,
     redis_async_client_factory,
     redis_client_factory,
+    summary_lines,
 )
 from pytest_integration_kit.fixtures.meta import fixture_metas
 from pytest_integration_kit.fixtures.mocks import http_mock_factory, mock_server_factory
@@ -189,6 +191,11 @@ def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, Any, None]:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Per server of the run: backend, version, address, start time, reuse hit or not."""
+    isolation = summary_lines(terminalreporter.config)
+    if isolation:
+        terminalreporter.section("integration isolation")
+        for line in isolation:
+            terminalreporter.write_line(line)
     servers = terminalreporter.config.stash.get(SERVER_SET, None)
     if servers is None:
         return
@@ -213,6 +220,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         )
     if reaped:
         terminalreporter.write_line(f"reaped from dead sessions: {reaped.describe()}")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """xdist controller: a worker finished; keep what its isolation did for the summary."""
+    collect_worker_summary(node.config, getattr(node, "workeroutput", {}))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

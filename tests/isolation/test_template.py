@@ -105,7 +105,15 @@ def test_unchanged_schema_is_reused_and_changed_one_rebuilt(
     pg_name, my_name = next(iter(new["postgres"])), next(iter(new["mysql"]))
     mark_mysql_template(url_env["mysql"], my_name)
 
-    run(pytester, "-p", "no:randomly").assert_outcomes(passed=2)
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*integration isolation*",
+            f"main: mysql *: template {my_name} reused, 1 database(s) made from it",
+            f"main: postgres *: template {pg_name} reused, 1 database(s) made from it",
+        ]
+    )
     second = templates(url_env)
     assert second == first  # nothing new...
     assert mysql_marked(url_env["mysql"], my_name)  # ...and nothing rebuilt in place

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from isolation_project import driver_url, run, write_project
 from sqlalchemy import create_engine, text
@@ -72,6 +74,14 @@ def test_two_workers_random_order_no_leaks(
     result = run(pytester, "-n", "2", "-p", "randomly", "-p", "xdist")
     result.assert_outcomes(passed=42)
     result.stdout.fnmatch_lines(["*Using --randomly-seed=*"])
+    # The summary: every worker made its own databases; Redis db indexes differ.
+    summary = result.stdout.str().split("integration isolation", 1)[1]
+    for worker in ("gw0", "gw1"):
+        for service in ("postgres", "mysql"):
+            assert f"{worker}: {service} " in summary
+    redis_dbs = re.findall(r"gw\d: redis \S+: db (\d+)", summary)
+    assert redis_dbs  # (a worker that ran no Redis test claims no index)
+    assert len(set(redis_dbs)) == len(redis_dbs)
 
     seen = (pytester.path / "seen.txt").read_text().split("\n")
     by_worker: dict[tuple[str, str], set[str]] = {}

@@ -153,6 +153,8 @@ class IsolatedDatabases:
         self._made: list[str] = []
         self._pool: ClonePool | None = None
         self._clone_counter = 0
+        #: How many databases this object made from the template (worker + clones).
+        self.created = 0
 
     # -- names ----------------------------------------------------------------------
 
@@ -249,6 +251,7 @@ class IsolatedDatabases:
             self.admin.label(conn, name, owner_label())
         with self._lock:
             self._made.append(name)
+            self.created += 1
 
     def drop(self, name: str) -> None:
         with self._lock:
@@ -369,6 +372,14 @@ class IsolatedDatabases:
                 for description in self.admin.open_transactions(conn, name)
             ]
         return found
+
+    def describe(self) -> str:
+        """One line for people: the template, built or reused, and what was made from it."""
+        where = f"{self.endpoint.service} {self.endpoint.address}"
+        if self._template is None:
+            return f"{where}: no database made"
+        how = "built" if self.template_built else "reused"
+        return f"{where}: template {self._template} {how}, {self.created} database(s) made from it"
 
     def close(self) -> None:
         """Dispose every engine and drop every database this object made."""

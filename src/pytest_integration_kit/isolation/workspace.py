@@ -51,6 +51,23 @@ class IsolationWorkspace:
                 self._keyspaces[key] = found
             return found
 
+    def describe(self) -> list[str]:
+        """A line per server: templates built or reused, databases made, Redis db indexes."""
+        with self._lock:
+            databases = list(self._databases.values())
+            keyspaces = list(self._keyspaces.values())
+        lines = [d.describe() for d in databases]
+        for keyspace in keyspaces:
+            where = f"redis {keyspace.endpoint.address}"
+            if keyspace.db is None:
+                continue
+            lines.append(
+                f"{where}: key prefix {keyspace.prefix!r}"
+                if keyspace.prefix
+                else f"{where}: db {keyspace.db}"
+            )
+        return lines
+
     def close(self) -> None:
         """Drop every database and give back every Redis db index; first error re-raised."""
         with self._lock:
