@@ -37,7 +37,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[all]", "mypy", "types-requests", *TEST_DEPS)
+    session.install("-e", ".[all]", "mypy", "types-requests", "cryptography", *TEST_DEPS)
     session.run("mypy")
 
 

@@ -21,13 +21,30 @@ from pytest_integration_kit.services.readiness import wait_until_ready
 if TYPE_CHECKING:
     from pytest_integration_kit.services.endpoint import Endpoint
 
-__all__ = ["LABEL_PREFIX", "SESSION_LABEL", "DockerBackend", "DockerServer", "engine_address"]
+__all__ = [
+    "preload_docker_modules",
+    "LABEL_PREFIX", "SESSION_LABEL", "DockerBackend", "DockerServer", "engine_address"]
 
 LABEL_PREFIX = "pytest-integration-kit"
 SESSION_LABEL = f"{LABEL_PREFIX}.session"
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 #: How long to wait for the engine to answer a ping before calling it unreachable.
 PING_TIMEOUT = 5
+
+
+def preload_docker_modules() -> None:
+    """Import docker-py and testcontainers now, in the calling thread.
+
+    Servers start in threads, and the reaper runs in one; two threads importing
+    docker-py for the first time at once can see a half-initialised ``requests``
+    ("module 'requests' has no attribute 'exceptions'"). Call this from the main thread
+    before starting them. Without the docker extra it does nothing.
+    """
+    with contextlib.suppress(ImportError):
+        import docker  # noqa: F401,PLC0415
+        import docker.errors  # noqa: F401,PLC0415
+        import testcontainers.core.config  # noqa: F401,PLC0415
+        import testcontainers.core.container  # noqa: F401,PLC0415
 
 
 def engine_address(base_url: str, docker_host: str | None = None) -> tuple[str, str]:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from filelock import Timeout
 
 from pytest_integration_kit.backends.base import Backend, RunningServer, ServerOptions
+from pytest_integration_kit.backends.docker import preload_docker_modules
 from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
 from pytest_integration_kit.lifecycle.attached import (
     AttachedContainer,
@@ -219,6 +220,7 @@ class ServerSet:
         if not background:
             reap()
             return
+        preload_docker_modules()
         self._reaping = threading.Thread(target=reap, name="integration-reaper", daemon=True)
         self._reaping.start()
 
@@ -275,11 +277,16 @@ class ServerSet:
 
     def start_all(self, requests: Iterable[ServerRequest]) -> None:
         """Begin starting every request at once; returns without waiting."""
+        requests = list(requests)
+        if any(self.backend_choice(r) in ("auto", "docker") for r in requests):
+            preload_docker_modules()
         for request in requests:
             self._future(request)
 
     def get(self, request: ServerRequest) -> RunningServer:
         """The running server for ``request``, starting it if nobody has yet."""
+        if self.backend_choice(request) in ("auto", "docker"):
+            preload_docker_modules()
         return self._future(request).result()
 
     def _future(self, request: ServerRequest) -> Future[RunningServer]:
