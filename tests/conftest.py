@@ -47,7 +47,9 @@ def url_servers() -> Iterator[dict[str, str]]:
                 continue
             server = backend.start(
                 ServerOptions(
-                    spec=spec_for(service), image="", startup_timeout=60,
+                    spec=spec_for(service),
+                    image="",
+                    startup_timeout=60,
                     session_id="tests-url",
                 )
             )

@@ -22,8 +22,13 @@ if TYPE_CHECKING:
     from pytest_integration_kit.services.endpoint import Endpoint
 
 __all__ = [
+    "LABEL_PREFIX",
+    "SESSION_LABEL",
+    "DockerBackend",
+    "DockerServer",
+    "engine_address",
     "preload_docker_modules",
-    "LABEL_PREFIX", "SESSION_LABEL", "DockerBackend", "DockerServer", "engine_address"]
+]
 
 LABEL_PREFIX = "pytest-integration-kit"
 SESSION_LABEL = f"{LABEL_PREFIX}.session"
@@ -41,9 +46,9 @@ def preload_docker_modules() -> None:
     before starting them. Without the docker extra it does nothing.
     """
     with contextlib.suppress(ImportError):
-        import docker  # noqa: F401,PLC0415
+        import docker  # noqa: PLC0415
         import docker.errors  # noqa: F401,PLC0415
-        import testcontainers.core.config  # noqa: F401,PLC0415
+        import testcontainers.core.config  # noqa: PLC0415
         import testcontainers.core.container  # noqa: F401,PLC0415
 
 
