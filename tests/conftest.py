@@ -12,7 +12,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+# In-process pytester runs restore sys.modules afterwards. A driver first imported inside
+# one would be imported anew after it, while its C extension keeps the first copy's
+# exception classes: SQLAlchemy then no longer recognises psycopg's errors. Importing the
+# native drivers here puts them in every snapshot's baseline.
+import asyncpg  # noqa: F401
+import psycopg  # noqa: F401
+import pymysql  # noqa: F401
 import pytest
+import redis  # noqa: F401
+import sqlalchemy  # noqa: F401
 
 from pytest_integration_kit.backends.base import RunningServer, ServerOptions
 from pytest_integration_kit.backends.local import LocalBackend
