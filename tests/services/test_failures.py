@@ -283,3 +283,19 @@ def test_docker_image_absent_and_unpullable_names_the_setting(pytester: pytest.P
         ]
     )
     assert "integration_redis_image / INTEGRATION_REDIS_IMAGE" in result.stdout.str()
+
+
+def test_missing_driver_names_the_extra_at_once_and_leaves_nothing(
+    pytester: pytest.Pytester, server_tmpdir: Path
+) -> None:
+    # As if redis-py were not installed: importing it fails in the inner run.
+    pytester.makeconftest("import sys\nsys.modules['redis'] = None\n")
+    pytester.makepyfile("def test_it(redis_server):\n    pass\n")
+    result = run(pytester, "-rs", "--integration-backend=local", "--integration-missing=skip")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(
+        ["*Redis needs the Python driver 'redis'*pip install 'pytest-integration-kit[redis]'*"]
+    )
+    # Not after the 60 s start-up timeout: a missing driver does not appear by waiting.
+    assert "was not ready" not in result.stdout.str()
+    assert server_dirs(server_tmpdir) == []

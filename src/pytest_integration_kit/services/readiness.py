@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from pytest_integration_kit.errors import ServerNotReady, ServerStartError
+from pytest_integration_kit.errors import BackendUnavailable, ServerNotReady, ServerStartError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,6 +42,8 @@ def wait_until_ready(
         left = deadline - time.monotonic()
         try:
             return probe(max(0.05, min(PROBE_TIMEOUT, left)))
+        except BackendUnavailable:
+            raise  # a missing driver will not appear by waiting
         except Exception as exc:
             last_error = exc
         if not is_running():
