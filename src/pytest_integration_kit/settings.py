@@ -434,7 +434,6 @@ def _build_table() -> tuple[Setting, ...]:
 
 
 SETTINGS: Final[tuple[Setting, ...]] = _build_table()
-SETTINGS_BY_NAME: Final = {s.name: s for s in SETTINGS}
 
 
 @dataclass(frozen=True)
@@ -471,13 +470,6 @@ class Settings:
 
     def __iter__(self) -> Iterator[ResolvedSetting]:
         return iter(self.resolved.values())
-
-    def with_values(self, **values: Any) -> Settings:
-        """A copy with some values replaced (source ``"override"``)."""
-        updated = dict(self.resolved)
-        for name, value in values.items():
-            updated[name] = ResolvedSetting(SETTINGS_BY_NAME[name], value, "override")
-        return Settings(updated)
 
 
 def resolve_settings(

@@ -91,33 +91,28 @@ class RedisKeyspace:
                 probe.close()
             return 16
 
+    def _connection(self, options: dict[str, object]) -> dict[str, object]:
+        """Where and as whom both clients connect: this process's db index."""
+        return {
+            "host": self.endpoint.host,
+            "port": self.endpoint.port,
+            "username": self.endpoint.user or None,
+            "password": self.endpoint.password or None,
+            "db": self.claim(),
+            **options,
+        }
+
     def client(self, **options: object) -> redis_sync.Redis:
         """A new client on this process's db index."""
         import redis as redis_sync  # noqa: PLC0415 - optional dependency, imported when used
 
-        db = self.claim()
-        return redis_sync.Redis(
-            host=self.endpoint.host,
-            port=self.endpoint.port,
-            username=self.endpoint.user or None,
-            password=self.endpoint.password or None,
-            db=db,
-            **options,  # type: ignore[arg-type]
-        )
+        return redis_sync.Redis(**self._connection(options))  # type: ignore[arg-type]
 
     def async_client(self, **options: object) -> redis_async.Redis:
         """A new asyncio client on this process's db index."""
         import redis.asyncio as redis_async  # noqa: PLC0415 - optional dependency, imported when used
 
-        db = self.claim()
-        return redis_async.Redis(
-            host=self.endpoint.host,
-            port=self.endpoint.port,
-            username=self.endpoint.user or None,
-            password=self.endpoint.password or None,
-            db=db,
-            **options,  # type: ignore[arg-type]
-        )
+        return redis_async.Redis(**self._connection(options))  # type: ignore[arg-type]
 
     def clean(self) -> int:
         """Empty this keyspace; returns how many keys there were (one round trip if none)."""

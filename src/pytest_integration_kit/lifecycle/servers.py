@@ -162,28 +162,19 @@ class ServerSet:
         if shared is None:
             owner = Owner.current()
             run = RunDirectory.create(session_id, owner)
-            return cls(
-                settings,
-                session_id=session_id,
-                backends=backends,
-                owner=owner,
-                run=run,
-                kept=kept,
-                coordinator=True,
-                worker_id=worker_id,
-                project=project,
-            )
-        owner = Owner.from_labels(shared["owner"]) or Owner.current()
-        run = RunDirectory.open(str(shared["session"]), Path(shared["runs_root"]))
-        run.register_process(worker_id, Owner.current())
+        else:
+            owner = Owner.from_labels(shared["owner"]) or Owner.current()
+            session_id = str(shared["session"])
+            run = RunDirectory.open(session_id, Path(shared["runs_root"]))
+            run.register_process(worker_id, Owner.current())
         return cls(
             settings,
-            session_id=str(shared["session"]),
+            session_id=session_id,
             backends=backends,
             owner=owner,
             run=run,
             kept=kept,
-            coordinator=False,
+            coordinator=shared is None,
             worker_id=worker_id,
             project=project,
         )
@@ -527,10 +518,6 @@ class ServerSet:
         docker_used = any(r.backend == "docker" for r in self.run.records())
         Reaper(runs_root=self.run.path.parent, docker=docker_used).reap_session(self.session_id)
         self.run.remove()
-
-    def running(self) -> list[RunningServer]:
-        with self._lock:
-            return list(self._started.values())
 
 
 def _answers(server: RunningServer) -> bool:
