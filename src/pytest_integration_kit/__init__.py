@@ -6,6 +6,7 @@ from pytest_integration_kit.errors import (
     BackendUnavailable,
     ConfigError,
     IntegrationKitError,
+    IntegrationKitWarning,
     ServerNotReady,
     ServerStartError,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "ConfigError",
     "Endpoint",
     "IntegrationKitError",
+    "IntegrationKitWarning",
     "ServerNotReady",
     "ServerStartError",
     "fault_proxy_factory",

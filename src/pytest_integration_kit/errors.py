@@ -8,14 +8,21 @@ The hierarchy::
     │                          no URL); the missing-backend policy decides skip or fail
     └── ServerStartError       the backend ran but the server did not come up
         └── ServerNotReady     the readiness probe never succeeded in time
+
+    IntegrationKitWarning      (a pytest.PytestWarning) a decision or a documented limit
+                               the user should see: why ``auto`` chose a backend, tests
+                               skipped for a missing server, a leak rollback cannot undo
 """
 
 from __future__ import annotations
+
+import pytest
 
 __all__ = [
     "BackendUnavailable",
     "ConfigError",
     "IntegrationKitError",
+    "IntegrationKitWarning",
     "ServerNotReady",
     "ServerStartError",
 ]
@@ -42,3 +49,11 @@ class ServerStartError(IntegrationKitError):
 
 class ServerNotReady(ServerStartError):
     """The readiness probe did not succeed before the start-up timeout."""
+
+
+class IntegrationKitWarning(pytest.PytestWarning):
+    """A decision the kit made, or a documented limit it met, that the user should see.
+
+    A :class:`pytest.PytestWarning`, so ``-W error::pytest_integration_kit.IntegrationKitWarning``
+    and ``filterwarnings`` treat it like pytest's own.
+    """
