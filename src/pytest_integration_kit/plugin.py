@@ -201,9 +201,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     records = servers.summary()
     reaped = servers.reaping_done()
-    if not records and not reaped:
+    if not records and not reaped and not servers.notes:
         return
     terminalreporter.section("integration services")
+    for note in servers.notes:
+        terminalreporter.write_line(f"note: {note}", yellow=True)
     for record in records:
         endpoint = record.endpoint_object()
         title = spec_for(endpoint.service).title
