@@ -61,7 +61,7 @@ MARKERS = {
     "requires_redis": "the test uses a Redis server (applied automatically)",
     "requires_network": "the test may open connections beyond the loopback interface",
     "slow": "the test takes seconds, not milliseconds",
-    "http_mock": "http_mock(assert_all_called=False, assert_all_mocked=True, base_url=None, "
+    "http_mock": "http_mock(assert_all_called=True, assert_all_mocked=True, base_url=None, "
     "https=False): configure the http_mock and mock_server fixtures for this test",
     "isolation": "isolation(strategy): rollback, truncate or clone for this test's databases "
     "(default: integration_isolation)",
