@@ -376,7 +376,7 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
 
 def test_block_network_leaves_no_way_out(project: pytest.Pytester) -> None:
     project.makepyfile(BYPASSING)
-    result = project.runpytest_subprocess("--integration-block-network=on")
+    result = project.runpytest_subprocess("--integration-block-network")
     result.assert_outcomes(passed=6, errors=5)
     for test in ("udp_sendto", "udp_sendmsg", "tcp_fast_open", "underlying_socket_class"):
         result.stdout.fnmatch_lines(
