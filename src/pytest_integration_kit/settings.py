@@ -505,6 +505,33 @@ def _build_table() -> tuple[Setting, ...]:
             bad_example="0",
         ),
     ]
+
+    def host_list(raw: str) -> tuple[str, ...]:
+        """Names, addresses or networks, as pytest-socket's --allow-hosts takes them."""
+        import ipaddress  # noqa: PLC0415 - only this parser needs it
+
+        hosts = tuple(part for part in raw.replace(",", " ").split() if part)
+        for host in hosts:
+            if "/" in host:
+                ipaddress.ip_network(host, strict=False)
+            elif ":" in host or host.replace(".", "").isdigit():
+                ipaddress.ip_address(host.strip("[]"))
+            elif not host.replace("-", "").replace("_", "").replace(".", "").isalnum():
+                raise ValueError  # a name is letters, digits, - _ and dots
+        return hosts
+
+    table.append(
+        Setting(
+            "allow_hosts",
+            "Hosts a test may reach while integration_block_network is on, besides loopback "
+            "and the session's servers: names, addresses or networks (CIDR), comma-separated.",
+            host_list,
+            allowed="comma-separated host names, IP addresses or networks (10.0.0.0/8)",
+            metavar="HOSTS",
+            example="api.internal,10.0.0.0/8",
+            bad_example="10.0.0.0/33",
+        )
+    )
     return tuple(table)
 
 
