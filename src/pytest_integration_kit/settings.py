@@ -524,10 +524,12 @@ def _build_table() -> tuple[Setting, ...]:
         Setting(
             "allow_hosts",
             "Hosts a test may reach while integration_block_network is on, besides loopback "
-            "and the session's servers: names, addresses or networks (CIDR), comma-separated.",
+            "and the session's servers: names, addresses or networks (CIDR), comma-separated "
+            "(a list in TOML).",
             host_list,
             allowed="comma-separated host names, IP addresses or networks (10.0.0.0/8)",
             metavar="HOSTS",
+            kind="list",
             example="api.internal,10.0.0.0/8",
             bad_example="10.0.0.0/33",
         )

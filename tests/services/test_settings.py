@@ -238,11 +238,12 @@ NATIVE = {
     "bool": "true",
     "int": "4",
     "float": "12.5",
-    "list": '["seed/users.sql", "myapp.seed:load"]',
 }
 
 
 def _toml_value(setting: Setting) -> str:
+    if setting.kind == "list":
+        return "[" + ", ".join(f"'{entry}'" for entry in setting.example.split(",")) + "]"
     native = NATIVE.get(setting.kind)
     return native if native is not None else f"'{setting.example}'"
 
