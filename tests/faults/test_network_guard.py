@@ -382,7 +382,7 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
 
 def test_block_network_leaves_no_way_out(project: pytest.Pytester) -> None:
     project.makepyfile(BYPASSING)
-    result = project.runpytest_subprocess("--integration-block-network=on")
+    result = project.runpytest_subprocess("--integration-block-network")
     result.assert_outcomes(passed=6, errors=5)
     for test in ("udp_sendto", "udp_sendmsg", "tcp_fast_open", "underlying_socket_class"):
         result.stdout.fnmatch_lines(
@@ -423,7 +423,7 @@ def test_integration_allow_hosts(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     project.makepyfile(ALLOWING)
-    args = ["--integration-block-network=on"]
+    args = ["--integration-block-network"]
     if where == "cli":
         args.append("--integration-allow-hosts=api.internal,192.0.2.0/30")
     elif where == "env":
@@ -488,7 +488,7 @@ def test_unmarked_is_blocked():
 
 def test_pytest_socket_markers_and_fixture_are_honoured(project: pytest.Pytester) -> None:
     project.makepyfile(PYTEST_SOCKET_MARKED)
-    result = project.runpytest_subprocess("--integration-block-network=on", "--strict-markers")
+    result = project.runpytest_subprocess("--integration-block-network", "--strict-markers")
     result.assert_outcomes(passed=6, errors=3)
     for test in ("list", "adds_hosts_only"):
         result.stdout.fnmatch_lines([f"*ERROR at teardown of test_allow_hosts_marker_{test}*"])
@@ -498,7 +498,7 @@ def test_pytest_socket_markers_and_fixture_are_honoured(project: pytest.Pytester
 def test_pytest_socket_allow_hosts_option_is_honoured(project: pytest.Pytester) -> None:
     project.makepyfile(ALLOWING)
     result = project.runpytest_subprocess(
-        "--integration-block-network=on", "--allow-hosts=127.0.0.1,192.0.2.1"
+        "--integration-block-network", "--allow-hosts=127.0.0.1,192.0.2.1"
     )
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*blocked (192.0.2.99:53)*"])
@@ -517,5 +517,5 @@ def test_pytest_socket_force_enable_lets_everything_through(project: pytest.Pyte
             assert type(raised.value).__name__ == "Tripwire"
         """
     )
-    result = project.runpytest_subprocess("--integration-block-network=on", "--force-enable-socket")
+    result = project.runpytest_subprocess("--integration-block-network", "--force-enable-socket")
     result.assert_outcomes(passed=1)
