@@ -299,6 +299,12 @@ def test_is_loopback() -> None:
 
 # -- as users meet it: integration_block_network in a pytester project ------------------
 
+INI = """
+[pytest]
+addopts = -p no:randomly -p no:cacheprovider
+asyncio_default_fixture_loop_scope = function
+"""
+
 TRIPWIRE_CONFTEST = """
 import socket
 import sys
@@ -369,14 +375,14 @@ def test_marked_goes_through():
 @pytest.fixture
 def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     monkeypatch.setenv("INTEGRATION_BACKEND", "local")
-    pytester.makeini("[pytest]\naddopts = -p no:randomly -p no:cacheprovider\n")
+    pytester.makeini(INI)
     pytester.makeconftest(TRIPWIRE_CONFTEST)
     return pytester
 
 
 def test_block_network_leaves_no_way_out(project: pytest.Pytester) -> None:
     project.makepyfile(BYPASSING)
-    result = project.runpytest_subprocess("--integration-block-network=on")
+    result = project.runpytest_subprocess("--integration-block-network")
     result.assert_outcomes(passed=6, errors=5)
     for test in ("udp_sendto", "udp_sendmsg", "tcp_fast_open", "underlying_socket_class"):
         result.stdout.fnmatch_lines(
@@ -391,3 +397,125 @@ def test_without_block_network_the_tripwire_sees_every_call(project: pytest.Pyte
     result = project.runpytest_subprocess()
     result.assert_outcomes(passed=1, failed=5)
     assert result.stdout.str().count("Tripwire: socket.") == 5
+
+
+ALLOWING = """
+import socket
+import pytest
+
+def send(host):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"x", (host, 53))
+
+def test_allowed_host_goes_through():
+    with pytest.raises(Exception) as raised:
+        send("192.0.2.1")
+    assert type(raised.value).__name__ == "Tripwire"  # past the guard, stopped by the test
+
+def test_another_host_is_blocked():
+    with pytest.raises(ConnectionRefusedError, match="requires_network"):
+        send("192.0.2.99")
+"""
+
+
+@pytest.mark.parametrize("where", ["cli", "env", "ini"])
+def test_integration_allow_hosts(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    project.makepyfile(ALLOWING)
+    args = ["--integration-block-network"]
+    if where == "cli":
+        args.append("--integration-allow-hosts=api.internal,192.0.2.0/30")
+    elif where == "env":
+        monkeypatch.setenv("INTEGRATION_ALLOW_HOSTS", "192.0.2.1 10.0.0.0/8")
+    else:
+        project.makeini(INI + "integration_allow_hosts = 192.0.2.1\n")
+    result = project.runpytest_subprocess(*args)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*ERROR at teardown of test_another_host_is_blocked*", "*blocked (192.0.2.99:53)*"]
+    )
+
+
+def test_a_bad_allow_list_is_a_usage_error(project: pytest.Pytester) -> None:
+    project.makepyfile("def test_x(): pass")
+    result = project.runpytest_subprocess("--integration-allow-hosts=10.0.0.0/33")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*integration_allow_hosts*'10.0.0.0/33'*networks*"])
+    assert "Traceback" not in result.stderr.str()
+
+
+PYTEST_SOCKET_MARKED = """
+import socket
+import pytest
+
+def send(host):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"x", (host, 53))
+
+def tripped(host):
+    with pytest.raises(Exception) as raised:
+        send(host)
+    return type(raised.value).__name__ == "Tripwire"
+
+@pytest.mark.enable_socket
+def test_enable_socket_marker():
+    assert tripped("192.0.2.1")
+
+def test_socket_enabled_fixture(socket_enabled):
+    assert tripped("192.0.2.1")
+
+@pytest.mark.allow_hosts(["192.0.2.1"])
+def test_allow_hosts_marker_list():
+    assert tripped("192.0.2.1")
+    with pytest.raises(ConnectionRefusedError, match="requires_network"):
+        send("192.0.2.2")
+
+@pytest.mark.allow_hosts("192.0.2.5,192.0.2.6")
+def test_allow_hosts_marker_string():
+    assert tripped("192.0.2.6")
+
+@pytest.mark.allow_hosts(["127.0.0.1"])
+def test_allow_hosts_marker_adds_hosts_only():
+    with pytest.raises(ConnectionRefusedError, match="requires_network"):
+        send("192.0.2.1")
+
+def test_unmarked_is_blocked():
+    with pytest.raises(ConnectionRefusedError, match="requires_network"):
+        send("192.0.2.1")
+"""
+
+
+def test_pytest_socket_markers_and_fixture_are_honoured(project: pytest.Pytester) -> None:
+    project.makepyfile(PYTEST_SOCKET_MARKED)
+    result = project.runpytest_subprocess("--integration-block-network", "--strict-markers")
+    result.assert_outcomes(passed=6, errors=3)
+    for test in ("list", "adds_hosts_only"):
+        result.stdout.fnmatch_lines([f"*ERROR at teardown of test_allow_hosts_marker_{test}*"])
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_unmarked_is_blocked*"])
+
+
+def test_pytest_socket_allow_hosts_option_is_honoured(project: pytest.Pytester) -> None:
+    project.makepyfile(ALLOWING)
+    result = project.runpytest_subprocess(
+        "--integration-block-network", "--allow-hosts=127.0.0.1,192.0.2.1"
+    )
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*blocked (192.0.2.99:53)*"])
+
+
+def test_pytest_socket_force_enable_lets_everything_through(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        import socket
+        import pytest
+
+        def test_x():
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                with pytest.raises(Exception) as raised:
+                    sock.sendto(b"x", ("192.0.2.1", 53))
+            assert type(raised.value).__name__ == "Tripwire"
+        """
+    )
+    result = project.runpytest_subprocess("--integration-block-network", "--force-enable-socket")
+    result.assert_outcomes(passed=1)
