@@ -58,3 +58,23 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[all]", *TEST_DEPS)
     for script in sorted(glob.glob("bench/bench_*.py")):
         session.run("python", script, *session.posargs)
+
+
+@nox.session(name="bench-anchors", python="3.11")
+def bench_anchors(session: nox.Session) -> None:
+    """Side by side with pytest-postgresql, pytest-databases, pytest-mock-resources and
+    testcontainers: one markdown table of medians, x ours and x the floor."""
+    session.install(
+        "-e",
+        ".[all]",
+        "pytest-xdist",
+        "pytest-postgresql>=10,<11",
+        "pytest-redis>=5,<6",
+        "pytest-databases[postgres,redis,mysql]>=0.19,<0.20",
+        "pytest-mock-resources[docker]>=2.15,<3",
+        "testcontainers[postgres,redis,mysql]>=4.15,<5",
+        # redis-py wants it below Python 3.11.3, i.e. on the system interpreter that
+        # the peers starting PostgreSQL themselves run on as the postgres user.
+        "async-timeout",
+    )
+    session.run("python", "bench/anchors/run.py", *session.posargs)
