@@ -52,6 +52,8 @@ PEER_TAGS = {
     "redis:5.0.7": "redis",
     "mysql:8.4": "mysql",
 }
+#: Our kept servers and warm data dirs for the bench only: never the user's.
+CACHE_DIR = Path(tempfile.gettempdir()) / f"pik-anchors-cache-{os.getuid()}"
 PER_TEST = 300
 PER_DB_TEST = 60  # database-per-test tools
 PG_CTL = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))[-1:] or ["pg_ctl"]
@@ -79,6 +81,7 @@ def _env(suite: Suite, directory: Path) -> dict[str, str]:
         BENCH_OUT=str(directory / "out.json"),
         BENCH_FIRST=str(directory / "first.txt"),
         INTEGRATION_MISSING="fail",
+        INTEGRATION_CACHE_DIR=str(CACHE_DIR),
         PYTHONDONTWRITEBYTECODE="1",
     )
     env.update(suite.env)
@@ -107,21 +110,26 @@ def run_suite(suite: Suite, *args: str, xdist: int = 0, count_containers: bool =
             env["PYTHONPATH"] += os.pathsep + os.pathsep.join(site.getsitepackages())
         since = time.time()
         started = time.time()
-        try:
-            done = subprocess.run(
-                cmd,
-                cwd=directory,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=900,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return Result(error="timed out after 900 s")
+        # Output goes to a file, not a pipe: a server a tool leaves running (a kept
+        # server, a daemonised redis) would hold a pipe open after pytest exits.
+        log_path = directory / "log.txt"
+        with log_path.open("w") as log:
+            try:
+                done = subprocess.run(
+                    cmd,
+                    cwd=directory,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    timeout=900,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                return Result(error="timed out after 900 s")
         result = Result(wall=time.time() - started)
         if done.returncode != 0:
-            result.error = (done.stdout[-1500:] + done.stderr[-1500:]).strip()
+            result.error = log_path.read_text()[-3000:].strip()
             return result
         first = directory / "first.txt"
         if first.exists():
@@ -429,6 +437,7 @@ def build_cases(floors: dict[str, dict[str, str]], docker: bool) -> dict[str, Ca
 def _kept_remove() -> None:
     subprocess.run(
         [sys.executable, "-m", "pytest_integration_kit", "kept", "remove"],
+        env={**os.environ, "INTEGRATION_CACHE_DIR": str(CACHE_DIR)},
         capture_output=True,
         check=False,
         timeout=300,
