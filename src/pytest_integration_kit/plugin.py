@@ -6,12 +6,18 @@ are instantiated from the public factories at the bottom.
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_integration_kit.errors import ConfigError
+from pytest_integration_kit.fixtures.environment import (
+    database_fixture_factory,
+    environment_databases_factory,
+    make_server_set,
+    prepare_environment,
+    restore_environment,
+)
 from pytest_integration_kit.fixtures.faults import fault_proxy_factory, network_guard_factory
 from pytest_integration_kit.fixtures.isolation import (
     collect_worker_summary,
@@ -74,14 +80,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(setting.ini, setting.help, type="string", default=None)
 
 
-def _settings_from(config: pytest.Config) -> Settings:
-    cli = {s.name: config.getoption(s.dest) for s in SETTINGS}
+def _settings_from(config: pytest.Config, namespace: Any = None) -> Settings:
+    if namespace is not None:  # before the command line is fully parsed
+        cli = {s.name: getattr(namespace, s.dest, None) for s in SETTINGS}
+    else:
+        cli = {s.name: config.getoption(s.dest) for s in SETTINGS}
     ini: dict[str, str | None] = {}
     for setting in SETTINGS:
         value = config.getini(setting.ini)
         # pytest < 9 returns [] for an unset string key whose default is None.
         ini[setting.name] = value if isinstance(value, str) else None
     return resolve_settings(cli=cli, ini=ini)
+
+
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """integration_env: start what it names and set its variables before conftest import."""
+    namespace = early_config.known_args_namespace
+    if getattr(namespace, "help", False) or getattr(namespace, "version", False):
+        return
+    try:
+        settings = _settings_from(early_config, namespace)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
+    prepare_environment(early_config, settings)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -93,24 +114,12 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
     config.stash[SETTINGS_KEY] = settings
-
-    from pytest_integration_kit.backends import default_backends  # noqa: PLC0415
-    from pytest_integration_kit.lifecycle.servers import ServerSet  # noqa: PLC0415
-
+    if config.stash.get(SERVER_SET, None) is not None:
+        return  # made before conftest import, for integration_env
     # An xdist worker joins the run its controller created; anyone else coordinates one.
     workerinput = getattr(config, "workerinput", None)
-    servers = ServerSet.for_process(
-        settings,
-        backends=default_backends(),
-        session_id=uuid.uuid4().hex[:12],
-        shared=workerinput.get(RUN_KEY) if workerinput is not None else None,
-        worker_id=str(workerinput["workerid"]) if workerinput is not None else "main",
-        project=str(config.rootpath),
-        cache_dir=settings["cache_dir"],
-    )
-    if servers.coordinator:
-        servers.reap_dead_sessions(background=True)
-    config.stash[SERVER_SET] = servers
+    shared = workerinput.get(RUN_KEY) if workerinput is not None else None
+    config.stash[SERVER_SET] = make_server_set(config, settings, shared)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -122,6 +131,7 @@ def pytest_configure_node(node: Any) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    restore_environment(config)
     servers = config.stash.get(SERVER_SET, None)
     if servers is not None:
         servers.stop_all()
@@ -251,3 +261,7 @@ postgres_async_session = postgres_async_session_factory()
 mysql_async_session = mysql_async_session_factory()
 redis_client = redis_client_factory()
 redis_async_client = redis_async_client_factory()
+postgres_database = database_fixture_factory(server="postgres_server")
+mysql_database = database_fixture_factory(server="mysql_server")
+redis_database = database_fixture_factory(server="redis_server")
+integration_env_databases = environment_databases_factory()

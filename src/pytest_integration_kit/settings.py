@@ -430,6 +430,25 @@ def _build_table() -> tuple[Setting, ...]:
             bad_example="0",
         ),
     ]
+    # -- apps: the user's application wired in (integration_env and friends) ------------
+    from pytest_integration_kit.apps.config import (  # noqa: PLC0415 - the apps settings' parsers, kept with them
+        parse_env,
+    )
+
+    table += [
+        Setting(
+            "env",
+            "Environment variables set before conftest.py and test modules are imported, "
+            "naming this worker's isolated databases: NAME=template entries separated by "
+            "newlines or spaces.",
+            parse_env,
+            allowed="NAME={service.field} or NAME={service.url:driver} entries; fields url, "
+            "host, port, user, password, database",
+            metavar="NAME=TEMPLATE",
+            example="DATABASE_URL={postgres.url:asyncpg}",
+            bad_example="DATABASE_URL={postgres.uri}",
+        ),
+    ]
     return tuple(table)
 
 
