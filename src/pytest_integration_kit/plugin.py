@@ -11,6 +11,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_integration_kit.errors import ConfigError
+from pytest_integration_kit.fixtures.binding import (
+    load_sessionmakers,
+    sessionmaker_binding_factory,
+)
 from pytest_integration_kit.fixtures.environment import (
     database_fixture_factory,
     environment_databases_factory,
@@ -120,6 +124,11 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", None)
     shared = workerinput.get(RUN_KEY) if workerinput is not None else None
     config.stash[SERVER_SET] = make_server_set(config, settings, shared)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """integration_sessionmaker: import the app's sessionmakers (a bad one: usage error)."""
+    load_sessionmakers(session.config)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -265,3 +274,4 @@ postgres_database = database_fixture_factory(server="postgres_server")
 mysql_database = database_fixture_factory(server="mysql_server")
 redis_database = database_fixture_factory(server="redis_server")
 integration_env_databases = environment_databases_factory()
+integration_sessionmaker_binding = sessionmaker_binding_factory()

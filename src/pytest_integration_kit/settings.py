@@ -432,6 +432,7 @@ def _build_table() -> tuple[Setting, ...]:
     ]
     # -- apps: the user's application wired in (integration_env and friends) ------------
     from pytest_integration_kit.apps.config import (  # noqa: PLC0415 - the apps settings' parsers, kept with them
+        module_attrs,
         parse_env,
     )
 
@@ -447,6 +448,16 @@ def _build_table() -> tuple[Setting, ...]:
             metavar="NAME=TEMPLATE",
             example="DATABASE_URL={postgres.url:asyncpg}",
             bad_example="DATABASE_URL={postgres.uri}",
+        ),
+        Setting(
+            "sessionmaker",
+            "The application's own sessionmaker(s), bound into each test's transaction so "
+            "what the code under test commits is rolled back: module:attr, comma-separated.",
+            module_attrs,
+            allowed="comma-separated module:attr, e.g. myapp.db:SessionLocal",
+            metavar="MODULE:ATTR",
+            example="myapp.db:SessionLocal",
+            bad_example="myapp.db.SessionLocal",
         ),
     ]
     return tuple(table)

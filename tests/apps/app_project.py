@@ -117,3 +117,51 @@ def write_plain_project(pytester: pytest.Pytester) -> None:
 def driver_url(service: str, url: str) -> str:
     """A server URL as given (``postgresql://``, ``mysql://``) with the kit's driver."""
     return spec_for(service).endpoint_from_url(url).url
+
+
+ASYNC_DB = """
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+from app.settings import ASYNC_DATABASE_URL
+
+engine = create_async_engine(ASYNC_DATABASE_URL)
+AsyncSessionLocal = async_sessionmaker(engine, expire_on_commit=False)
+"""
+
+#: Code under test: opens the app's own sessions and commits.
+SERVICE = """
+from sqlalchemy import func, select
+
+from app.adb import AsyncSessionLocal
+from app.db import SessionLocal
+from app.models import notes
+
+
+def add_note(user_id, body):
+    with SessionLocal() as session:
+        session.execute(notes.insert().values(user_id=user_id, body=body))
+        session.commit()
+
+
+def count_notes():
+    with SessionLocal() as session:
+        return session.execute(select(func.count()).select_from(notes)).scalar()
+
+
+async def add_note_async(user_id, body):
+    async with AsyncSessionLocal() as session:
+        await session.execute(notes.insert().values(user_id=user_id, body=body))
+        await session.commit()
+
+
+async def count_notes_async():
+    async with AsyncSessionLocal() as session:
+        return (await session.execute(select(func.count()).select_from(notes))).scalar()
+"""
+
+
+def write_service(pytester: pytest.Pytester) -> None:
+    """The app's async engine and sessionmaker, and code under test that commits."""
+    package = pytester.path / "app"
+    (package / "adb.py").write_text(textwrap.dedent(ASYNC_DB))
+    (package / "service.py").write_text(textwrap.dedent(SERVICE))
