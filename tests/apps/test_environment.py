@@ -213,3 +213,24 @@ def test_a_failing_migration_says_so(pytester: pytest.Pytester, backend_env: str
     assert "alembic upgrade head" in out
     assert "the servers are up, the migration failed" in out
     assert "no_such_table" in out
+
+
+def test_a_toml_list_of_entries(pytester: pytest.Pytester, backend_env: str) -> None:
+    write_app(pytester)
+    (pytester.path / "pytest.ini").unlink()
+    pytester.makefile(
+        ".toml",
+        pyproject="""
+[tool.pytest.ini_options]
+integration_schema = "app.models:metadata"
+integration_seed = "seed.sql"
+integration_env = [
+    "DATABASE_URL={postgres.url}",
+    "ASYNC_DATABASE_URL={postgres.url:asyncpg}",
+    "REDIS_URL={redis.url}",
+]
+asyncio_default_fixture_loop_scope = "function"
+""",
+    )
+    pytester.makepyfile(test_app=TESTS)
+    run(pytester, "-p", "no:randomly").assert_outcomes(passed=11)
