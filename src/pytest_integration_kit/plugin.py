@@ -42,7 +42,12 @@ from pytest_integration_kit.reporting.logtails import LOG_TAIL_LINES, wants_log_
 from pytest_integration_kit.reporting.progress import Progress
 from pytest_integration_kit.reporting.summary import RunReport, stopped_line
 from pytest_integration_kit.services import spec_for
-from pytest_integration_kit.settings import SETTINGS, Settings, resolve_settings
+from pytest_integration_kit.settings import (
+    SETTINGS,
+    Setting,
+    Settings,
+    resolve_settings,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -54,6 +59,7 @@ SETTINGS_KEY = pytest.StashKey[Settings]()
 REPORT_KEY = pytest.StashKey[RunReport]()
 PROGRESS_KEY = pytest.StashKey[Progress]()
 STOPPED_KEY = pytest.StashKey[bool]()
+PYTEST_VERSION = tuple(pytest.version_tuple[:2])
 #: The workerinput key carrying the controller's run to xdist workers.
 RUN_KEY = "integration_kit_run"
 
@@ -69,27 +75,79 @@ MARKERS = {
 }
 
 
+def _ini_type(setting: Setting) -> Any:
+    """The ini type to register: whatever lets a native TOML value through to our parser.
+
+    pytest >= 9.2 takes a union (strings first, so an ini file's text reaches us as
+    written); 9.0 and 9.1 check ``[tool.pytest]`` values against one type; older pytest
+    turns every scalar into a string. Lists are line lists everywhere.
+    """
+    if setting.kind == "list":
+        return "linelist"
+    if PYTEST_VERSION >= (9, 2):
+        return str | bool | int | float
+    if PYTEST_VERSION >= (9, 0):
+        return {"bool": "bool", "int": "int", "float": "float"}.get(setting.kind, "string")
+    return "string"
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("integration", "pytest-integration-kit")
     for setting in SETTINGS:
-        group.addoption(
-            setting.cli,
-            dest=setting.dest,
+        where = f"Env {setting.env}, ini {setting.ini}."
+        if setting.kind == "bool":
+            group.addoption(
+                setting.cli,
+                action="store_true",
+                dest=setting.dest,
+                default=None,
+                help=f"{setting.help} {where}",
+            )
+            group.addoption(
+                setting.no_cli,
+                action="store_false",
+                dest=setting.dest,
+                default=None,
+                help=f"Turn {setting.cli} off (it wins over env and ini).",
+            )
+        else:
+            group.addoption(
+                setting.cli,
+                dest=setting.dest,
+                default=None,
+                metavar=setting.metavar,
+                help=f"{setting.help} Allowed: {setting.allowed}. {where}",
+            )
+        parser.addini(
+            setting.ini,
+            f"{setting.help} Allowed: {setting.allowed}.",
+            type=_ini_type(setting),
             default=None,
-            metavar=setting.metavar,
-            help=f"{setting.help} Env {setting.env}, ini {setting.ini}.",
         )
-        parser.addini(setting.ini, setting.help, type="string", default=None)
 
 
 def _settings_from(config: pytest.Config) -> Settings:
     cli = {s.name: config.getoption(s.dest) for s in SETTINGS}
-    ini: dict[str, str | None] = {}
+    ini: dict[str, object] = {}
+    errors: list[str] = []
     for setting in SETTINGS:
-        value = config.getini(setting.ini)
-        # pytest < 9 returns [] for an unset string key whose default is None.
-        ini[setting.name] = value if isinstance(value, str) else None
-    return resolve_settings(cli=cli, ini=ini)
+        try:
+            value = config.getini(setting.ini)
+        except Exception as exc:  # pytest's own type check of a TOML value
+            errors.append(
+                f"{setting.ini}: {exc} (set by {setting.ini}); expected {setting.allowed}"
+            )
+            continue
+        # pytest < 9 returns [] for an unset key whose default is None; an empty line
+        # list is no entries, as if unset.
+        ini[setting.name] = None if value == [] else value
+    try:
+        settings = resolve_settings(cli=cli, ini=ini)
+    except ConfigError as exc:
+        errors.append(str(exc))
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return settings
 
 
 @pytest.hookimpl(tryfirst=True)
