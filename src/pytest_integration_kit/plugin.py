@@ -341,6 +341,7 @@ def _stop_servers(config: pytest.Config) -> None:
     config.stash[STOPPED_KEY] = True
     servers.settle()
     report.records = servers.summary()
+    report.notes = list(servers.notes)
     reaped = servers.reaping_done()
     report.reaped = reaped.describe() if reaped else ""
     count = kept = 0
@@ -364,9 +365,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         for line in isolation:
             terminalreporter.line(line)
     report = config.stash.get(REPORT_KEY, None)
-    lines = report.lines() if report is not None else []
-    if lines:
+    if report is None:
+        return
+    lines = report.lines()
+    if lines or report.notes:
         terminalreporter.section("integration services")
+        for note in report.notes:
+            terminalreporter.line(f"note: {note}", yellow=True)
         for line in lines:
             terminalreporter.line(line)
 

@@ -142,6 +142,8 @@ class RunReport:
     #: The servers of the run, read before they are stopped.
     records: list[ServerRecord] = field(default_factory=list)
     reaped: str = ""
+    #: What the lifecycle noted for the user (e.g. where run directories went).
+    notes: list[str] = field(default_factory=list)
     stopped: str | None = None
     #: Decision warnings turned into errors by the warning filters (``-W error``).
     warning_errors: list[str] = field(default_factory=list)
