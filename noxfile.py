@@ -18,6 +18,7 @@ TEST_DEPS = [
     "factory_boy",
     "alembic",
     "requests",
+    "pytest-socket",  # the network guard honours its markers and --allow-hosts
 ]
 
 

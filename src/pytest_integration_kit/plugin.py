@@ -36,7 +36,13 @@ from pytest_integration_kit.fixtures.services import (
     redis_server_factory,
 )
 from pytest_integration_kit.services import spec_for
-from pytest_integration_kit.settings import SERVICES, SETTINGS, Settings, resolve_settings
+from pytest_integration_kit.settings import (
+    SERVICES,
+    SETTINGS,
+    Setting,
+    Settings,
+    resolve_settings,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -44,6 +50,7 @@ if TYPE_CHECKING:
     from pytest_integration_kit.lifecycle.servers import ServerRequest
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
+PYTEST_VERSION = tuple(pytest.version_tuple[:2])
 #: The workerinput key carrying the controller's run to xdist workers.
 RUN_KEY = "integration_kit_run"
 #: Lines of server log attached to a failing test's report.
@@ -54,34 +61,86 @@ MARKERS = {
     "requires_redis": "the test uses a Redis server (applied automatically)",
     "requires_network": "the test may open connections beyond the loopback interface",
     "slow": "the test takes seconds, not milliseconds",
-    "http_mock": "http_mock(assert_all_called=False, assert_all_mocked=True, base_url=None, "
+    "http_mock": "http_mock(assert_all_called=True, assert_all_mocked=True, base_url=None, "
     "https=False): configure the http_mock and mock_server fixtures for this test",
     "isolation": "isolation(strategy): rollback, truncate or clone for this test's databases "
     "(default: integration_isolation)",
 }
 
 
+def _ini_type(setting: Setting) -> Any:
+    """The ini type to register: whatever lets a native TOML value through to our parser.
+
+    pytest >= 9.2 takes a union (strings first, so an ini file's text reaches us as
+    written); 9.0 and 9.1 check ``[tool.pytest]`` values against one type; older pytest
+    turns every scalar into a string. Lists are line lists everywhere.
+    """
+    if setting.kind == "list":
+        return "linelist"
+    if PYTEST_VERSION >= (9, 2):
+        return str | bool | int | float
+    if PYTEST_VERSION >= (9, 0):
+        return {"bool": "bool", "int": "int", "float": "float"}.get(setting.kind, "string")
+    return "string"
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("integration", "pytest-integration-kit")
     for setting in SETTINGS:
-        group.addoption(
-            setting.cli,
-            dest=setting.dest,
+        where = f"Env {setting.env}, ini {setting.ini}."
+        if setting.kind == "bool":
+            group.addoption(
+                setting.cli,
+                action="store_true",
+                dest=setting.dest,
+                default=None,
+                help=f"{setting.help} {where}",
+            )
+            group.addoption(
+                setting.no_cli,
+                action="store_false",
+                dest=setting.dest,
+                default=None,
+                help=f"Turn {setting.cli} off (it wins over env and ini).",
+            )
+        else:
+            group.addoption(
+                setting.cli,
+                dest=setting.dest,
+                default=None,
+                metavar=setting.metavar,
+                help=f"{setting.help} Allowed: {setting.allowed}. {where}",
+            )
+        parser.addini(
+            setting.ini,
+            f"{setting.help} Allowed: {setting.allowed}.",
+            type=_ini_type(setting),
             default=None,
-            metavar=setting.metavar,
-            help=f"{setting.help} Env {setting.env}, ini {setting.ini}.",
         )
-        parser.addini(setting.ini, setting.help, type="string", default=None)
 
 
 def _settings_from(config: pytest.Config) -> Settings:
     cli = {s.name: config.getoption(s.dest) for s in SETTINGS}
-    ini: dict[str, str | None] = {}
+    ini: dict[str, object] = {}
+    errors: list[str] = []
     for setting in SETTINGS:
-        value = config.getini(setting.ini)
-        # pytest < 9 returns [] for an unset string key whose default is None.
-        ini[setting.name] = value if isinstance(value, str) else None
-    return resolve_settings(cli=cli, ini=ini)
+        try:
+            value = config.getini(setting.ini)
+        except Exception as exc:  # pytest's own type check of a TOML value
+            errors.append(
+                f"{setting.ini}: {exc} (set by {setting.ini}); expected {setting.allowed}"
+            )
+            continue
+        # pytest < 9 returns [] for an unset key whose default is None; an empty line
+        # list is no entries, as if unset.
+        ini[setting.name] = None if value == [] else value
+    try:
+        settings = resolve_settings(cli=cli, ini=ini)
+    except ConfigError as exc:
+        errors.append(str(exc))
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return settings
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -201,9 +260,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     records = servers.summary()
     reaped = servers.reaping_done()
-    if not records and not reaped:
+    if not records and not reaped and not servers.notes:
         return
     terminalreporter.section("integration services")
+    for note in servers.notes:
+        terminalreporter.write_line(f"note: {note}", yellow=True)
     for record in records:
         endpoint = record.endpoint_object()
         title = spec_for(endpoint.service).title

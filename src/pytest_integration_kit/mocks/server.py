@@ -4,7 +4,7 @@ The routes are a plain ``respx.Router`` (same patterns, side effects and ``route
 as ``http_mock``); the server turns each request on its socket into an ``httpx.Request``,
 resolves it and writes the response back. Faults from
 :mod:`pytest_integration_kit.faults.http` are really done to the connection.
-Keep-alive, ``TCP_NODELAY``; HTTPS with a throwaway certificate on request.
+Keep-alive, ``TCP_NODELAY``; HTTPS on request, with a throwaway CA (trustme).
 """
 
 from __future__ import annotations
@@ -130,11 +130,12 @@ class MockServer:
 
     @property
     def ca_path(self) -> Path | None:
-        """The certificate to trust (``verify=server.ca_path``) when serving HTTPS."""
-        return self.certificate.cert_path if self.certificate else None
+        """The CA certificate to trust (``verify=str(server.ca_path)``, ``curl --cacert``)
+        when serving HTTPS."""
+        return self.certificate.ca_path if self.certificate else None
 
     def client_ssl_context(self) -> ssl.SSLContext:
-        """A client context trusting only this server's certificate (``verify=`` for httpx)."""
+        """A client context trusting only this server's CA (``verify=`` for httpx)."""
         if self.certificate is None:
             raise RuntimeError("this mock server does not serve HTTPS (https=True)")
         return self.certificate.client_context()
