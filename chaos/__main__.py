@@ -18,6 +18,7 @@ from pathlib import Path
 
 from chaos.phases import Context, PhaseResult, fuzz_phase
 from chaos.report import details, table
+from chaos.verdict import Failure
 
 STRATEGIES = ("rollback", "truncate", "clone")
 
@@ -46,7 +47,9 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--tests", type=int, default=None, help="fuzz tests per service and strategy"
     )
-    parser.add_argument("--hang-after", type=float, default=20.0, help="seconds a test may take")
+    parser.add_argument(
+        "--hang-after", type=float, default=15.0, help="seconds a test may take (teardown included)"
+    )
     parser.add_argument(
         "--workdir", type=Path, default=None, help="keep the generated projects here"
     )
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     services = tuple(s.strip() for s in args.services.split(",") if s.strip())
     bounded = args.budget is not None
-    tests = args.tests or (8 if bounded else 40)
+    tests = args.tests or (6 if bounded else 40)
     ctx = Context(
         workdir=workdir,
         seed=seed,
@@ -79,13 +82,23 @@ def main(argv: list[str] | None = None) -> int:
         f"projects under {workdir}"
     )
     results: list[PhaseResult] = []
+
+    def spent(phase: str) -> bool:
+        """Past the budget: the phase is not run, and that fails the run (never silent)."""
+        if bounded and time.monotonic() - started > args.budget:
+            skipped = PhaseResult(name=f"{phase} (not run)")
+            skipped.failures.append(Failure(f"<{phase}>", "chaos", "the budget was spent"))
+            results.append(skipped)
+            return True
+        return False
+
     if "fuzz" in phases:
         ctx.say(
             f"fuzz: {tests} tests per strategy and service ({', '.join(strategies)}; "
             f"{', '.join(services)}), one run, -n 2, random order"
         )
         results.extend(fuzz_phase(ctx, strategies, tests))
-    if "kill" in phases:
+    if "kill" in phases and not spent("kill"):
         from chaos.scenarios import kill_phase  # noqa: PLC0415 - phases load what they use
 
         results.extend(kill_phase(ctx, bounded=bounded))
@@ -93,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         from chaos.scenarios import concurrent_phase  # noqa: PLC0415
 
         for sessions in (2, 3):
-            results.append(concurrent_phase(ctx, sessions, tests=6 if bounded else 16))
+            if not spent(f"{sessions} concurrent sessions"):
+                results.append(concurrent_phase(ctx, sessions, tests=4 if bounded else 16))
     elapsed = time.monotonic() - started
     print()
     print(table(results, seed=seed, seconds=elapsed))

@@ -257,6 +257,12 @@ def chaos_final(isolation_workspace):
             strategy="worker", state=state)
 
 
+def pytest_warning_recorded(warning_message, when, nodeid):
+    if not _controller and nodeid:
+        log("warning", test=nodeid, category=warning_message.category.__name__,
+            message=str(warning_message.message)[:800])
+
+
 def pytest_runtest_logreport(report):
     if _controller:  # the workers log their own reports
         return

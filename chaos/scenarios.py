@@ -64,7 +64,7 @@ def _kill_project(ctx: Context, path: Path, rng: random.Random) -> list[dict[str
     for service in ctx.services:
         name = f"test_{service[:2]}.py"
         source, module_plans = generate_module(
-            rng, module=name, service=service, strategy="rollback", count=3, profile="single"
+            rng, module=name, service=service, strategy="rollback", count=2, profile="single"
         )
         modules[name] = source
         plans.extend(module_plans)
@@ -119,9 +119,8 @@ def _victim(ctx: Context, project: Path, tmp: Path, *, stage: str, target: str, 
         tmp,
         CHAOS_MARKERS=str(markers),
         CHAOS_STAGE=stage,
-        CHAOS_TEMPLATE_SLEEP="3" if stage == "template" else "0",
+        CHAOS_TEMPLATE_SLEEP="2" if stage == "template" else "0",
         CHAOS_LOG_DIR=str(project / "logs" / f"victim-{n}"),
-        CHAOS_STRATEGY="rollback",
     )
     (project / "logs" / f"victim-{n}").mkdir(parents=True, exist_ok=True)
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly"]
@@ -173,7 +172,7 @@ def _clean_run(
         project,
         ["-q", "-n", "2", "-p", "randomly", f"--randomly-seed={ctx.seed}"],
         logs=logs,
-        env=inner_env(tmp, CHAOS_STRATEGY="rollback"),
+        env=inner_env(tmp),
         timeout=ctx.run_timeout,
         hang_after=ctx.hang_after,
         output=project / f"output-clean-{label}.txt",
