@@ -58,3 +58,14 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[all]", *TEST_DEPS)
     for script in sorted(glob.glob("bench/bench_*.py")):
         session.run("python", script, *session.posargs)
+
+
+@nox.session(python="3.11")
+def chaos(session: nox.Session) -> None:
+    """The chaos and fuzz suite: isolation fuzz, kill -9 at every stage, concurrent runs.
+
+    ``nox -s chaos`` runs it in full; ``nox -s chaos -- --budget 240`` (or CHAOS_BUDGET)
+    is the bounded form CI runs. Exit status 1 on any undocumented leak, hang, leftover.
+    """
+    session.install("-e", ".[all]", *TEST_DEPS)
+    session.run("python", "-m", "chaos", *session.posargs)

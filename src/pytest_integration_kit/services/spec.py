@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import unquote, urlsplit
 
-from pytest_integration_kit.errors import BackendUnavailable
+from pytest_integration_kit.errors import MissingExtra
 from pytest_integration_kit.services.endpoint import Endpoint
 
 if TYPE_CHECKING:
@@ -64,6 +64,9 @@ class ServiceSpec(ABC):
     stop_signal: ClassVar[int] = signal.SIGTERM
     #: The extra that installs the driver the probe needs.
     extra: ClassVar[str]
+    #: Top-level packages whose exceptions mean a failure involved this server (the
+    #: failing test's report then carries the tail of the server's log).
+    driver_packages: ClassVar[tuple[str, ...]] = ()
 
     def credentials(self) -> Credentials:
         return Credentials(self.default_user, secrets.token_urlsafe(18), self.default_database)
@@ -136,8 +139,8 @@ class ServiceSpec(ABC):
     def probe(self, endpoint: Endpoint, timeout: float) -> str:
         """One protocol round trip (``SELECT 1``, ``PING``); returns the server version."""
 
-    def missing_driver(self, module: str) -> BackendUnavailable:
-        return BackendUnavailable(
+    def missing_driver(self, module: str) -> MissingExtra:
+        return MissingExtra(
             f"{self.title} needs the Python driver {module!r}, which is not installed: "
             f"pip install 'pytest-integration-kit[{self.extra}]'"
         )
