@@ -164,10 +164,40 @@ def find_executable(
         if found:
             return Path(found), searched
     searched.append("PATH")
-    for directory in extra_dirs:
+    for directory in [*extra_dirs, *homebrew_dirs(names)]:
         for name in names:
             candidate = directory / name
             if candidate.is_file() and os.access(candidate, os.X_OK):
                 return candidate, searched
         searched.append(str(directory))
     return None, searched
+
+
+#: Where Homebrew lives: Apple silicon, Intel macs, Linux; ``HOMEBREW_PREFIX`` comes first.
+HOMEBREW_PREFIXES = ("/opt/homebrew", "/usr/local", "/home/linuxbrew/.linuxbrew")
+
+
+def homebrew_dirs(names: Iterable[str]) -> list[Path]:
+    """Homebrew ``opt/<formula>/bin`` directories holding one of ``names`` (keg-only
+    formulae such as ``postgresql@17`` are never on PATH), newest version first, then
+    each prefix's ``bin``. Prefixes without an ``opt`` directory are not Homebrew's."""
+    wanted = list(names)
+    prefixes = [os.environ.get("HOMEBREW_PREFIX", ""), *HOMEBREW_PREFIXES]
+    found: list[Path] = []
+    for prefix in dict.fromkeys(p for p in prefixes if p):
+        opt = Path(prefix) / "opt"
+        if not opt.is_dir():
+            continue
+        kegs = {path.parent for name in wanted for path in opt.glob(f"*/bin/{name}")}
+        found += sorted(kegs, key=lambda d: _formula_version(d.parent.name), reverse=True)
+        found.append(Path(prefix) / "bin")
+    return found
+
+
+def _formula_version(formula: str) -> tuple[int, ...]:
+    """``postgresql@9.6`` → (9, 6); unversioned formulae sort after every version."""
+    _, _, version = formula.partition("@")
+    try:
+        return tuple(int(part) for part in version.split(".")) if version else (-1,)
+    except ValueError:
+        return (-1,)
