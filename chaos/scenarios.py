@@ -356,10 +356,16 @@ def concurrent_phase(
 SOAK_MODULE = """\
 \"\"\"{count} small tests under clone: the pool must not run out of anything.\"\"\"
 
+import os
+
 import pytest
 from sqlalchemy import text
 
 pytestmark = pytest.mark.isolation("clone")
+CONNECTIONS = {{
+    "postgres": "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'",
+    "mysql": "SELECT count(*) FROM information_schema.processlist",
+}}
 
 
 @pytest.mark.parametrize("n", range({count}))
@@ -367,7 +373,13 @@ def test_clone(n, {service}_session):
     {service}_session.execute(text("INSERT INTO note (body) VALUES ('soak')"))
     {service}_session.commit()
     assert {service}_session.execute(text("SELECT count(*) FROM note")).scalar() == 1
+    count = {service}_session.execute(text(CONNECTIONS["{service}"])).scalar()
+    with open(os.path.join(os.environ["CHAOS_LOG_DIR"], "connections-{service}.txt"), "a") as out:
+        out.write(f"{{n}} {{count}}\\n")
 """
+
+#: Server connections a clone soak may gain between its first and last tests.
+CONNECTION_SLACK = 4
 
 
 def soak_phase(ctx: Context, counts: dict[str, int]) -> PhaseResult:
@@ -397,9 +409,29 @@ def soak_phase(ctx: Context, counts: dict[str, int]) -> PhaseResult:
     result.trials = sum(1 for e in events if e.get("ev") == "end")
     result.hangs = run.hangs
     result.failures = judge(events, []).failures
+    for service in counts:
+        growth = _connection_growth(path / "logs" / "run" / f"connections-{service}.txt")
+        if growth is not None:
+            result.failures.append(Failure(f"<clone soak {service}>", "session", growth))
     if run.returncode != 0 and not result.failures and not run.hangs:
         result.failures.append(Failure("<clone soak>", "session", run.tail(12)))
     result.leftovers = find_leftovers(tmp, sessions_seen(tmp))
     kill_leftover_processes(tmp)
     result.seconds = round(time.monotonic() - started, 1)
     return result
+
+
+def _connection_growth(path: Path) -> str | None:
+    """A message when the server's connections grew along the soak, else None."""
+    if not path.exists():
+        return None
+    counts = [int(line.split()[1]) for line in path.read_text().splitlines() if line.strip()]
+    if len(counts) < 20:
+        return None
+    first, last = max(counts[:10]), min(counts[-10:])
+    if last - first > CONNECTION_SLACK:
+        return (
+            f"server connections grew from {first} to {last} over {len(counts)} clone tests "
+            "(they must stay flat)"
+        )
+    return None
