@@ -21,6 +21,9 @@ TEST_DEPS = [
     "pytest-socket",  # the network guard honours its markers and --allow-hosts
     "sybil>=9",
     "pyyaml",
+    "sqlmodel",  # the apps tests: the app's own Session class
+    "psycopg2-binary",  # Endpoint.url_for is tried with every driver
+    "asyncmy",
 ]
 
 

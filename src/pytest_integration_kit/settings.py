@@ -565,6 +565,27 @@ def _build_table() -> tuple[Setting, ...]:
             example="myapp.db:SessionLocal",
             bad_example="myapp.db.SessionLocal",
         ),
+        Setting(
+            "session_class",
+            "The Session class of the session fixtures (e.g. sqlmodel:Session; the async "
+            "ones use it as their sync_session_class), or an AsyncSession subclass for the "
+            "async ones.",
+            _module_attr,
+            allowed="module:attr, e.g. sqlmodel:Session",
+            metavar="MODULE:ATTR",
+            example="sqlmodel:Session",
+            bad_example="sqlmodel",
+        ),
+        Setting(
+            "redis_client_class",
+            "The client class of redis_client (a redis.Redis subclass) or of "
+            "redis_async_client (a redis.asyncio.Redis subclass).",
+            _module_attr,
+            allowed="module:attr, e.g. myapp.queue:QueueRedis",
+            metavar="MODULE:ATTR",
+            example="myapp.queue:QueueRedis",
+            bad_example="QueueRedis",
+        ),
     ]
     return tuple(table)
 
