@@ -538,6 +538,7 @@ def _build_table() -> tuple[Setting, ...]:
     from pytest_integration_kit.apps.config import (  # noqa: PLC0415 - the apps settings' parsers, kept with them
         module_attrs,
         parse_env,
+        secret_text,
     )
 
     table += [
@@ -585,6 +586,17 @@ def _build_table() -> tuple[Setting, ...]:
             metavar="MODULE:ATTR",
             example="myapp.queue:QueueRedis",
             bad_example="QueueRedis",
+        ),
+        Setting(
+            "redis_password",
+            "The password of Redis servers the kit starts; empty for none (the server still "
+            "listens on 127.0.0.1 only). Unset: a random one per session.",
+            secret_text,
+            allowed="a password without whitespace, or empty for no password",
+            metavar="PASSWORD",
+            secret=True,
+            example="s3cret",
+            bad_example="two words",
         ),
     ]
     return tuple(table)

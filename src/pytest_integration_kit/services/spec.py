@@ -68,8 +68,10 @@ class ServiceSpec(ABC):
     #: failing test's report then carries the tail of the server's log).
     driver_packages: ClassVar[tuple[str, ...]] = ()
 
-    def credentials(self) -> Credentials:
-        return Credentials(self.default_user, secrets.token_urlsafe(18), self.default_database)
+    def credentials(self, password: str | None = None) -> Credentials:
+        """Who logs in: ``password`` when given, else a random one for this session."""
+        chosen = secrets.token_urlsafe(18) if password is None else password
+        return Credentials(self.default_user, chosen, self.default_database)
 
     def endpoint(
         self, *, host: str, port: int, credentials: Credentials, backend: str, version: str = ""
