@@ -158,15 +158,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
     # An xdist worker joins the run its controller created; anyone else coordinates one.
     workerinput = getattr(config, "workerinput", None)
-    servers = ServerSet.for_process(
-        settings,
-        backends=default_backends(),
-        session_id=uuid.uuid4().hex[:12],
-        shared=workerinput.get(RUN_KEY) if workerinput is not None else None,
-        worker_id=str(workerinput["workerid"]) if workerinput is not None else "main",
-        project=str(config.rootpath),
-        cache_dir=settings["cache_dir"],
-    )
+    try:
+        servers = ServerSet.for_process(
+            settings,
+            backends=default_backends(),
+            session_id=uuid.uuid4().hex[:12],
+            shared=workerinput.get(RUN_KEY) if workerinput is not None else None,
+            worker_id=str(workerinput["workerid"]) if workerinput is not None else "main",
+            project=str(config.rootpath),
+            cache_dir=settings["cache_dir"],
+        )
+    except ConfigError as exc:
+        raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
     if servers.coordinator:
         servers.reap_dead_sessions(background=True)
     config.stash[SERVER_SET] = servers
@@ -180,10 +183,20 @@ def pytest_configure_node(node: Any) -> None:
         node.workerinput[RUN_KEY] = servers.share()
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop the servers before the summary, which says what could not be stopped; a
+    server left running makes the exit status non-zero."""
+    servers = session.config.stash.get(SERVER_SET, None)
+    if servers is not None:
+        servers.stop_all()
+        if servers.stop_failures and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     servers = config.stash.get(SERVER_SET, None)
     if servers is not None:
-        servers.stop_all()
+        servers.stop_all()  # when the session ended early; else already done
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -260,11 +273,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     records = servers.summary()
     reaped = servers.reaping_done()
-    if not records and not reaped and not servers.notes:
+    failures = servers.stop_failures
+    if not records and not reaped and not servers.notes and not failures:
         return
     terminalreporter.section("integration services")
     for note in servers.notes:
         terminalreporter.write_line(f"note: {note}", yellow=True)
+    for failure in failures:
+        terminalreporter.write_line(f"warning: could not stop, still running: {failure}", red=True)
+    if failures:
+        terminalreporter.write_line(
+            "the next run on this host removes them (their owner is gone); exit status 1",
+            red=True,
+        )
     for record in records:
         endpoint = record.endpoint_object()
         title = spec_for(endpoint.service).title

@@ -39,6 +39,7 @@ class PostgresSpec(ServiceSpec):
     default_database = "postgres"
     os_user = "postgres"
     stop_signal = signal.SIGINT  # "fast" shutdown: no waiting for clients to leave
+    password_in_data_dir = True  # initdb --pwfile
     extra = "postgres"
 
     def container_env(self, credentials: Credentials) -> dict[str, str]:
@@ -107,9 +108,7 @@ class PostgresSpec(ServiceSpec):
         runner: LocalRunner,
     ) -> LocalLaunch:
         data = workdir / "data"
-        sockets = workdir / "sockets"
-        sockets.mkdir()
-        runner.own(sockets)
+        sockets = runner.sockets
         pwfile = workdir / "pwfile"
         runner.write_secret(pwfile, credentials.password + "\n")
         runner.initialise(
