@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pytest_integration_kit.errors import IntegrationKitError
-from pytest_integration_kit.isolation.admin import DatabaseAdmin, admin_for
+from pytest_integration_kit.isolation import tracking
+from pytest_integration_kit.isolation.admin import CleanReport, DatabaseAdmin, admin_for
 from pytest_integration_kit.isolation.loops import LoopEngines
 from pytest_integration_kit.isolation.schema import SchemaSource
 
@@ -159,7 +160,9 @@ class IsolatedDatabases:
     # -- names ----------------------------------------------------------------------
 
     def template_name(self, fingerprint: str) -> str:
-        return TEMPLATE_PREFIX + fingerprint[:24]
+        # The tracking's version too: a template with older bookkeeping is not reused.
+        digest = hashlib.sha256(f"{fingerprint}:{tracking.TRACKING_VERSION}".encode())
+        return TEMPLATE_PREFIX + digest.hexdigest()[:24]
 
     def next_clone_name(self) -> str:
         with self._lock:
@@ -248,6 +251,7 @@ class IsolatedDatabases:
         with self.admin_engine.connect() as conn:
             self.admin.drop(conn, name)  # a leftover of a crashed run with our name
             self.admin.clone(conn, self.endpoint, template, name)
+            self.admin.database_defaults(conn, name)
             self.admin.label(conn, name, owner_label())
         with self._lock:
             self._made.append(name)
@@ -302,7 +306,7 @@ class IsolatedDatabases:
         with self._lock:
             engine = self._engines.get(name)
             if engine is None:
-                engine = self.admin.engine(self.endpoint, name, pool_pre_ping=False)
+                engine = self.admin.kit_engine(self.endpoint, name, pool_pre_ping=False)
                 self._engines[name] = engine
             return engine
 
@@ -327,7 +331,6 @@ class IsolatedDatabases:
         test the dialect's first-connect queries.
         """
         from sqlalchemy import make_url  # noqa: PLC0415 - optional dependency, imported when used
-        from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415 - optional dependency, imported when used
         from sqlalchemy.pool import NullPool  # noqa: PLC0415 - optional dependency, imported when used
 
         name = database or self.worker_database()
@@ -337,17 +340,27 @@ class IsolatedDatabases:
             if engine is None:
                 url = make_url(self.endpoint.with_database(name).url)
                 base = url.drivername.split("+", 1)[0]
-                engine = create_async_engine(
+                engine = self.admin.kit_async_engine(
                     url.set(drivername=f"{base}+{chosen}"), poolclass=NullPool
                 )
                 self._async_engines[(name, chosen)] = engine
             return engine
 
-    def clean(self, database: str | None = None) -> None:
-        """Empty the tables written since the last clean and restore their seed rows."""
+    def clean(self, database: str | None = None) -> CleanReport:
+        """Empty the tables written since the last clean and restore their seed rows.
+
+        The report names the tables other connections than the kit's wrote to, and
+        those whose columns changed (their seed rows are not restored: :meth:`rebuild`).
+        """
         with self.engine(database).connect() as conn:
-            conn.exec_driver_sql(self.admin.clean_statement)
+            row = conn.exec_driver_sql(self.admin.clean_statement).first()
             conn.commit()
+        return self.admin.clean_report(row)
+
+    def rebuild(self, name: str) -> None:
+        """Make ``name`` anew from the template (after a test changed its schema)."""
+        self.drop(name)
+        self.create_from_template(name)
 
     def clone_pool(self, size: int = 2) -> ClonePool:
         with self._lock:
@@ -404,8 +417,13 @@ class IsolatedDatabases:
 class ClonePool:
     """Fresh databases from the template, made ahead of need and dropped behind it.
 
-    A background thread keeps ``size`` clones ready (each with a connected Engine) and
-    drops the ones given back, so a test pays only for taking one off the queue.
+    One background thread keeps ``size`` clones ready (each with a connected Engine),
+    another drops the ones given back, so a test pays only for taking one off the
+    queue. A used clone's connections are closed when it is given back and the maker
+    waits while ``size`` used clones are still to be dropped, so neither connections
+    nor databases pile up however fast tests go. A clone that failed is made again
+    for the test that takes it: one failure (a busy template, a full server) fails
+    at most that test, never every later one.
     """
 
     def __init__(self, databases: IsolatedDatabases, *, size: int = 2) -> None:
@@ -414,55 +432,66 @@ class ClonePool:
         self.databases = databases
         self.size = size
         self._ready: queue.Queue[Clone | BaseException] = queue.Queue()
-        self._doomed: queue.Queue[Clone] = queue.Queue()
+        self._doomed: queue.Queue[Clone | None] = queue.Queue()  # None: stop
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._pending = 0  # clones made but not yet taken
-        self._busy = threading.Event()  # set while the thread clones or drops
+        self._unfinished_drops = 0  # given back, not dropped yet
+        self._making = threading.Event()
         self._count_lock = threading.Lock()
-        self._thread = threading.Thread(
-            target=self._run, name=f"integration-clones-{databases.owner}", daemon=True
-        )
-        self._thread.start()
+        self._threads = [
+            threading.Thread(
+                target=target, name=f"integration-{role}-{databases.owner}", daemon=True
+            )
+            for role, target in (("clones", self._run), ("drops", self._drop_loop))
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def _make(self) -> Clone:
         name = self.databases.next_clone_name()
         self.databases.create_from_template(name)
-        engine = self.databases.admin.engine(self.databases.endpoint, name)
-        with engine.connect() as conn:  # stays in the engine's pool, warmed up
-            conn.exec_driver_sql(self.databases.admin.warm_statement)
-            conn.commit()
+        engine = self.databases.admin.kit_engine(self.databases.endpoint, name)
+        try:
+            with engine.connect() as conn:  # stays in the engine's pool, warmed up
+                conn.exec_driver_sql(self.databases.admin.warm_statement)
+                conn.commit()
+        except BaseException:
+            engine.dispose()
+            with contextlib.suppress(Exception):  # else IsolatedDatabases.close drops it
+                self.databases.drop(name)
+            raise
         return Clone(name, engine)
 
     def _run(self) -> None:
-        # Refilling comes first: a test may be waiting; drops can wait their turn.
         while not self._stopping.is_set():
             with self._count_lock:
-                short = self._pending < self.size
+                short = self._pending < self.size and self._unfinished_drops < self.size
                 if short:
                     self._pending += 1
-            if short:
-                self._busy.set()
-                try:
-                    self._ready.put(self._make())
-                except BaseException as exc:  # handed to the taker, who raises it
-                    self._ready.put(exc)
-                finally:
-                    self._busy.clear()
+                    self._making.set()
+            if not short:
+                self._wake.wait(0.5)
+                self._wake.clear()
                 continue
             try:
-                doomed = self._doomed.get_nowait()
-            except queue.Empty:
-                doomed = None
-            if doomed is not None:
-                self._busy.set()
-                try:
-                    self._drop(doomed)
-                finally:
-                    self._busy.clear()
-                continue
-            self._wake.wait(0.5)
-            self._wake.clear()
+                self._ready.put(self._make())
+            except BaseException as exc:  # handed to the taker, who tries once more
+                self._ready.put(exc)
+            finally:
+                self._making.clear()
+
+    def _drop_loop(self) -> None:
+        while True:
+            clone = self._doomed.get()
+            if clone is None:
+                return
+            try:
+                self._drop(clone)
+            finally:
+                with self._count_lock:
+                    self._unfinished_drops -= 1
+                self._wake.set()
 
     def _drop(self, clone: Clone) -> None:
         clone.engine.dispose()
@@ -478,9 +507,13 @@ class ClonePool:
             self._pending -= 1
         self._wake.set()
         if isinstance(item, BaseException):
-            raise IsolationError(
-                f"cloning the template failed after {time.monotonic() - started:.1f} s: {item}"
-            ) from item
+            try:  # once more, now: the cause may have passed (a busy template, a full server)
+                return self._make()
+            except Exception as again:
+                raise IsolationError(
+                    f"cloning the template failed twice ({time.monotonic() - started:.1f} s): "
+                    f"in the background: {item}; again for this test: {again}"
+                ) from again
         return item
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
@@ -488,35 +521,37 @@ class ClonePool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._count_lock:
-                full = self._pending >= self.size
-            if full and self._doomed.empty() and not self._busy.is_set():
-                time.sleep(0.01)  # the thread may be between taking work and flagging it
-                if self._doomed.empty() and not self._busy.is_set():
-                    return True
+                idle = (
+                    self._pending >= self.size
+                    and self._unfinished_drops == 0
+                    and not self._making.is_set()
+                )
+            if idle:
+                return True
             time.sleep(0.005)
         return False
 
     def give_back(self, clone: Clone) -> None:
-        """Hand a used clone over for disposing and dropping in the background."""
+        """Close a used clone's connections now; drop the database in the background."""
+        clone.engine.dispose()
+        with self._count_lock:
+            self._unfinished_drops += 1
         self._doomed.put(clone)
-        self._wake.set()
 
     def close(self) -> None:
         self._stopping.set()
         self._wake.set()
-        self._thread.join(timeout=60)
+        self._doomed.put(None)
+        for thread in self._threads:
+            thread.join(timeout=60)
         leftovers: list[Clone] = []
-        while True:
-            try:
-                item = self._ready.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, Clone):
-                leftovers.append(item)
-        while True:
-            try:
-                leftovers.append(self._doomed.get_nowait())
-            except queue.Empty:
-                break
+        for source in (self._ready, self._doomed):
+            while True:
+                try:
+                    item = source.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, Clone):
+                    leftovers.append(item)
         for clone in leftovers:
             self._drop(clone)

@@ -41,6 +41,7 @@ class PostgresSpec(ServiceSpec):
     stop_signal = signal.SIGINT  # "fast" shutdown: no waiting for clients to leave
     password_in_data_dir = True  # initdb --pwfile
     extra = "postgres"
+    driver_packages = ("psycopg", "psycopg2", "asyncpg")
 
     def container_env(self, credentials: Credentials) -> dict[str, str]:
         return {
