@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_integration_kit.errors import ConfigError
+from pytest_integration_kit.errors import ConfigError, IntegrationKitWarning
 from pytest_integration_kit.fixtures.faults import fault_proxy_factory, network_guard_factory
 from pytest_integration_kit.fixtures.isolation import (
     collect_worker_summary,
@@ -35,12 +35,14 @@ from pytest_integration_kit.fixtures.services import (
     postgres_server_factory,
     redis_server_factory,
 )
+from pytest_integration_kit.isolation.schema import SchemaSource
 from pytest_integration_kit.services import spec_for
 from pytest_integration_kit.settings import (
     SERVICES,
     SETTINGS,
     Setting,
     Settings,
+    conflicts,
     resolve_settings,
 )
 
@@ -152,6 +154,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
     config.stash[SETTINGS_KEY] = settings
+    if getattr(config, "workerinput", None) is None:  # once per run, not per xdist worker
+        _check_before_start(config, settings)
 
     from pytest_integration_kit.backends import default_backends  # noqa: PLC0415
     from pytest_integration_kit.lifecycle.servers import ServerSet  # noqa: PLC0415
@@ -170,6 +174,25 @@ def pytest_configure(config: pytest.Config) -> None:
     if servers.coordinator:
         servers.reap_dead_sessions(background=True)
     config.stash[SERVER_SET] = servers
+
+
+def _check_before_start(config: pytest.Config, settings: Settings) -> None:
+    """What needs no server, checked before any starts: a usage error, or a warning."""
+    source = SchemaSource(
+        schema=settings["schema"],
+        alembic_config=settings["alembic_config"],
+        seed=tuple(settings["seed"] or ()),
+        root=config.rootpath,
+    )
+    try:
+        source.check()
+    except ConfigError as exc:
+        raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
+    for message in conflicts(settings):
+        try:
+            config.issue_config_time_warning(IntegrationKitWarning(message), stacklevel=2)
+        except IntegrationKitWarning:  # filterwarnings = error: said as a usage error
+            raise pytest.UsageError(f"pytest-integration-kit: {message}") from None
 
 
 @pytest.hookimpl(optionalhook=True)
