@@ -1,14 +1,16 @@
-"""Command line: ``python -m pytest_integration_kit kept list|remove``.
+"""Command line: ``python -m pytest_integration_kit doctor`` and ``kept list|remove``.
 
-Servers kept with ``integration_reuse`` outlive every run on purpose; this is how a
-user sees and removes them (all of them: the registry in the cache dir, and any
-container on this host labelled for reuse).
+``doctor`` says what a run started here would use for each service and why, without
+starting anything. Servers kept with ``integration_reuse`` outlive every run on
+purpose; ``kept`` is how a user sees and removes them (all of them: the registry in the
+cache dir, and any container on this host labelled for reuse).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_integration_kit.errors import ConfigError
@@ -16,7 +18,6 @@ from pytest_integration_kit.settings import resolve_settings
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from pathlib import Path
 
 __all__ = ["main"]
 
@@ -30,9 +31,21 @@ def _cache_dir(raw: str | None) -> Path:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pytest_integration_kit",
-        description="Manage servers kept between test runs (integration_reuse).",
+        description="Explain what a test run would use; manage servers kept between runs.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    doctor = commands.add_parser(
+        "doctor",
+        help="for each service: the backend a run from here would use and why, images, "
+        "binaries, drivers, the Docker engine, and the resolved settings",
+    )
+    doctor.add_argument(
+        "--rootdir",
+        type=Path,
+        default=None,
+        help="where the run would start (default: the current directory); its pytest "
+        "configuration file is found from there upwards, as pytest does",
+    )
     kept = commands.add_parser("kept", help="servers kept for reuse")
     actions = kept.add_subparsers(dest="action", required=True)
     for name, text in (("list", "show kept servers"), ("remove", "stop and remove them all")):
@@ -46,8 +59,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _doctor(rootdir: Path | None) -> int:
+    from pytest_integration_kit.reporting.doctor import doctor_lines  # noqa: PLC0415
+
+    try:
+        lines = doctor_lines((rootdir or Path.cwd()).resolve())
+    except ConfigError as exc:
+        print(f"error: bad setting\n{exc}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "doctor":
+        return _doctor(args.rootdir)
     # Imported here: the lifecycle pulls in the backends, which `--help` does not need.
     from pytest_integration_kit.lifecycle.attached import attach  # noqa: PLC0415
     from pytest_integration_kit.lifecycle.kept import KeptServers, age  # noqa: PLC0415

@@ -6,6 +6,7 @@ are instantiated from the public factories at the bottom.
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -31,14 +32,18 @@ from pytest_integration_kit.fixtures.meta import fixture_metas
 from pytest_integration_kit.fixtures.mocks import http_mock_factory, mock_server_factory
 from pytest_integration_kit.fixtures.services import (
     SERVER_SET,
+    UNAVAILABLE_ATTR,
     mysql_server_factory,
     postgres_server_factory,
     redis_server_factory,
 )
 from pytest_integration_kit.isolation.schema import SchemaSource
+from pytest_integration_kit.reporting.header import header_line, settings_table
+from pytest_integration_kit.reporting.logtails import LOG_TAIL_LINES, wants_log_tail
+from pytest_integration_kit.reporting.progress import Progress
+from pytest_integration_kit.reporting.summary import RunReport, stopped_line
 from pytest_integration_kit.services import spec_for
 from pytest_integration_kit.settings import (
-    SERVICES,
     SETTINGS,
     Setting,
     Settings,
@@ -49,14 +54,16 @@ from pytest_integration_kit.settings import (
 if TYPE_CHECKING:
     from collections.abc import Generator
 
-    from pytest_integration_kit.lifecycle.servers import ServerRequest
+    from pytest_integration_kit.lifecycle.servers import ServerRequest, ServerSet
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
+#: What the end summary says, gathered during the run.
+REPORT_KEY = pytest.StashKey[RunReport]()
+PROGRESS_KEY = pytest.StashKey[Progress]()
+STOPPED_KEY = pytest.StashKey[bool]()
 PYTEST_VERSION = tuple(pytest.version_tuple[:2])
 #: The workerinput key carrying the controller's run to xdist workers.
 RUN_KEY = "integration_kit_run"
-#: Lines of server log attached to a failing test's report.
-LOG_TAIL_LINES = 40
 
 MARKERS = {
     "requires_db": "the test uses a PostgreSQL or MySQL server (applied automatically)",
@@ -174,6 +181,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if servers.coordinator:
         servers.reap_dead_sessions(background=True)
     config.stash[SERVER_SET] = servers
+    config.stash[REPORT_KEY] = report = RunReport()
+    config.pluginmanager.register(_Tally(report), "integration-kit-tally")
 
 
 def _check_before_start(config: pytest.Config, settings: Settings) -> None:
@@ -204,30 +213,32 @@ def pytest_configure_node(node: Any) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    servers = config.stash.get(SERVER_SET, None)
-    if servers is not None:
-        servers.stop_all()
+    """Stop the servers if the session did not get to (a usage error, an interrupt)."""
+    _stop_servers(config)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    """Each resolved setting and where it came from (cli, env, ini, default)."""
+    """``-v``: every setting and its source. On xdist's controller, which does not
+    collect: the changed settings. Otherwise the one line comes after collection."""
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is None:
         return []
-    general: list[str] = []
-    per_service: dict[str, list[str]] = {service: [] for service in SERVICES}
-    for resolved in settings:
-        name = resolved.setting.name
-        service, _, key = name.partition("_")
-        if service in per_service and key:
-            per_service[service].append(f"{key}={resolved.describe()}")
-        else:
-            general.append(f"{name}={resolved.describe()}")
-    lines = ["integration: " + ", ".join(general)]
-    lines += [
-        f"integration {service}: " + ", ".join(parts) for service, parts in per_service.items()
-    ]
-    return lines
+    if config.get_verbosity() > 0:
+        return settings_table(settings)
+    if config.pluginmanager.has_plugin("dsession"):
+        line = header_line(settings, None)
+        return [line] if line else []
+    return []
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """One line: the services the selected tests need, their backends, changed settings."""
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is None or config.get_verbosity() < 0:
+        return []
+    needed = [m.server.service for item in items for m in fixture_metas(item) if m.server]
+    line = header_line(settings, needed)
+    return [line] if line else []
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -238,8 +249,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(name)
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start, all at once, every server the selected tests need; none that they don't."""
+    """Start, all at once, every server the selected tests need; none that they don't.
+
+    Before the first test runs, says what is starting (and shows an image pull)."""
     if session.config.option.collectonly:
         return
     servers = session.config.stash.get(SERVER_SET, None)
@@ -250,58 +264,139 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         for meta in fixture_metas(item):
             if meta.server is not None:
                 needed[meta.server] = None
+    progress = _progress(session.config, servers)
     servers.start_all(needed)
+    while any(not servers.done(r) and r.service not in progress.announced for r in needed):
+        time.sleep(0.02)
+        progress.flush()
+    progress.flush()
+
+
+def _progress(config: pytest.Config, servers: ServerSet) -> Progress:
+    """This process's progress printer, wired to the servers' events (quiet with -q)."""
+    progress = config.stash.get(PROGRESS_KEY, None)
+    if progress is not None:
+        return progress
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or getattr(config, "workerinput", None) is not None:
+        progress = Progress(lambda line: None, enabled=False)
+    else:
+        progress = Progress(
+            reporter.write_line,
+            (lambda line: reporter.rewrite(line, erase=True)) if reporter.isatty() else None,
+            verbose=config.get_verbosity() > 0,
+            enabled=config.get_verbosity() >= 0,
+        )
+    servers.on_progress = progress.event
+    servers.on_wait = progress.flush
+    config.stash[PROGRESS_KEY] = progress
+    return progress
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, Any, None]:
-    """A failing test's report carries the tail of the logs of the servers it used."""
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    """Tag a test skipped or errored for a missing server (for the summary), and attach
+    a server's log tail where the failure involves that server (reporting.logtails)."""
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
-    if not report.failed:
+    exc = call.excinfo.value if call.excinfo is not None else None
+    unavailable = getattr(exc, UNAVAILABLE_ATTR, None)
+    if unavailable is not None:
+        setattr(report, UNAVAILABLE_ATTR, unavailable)  # crosses to xdist's controller
         return
     servers = item.config.stash.get(SERVER_SET, None)
-    if servers is None:
+    if not report.failed or servers is None:
         return
-    requests = {meta.server: None for meta in fixture_metas(item) if meta.server is not None}
-    for request in requests:
+    for request in {m.server: None for m in fixture_metas(item) if m.server is not None}:
+        server = servers.started(request)
+        packages = spec_for(request.service).driver_packages
+        verbose = item.config.get_verbosity()
+        if server is None or not wants_log_tail(
+            exc=exc, packages=packages, server=server, verbose=verbose
+        ):
+            continue
         tail = servers.log_tail(request, LOG_TAIL_LINES)
         if tail:
             title = f"integration {request.service} server log (last {LOG_TAIL_LINES} lines)"
             report.sections.append((title, tail))
 
 
+class _Tally:
+    """Counts, from every test report (all workers' on xdist's controller), the tests a
+    missing server cost."""
+
+    def __init__(self, report: RunReport) -> None:
+        self.report = report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        unavailable = getattr(report, UNAVAILABLE_ATTR, None)
+        if isinstance(unavailable, dict) and report.when == "setup":
+            self.report.tally.add(unavailable)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop the servers now (the summary says how long it took) and say each decision
+    once, as an IntegrationKitWarning; one made an error by ``-W error`` fails the run."""
+    config = session.config
+    report = config.stash.get(REPORT_KEY, None)
+    if report is None:
+        return
+    _stop_servers(config)
+    if getattr(config, "workerinput", None) is not None:
+        return  # the controller says it, once for the run
+    for text in report.warnings():
+        try:
+            config.issue_config_time_warning(IntegrationKitWarning(text), stacklevel=2)
+        except IntegrationKitWarning:
+            report.warning_errors.append(text)
+    if report.warning_errors and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _stop_servers(config: pytest.Config) -> None:
+    """Stop this process's servers once, timed; first keep what the summary needs."""
+    servers = config.stash.get(SERVER_SET, None)
+    report = config.stash.get(REPORT_KEY, None)
+    if servers is None or report is None or config.stash.get(STOPPED_KEY, False):
+        return
+    config.stash[STOPPED_KEY] = True
+    servers.settle()
+    report.records = servers.summary()
+    report.notes = list(servers.notes)
+    reaped = servers.reaping_done()
+    report.reaped = reaped.describe() if reaped else ""
+    count = kept = 0
+    if servers.coordinator:
+        count = sum(1 for r in report.records if not r.kept)
+        kept = sum(1 for r in report.records if r.kept)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if count and reporter is not None and reporter.isatty() and config.get_verbosity() >= 0:
+        reporter.write_line(f"integration: stopping {count} server(s)…")
+    started = time.monotonic()
+    servers.stop_all()
+    report.stopped = stopped_line(count, kept, time.monotonic() - started)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Per server of the run: backend, version, address, start time, reuse hit or not."""
-    isolation = summary_lines(terminalreporter.config)
+    """Servers of the run, decisions made, services that were missing, teardown time."""
+    config = terminalreporter.config
+    isolation = summary_lines(config)
     if isolation:
         terminalreporter.section("integration isolation")
         for line in isolation:
-            terminalreporter.write_line(line)
-    servers = terminalreporter.config.stash.get(SERVER_SET, None)
-    if servers is None:
+            terminalreporter.line(line)
+    report = config.stash.get(REPORT_KEY, None)
+    if report is None:
         return
-    records = servers.summary()
-    reaped = servers.reaping_done()
-    if not records and not reaped:
-        return
-    terminalreporter.section("integration services")
-    for record in records:
-        endpoint = record.endpoint_object()
-        title = spec_for(endpoint.service).title
-        if "mariadb" in endpoint.version.lower():
-            title = "MariaDB"
-        if record.reused:
-            how = f"reused (kept), attached in {record.seconds_to_ready:.2f} s"
-        else:
-            how = f"ready in {record.seconds_to_ready:.2f} s" + (", kept" if record.kept else "")
-        by = f" [{record.started_by}]" if record.started_by != "main" else ""
-        terminalreporter.write_line(
-            f"{endpoint.service:<9} {record.backend:<7} {title + ' ' + endpoint.version:<28} "
-            f"{endpoint.address:<22} {how}{by}"
-        )
-    if reaped:
-        terminalreporter.write_line(f"reaped from dead sessions: {reaped.describe()}")
+    lines = report.lines()
+    if lines or report.notes:
+        terminalreporter.section("integration services")
+        for note in report.notes:
+            terminalreporter.line(f"note: {note}", yellow=True)
+        for line in lines:
+            terminalreporter.line(line)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -76,6 +76,84 @@ def test_connection_close_is_honoured(server: MockServer) -> None:
     assert b"Connection: close" in data
 
 
+def read_until_closed(sock: socket.socket) -> bytes:
+    sock.settimeout(5)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_pipelined_requests_are_answered_in_order(server: MockServer) -> None:
+    server.get("/a").respond(200, text="first")
+    server.get("/b").respond(200, text="second")
+    with socket.create_connection((server.host, server.port)) as sock:
+        sock.sendall(
+            b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"GET /b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        )
+        data = read_until_closed(sock)
+    first, second = data.split(b"HTTP/1.1 200 OK\r\n")[1:]
+    assert first.endswith(b"first")
+    assert second.endswith(b"second")
+    assert b"Connection: close" in second
+
+
+def test_expect_100_continue(server: MockServer) -> None:
+    route = server.post("/upload").respond(201)
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n")
+        sock.sendall(b"hello")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 201 Created\r\n")
+    assert route.calls.last.request.content == b"hello"
+
+
+def test_http_1_0_gets_its_answer_and_the_connection_closed(server: MockServer) -> None:
+    server.get("/old").respond(200, text="ok")
+    with socket.create_connection((server.host, server.port)) as sock:
+        sock.sendall(b"GET /old HTTP/1.0\r\n\r\n")
+        data = read_until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"Connection: close" in data
+    assert data.endswith(b"\r\n\r\nok")
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"NONSENSE\r\n\r\n", b"400"),
+        (b"GET /x HTTP/1.1\r\n\r\n", b"400"),  # HTTP/1.1 without Host
+        (b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: nope\r\n\r\n", b"400"),
+    ],
+    ids=["garbage", "no-host", "bad-length"],
+)
+def test_a_bad_request_is_refused_and_closed(
+    server: MockServer, request_bytes: bytes, status: bytes
+) -> None:
+    with socket.create_connection((server.host, server.port)) as sock:
+        sock.sendall(request_bytes)
+        data = read_until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 " + status + b" ")
+    assert b"bad request: " in data
+    assert len(server.calls) == 0
+
+
+def test_an_endless_head_is_cut_off(server: MockServer) -> None:
+    """A head past 64 KiB is refused (431, or a reset while the client still sends)."""
+    data = b""
+    with socket.create_connection((server.host, server.port)) as sock:
+        try:
+            sock.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 1_000_000)
+            data = read_until_closed(sock)
+        except ConnectionError:
+            pass
+    assert data == b"" or data.startswith(b"HTTP/1.1 431 ")
+    assert len(server.calls) == 0
+
+
 def test_accepted_sockets_have_tcp_nodelay(server: MockServer) -> None:
     server.get("/x").respond(200)
     with httpx.Client() as client:

@@ -78,7 +78,7 @@ def test_good_value_is_used_and_its_source_shown(
     args = _apply(pytester, monkeypatch, setting, setting.example, source)
     make_example_project(pytester)
     pytester.makepyfile("def test_nothing(): pass")
-    result = run(pytester, "--collect-only", *args)
+    result = run(pytester, "--collect-only", "-v", *args)  # -v: the whole settings table
     assert result.ret == pytest.ExitCode.OK, result.stderr.str()
     value = str(setting.parse(setting.example))
     shown = mask_url_password(value) if setting.secret else value
@@ -126,22 +126,26 @@ def test_precedence_is_cli_then_env_then_ini_then_default(
         lines = result.stdout.lines
         return next(line for line in lines if line.startswith("integration: "))
 
-    result = run(pytester, "--collect-only")
+    result = run(pytester, "--collect-only", "-v")
     assert "backend=auto (default)" in header()
     pytester.makeini("[pytest]\nintegration_backend = url\n")
-    result = run(pytester, "--collect-only")
+    result = run(pytester, "--collect-only", "-v")
     assert "backend=url (ini)" in header()
     monkeypatch.setenv("INTEGRATION_BACKEND", "local")
-    result = run(pytester, "--collect-only")
+    result = run(pytester, "--collect-only", "-v")
     assert "backend=local (env)" in header()
-    result = run(pytester, "--collect-only", "--integration-backend", "docker")
+    result = run(pytester, "--collect-only", "-v", "--integration-backend", "docker")
     assert "backend=docker (cli)" in header()
 
 
 def test_service_backend_inherits_the_global_one(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_nothing(): pass")
     result = run(
-        pytester, "--collect-only", "--integration-backend=local", "--integration-redis-backend=url"
+        pytester,
+        "--collect-only",
+        "-v",
+        "--integration-backend=local",
+        "--integration-redis-backend=url",
     )
     result.stdout.fnmatch_lines(
         [
@@ -157,10 +161,10 @@ def test_missing_policy_defaults_to_fail_under_ci(
 ) -> None:
     pytester.makepyfile("def test_nothing(): pass")
     monkeypatch.setenv("CI", "true")
-    result = run(pytester, "--collect-only")
+    result = run(pytester, "--collect-only", "-v")
     result.stdout.fnmatch_lines(["*missing=fail (default: CI is set)*"])
     monkeypatch.setenv("CI", "false")
-    result = run(pytester, "--collect-only")
+    result = run(pytester, "--collect-only", "-v")
     result.stdout.fnmatch_lines(["*missing=skip (default)*"])
 
 
@@ -169,7 +173,7 @@ def test_empty_env_var_counts_as_unset(
 ) -> None:
     pytester.makepyfile("def test_nothing(): pass")
     monkeypatch.setenv("INTEGRATION_BACKEND", "")
-    result = run(pytester, "--collect-only")
+    result = run(pytester, "--collect-only", "-v")
     result.stdout.fnmatch_lines(["*backend=auto (default)*"])
 
 
@@ -178,6 +182,7 @@ def test_url_password_never_shown(pytester: pytest.Pytester) -> None:
     result = run(
         pytester,
         "--collect-only",
+        "-v",
         "--integration-postgres-url=postgresql://app:hunter2@db:5432/app",
     )
     assert "hunter2" not in result.stdout.str()
@@ -286,7 +291,7 @@ def test_native_toml_values_under_tool_pytest(pytester: pytest.Pytester) -> None
     pytester.makefile(".toml", pyproject="[tool.pytest]\n" + "\n".join(lines) + "\n")
     make_example_project(pytester)
     pytester.makepyfile("def test_nothing(): pass")
-    result = run(pytester, "--collect-only")
+    result = run(pytester, "--collect-only", "-v")  # -v: every service's settings too
     assert result.ret == pytest.ExitCode.OK, result.stderr.str()
     shown = "\n".join(result.stdout.lines)
     for setting in SETTINGS:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from pytest_integration_kit.services.endpoint import Endpoint
@@ -36,6 +37,8 @@ class ServerOptions:
     warm_dir: Path | None = None
     #: Let testcontainers' Ryuk reap the container too, if its image is present.
     ryuk: bool = False
+    #: Told what takes time (``pulling postgres:17.6: 12/80 MB``); called from any thread.
+    progress: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
 
 class RunningServer(ABC):

@@ -19,6 +19,8 @@ from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
 from pytest_integration_kit.services.readiness import wait_until_ready
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pytest_integration_kit.services.endpoint import Endpoint
 
 __all__ = [
@@ -70,6 +72,29 @@ def engine_address(base_url: str, docker_host: str | None = None) -> tuple[str, 
     if host is None or host in LOOPBACK:
         return override or "127.0.0.1", "127.0.0.1"
     return override or host, "0.0.0.0"  # noqa: S104 - a remote engine's loopback is unreachable
+
+
+def _pull(client: Any, image: str, progress: Callable[[str], None] | None) -> None:
+    """Pull ``image``, telling ``progress`` how far it got (every half second at most)."""
+    from docker.utils import parse_repository_tag  # noqa: PLC0415
+
+    repository, tag = parse_repository_tag(image)
+    if progress is not None:
+        progress(f"pulling {image} (not present on the Docker engine)…")
+    layers: dict[str, tuple[int, int]] = {}
+    shown = time.monotonic()
+    for event in client.api.pull(repository, tag=tag or "latest", stream=True, decode=True):
+        if "error" in event:
+            raise ServerStartError(str(event["error"]))
+        detail = event.get("progressDetail") or {}
+        if event.get("id") and detail.get("total"):
+            layers[str(event["id"])] = (int(detail.get("current", 0)), int(detail["total"]))
+        if progress is not None and layers and time.monotonic() - shown > 0.5:
+            done = sum(current for current, _ in layers.values()) / 1e6
+            total = sum(size for _, size in layers.values()) / 1e6
+            progress(f"pulling {image}: {done:.0f}/{total:.0f} MB")
+            shown = time.monotonic()
+    client.images.get(image)  # raises ImageNotFound if the pull brought nothing
 
 
 class DockerServer(RunningServer):
@@ -143,7 +168,7 @@ class DockerBackend(Backend):
             client.images.get(options.image)
         except docker.errors.ImageNotFound:
             try:
-                client.images.pull(options.image)
+                _pull(client, options.image, options.progress)
             except Exception as exc:
                 return (
                     f"the image {options.image} is not present and could not be pulled "

@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -27,7 +28,7 @@ from filelock import Timeout
 
 from pytest_integration_kit.backends.base import Backend, RunningServer, ServerOptions
 from pytest_integration_kit.backends.docker import preload_docker_modules
-from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
+from pytest_integration_kit.errors import BackendUnavailable, MissingExtra, ServerStartError
 from pytest_integration_kit.lifecycle.attached import (
     AttachedContainer,
     AttachedProcess,
@@ -39,11 +40,16 @@ from pytest_integration_kit.lifecycle.kept import REUSE_LABEL, KeptServers
 from pytest_integration_kit.lifecycle.owner import Owner
 from pytest_integration_kit.lifecycle.reaper import Reaper, ReapReport
 from pytest_integration_kit.lifecycle.records import ServerRecord, digest, endpoint_fields
-from pytest_integration_kit.lifecycle.run import RunDirectory
+from pytest_integration_kit.lifecycle.run import (
+    RunDirectory,
+    choose_runs_root,
+    discard_fallback_root,
+)
 from pytest_integration_kit.services import spec_for
+from pytest_integration_kit.settings import mask_url_password
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from pytest_integration_kit.services.endpoint import Endpoint
     from pytest_integration_kit.settings import Settings
@@ -120,12 +126,21 @@ class ServerSet:
         coordinator: bool = True,
         worker_id: str = "main",
         project: str = "",
+        shared: bool | None = None,
+        runs_root: Path | None = None,
     ) -> None:
         self.settings = settings
         self.session_id = session_id
         self.backends = backends
         self.owner = owner or Owner.current()
+        #: The run directory, once made (by the first server needed, in any process).
         self.run = run
+        #: Whether servers are shared through a run directory (xdist, the plugin).
+        self.shared = run is not None if shared is None else shared
+        self._runs_root = run.path.parent if run is not None else runs_root
+        self._run_lock = threading.Lock()
+        #: Things the user should hear about (a refused runs root…), for the summary.
+        self.notes: list[str] = []
         self.kept = kept
         self.coordinator = coordinator
         self.worker_id = worker_id
@@ -139,6 +154,11 @@ class ServerSet:
         self._kept_keys: set[str] = set()
         self._reaping: threading.Thread | None = None
         self.reaped = ReapReport()
+        #: Told, from any thread, what is starting: ``(service, kind, text)`` with kind
+        #: ``start``, ``pull`` or ``ready``. The pytest plugin prints it.
+        self.on_progress: Callable[[str, str, str], None] | None = None
+        #: Called every 0.1 s while :meth:`get` waits for a server (to print progress).
+        self.on_wait: Callable[[], None] | None = None
 
     # -- building one per process ------------------------------------------------------
 
@@ -157,37 +177,73 @@ class ServerSet:
         """The set of a coordinator (``shared`` None) or of a worker joining its run.
 
         ``shared`` is what the coordinator's :meth:`share` returned.
+        Nothing is made on disk here: the run directory comes with the first server.
         """
         kept = KeptServers(cache_dir) if cache_dir is not None else None
-        if shared is None:
-            owner = Owner.current()
-            run = RunDirectory.create(session_id, owner)
-        else:
-            owner = Owner.from_labels(shared["owner"]) or Owner.current()
+        owner = Owner.current()
+        runs_root = None
+        if shared is not None:
+            owner = Owner.from_labels(shared["owner"]) or owner
             session_id = str(shared["session"])
-            run = RunDirectory.open(session_id, Path(shared["runs_root"]))
-            run.register_process(worker_id, Owner.current())
+            runs_root = Path(shared["runs_root"])
         return cls(
             settings,
             session_id=session_id,
             backends=backends,
             owner=owner,
-            run=run,
             kept=kept,
             coordinator=shared is None,
             worker_id=worker_id,
             project=project,
+            shared=True,
+            runs_root=runs_root,
         )
 
     def share(self) -> dict[str, Any]:
-        """What a worker needs to join this run (JSON-able, for xdist's workerinput)."""
-        if self.run is None:
+        """What a worker needs to join this run (JSON-able, for xdist's workerinput).
+
+        Chooses the runs root (all workers must use the same) but makes no run dir.
+        """
+        if not self.shared:
             raise RuntimeError("this ServerSet has no run directory to share")
         return {
             "session": self.session_id,
             "owner": self.owner.labels(),
-            "runs_root": str(self.run.path.parent),
+            "runs_root": str(self._root()),
         }
+
+    def _root(self) -> Path:
+        with self._run_lock:
+            if self._runs_root is None:
+                self._runs_root, note = choose_runs_root()
+                if note is not None:
+                    self.notes.append(note)
+            return self._runs_root
+
+    def _run_dir(self) -> RunDirectory:
+        """The run directory, made (or joined) now if this is the first need of it."""
+        root = self._root()
+        with self._run_lock:
+            if self.run is None:
+                try:
+                    run = RunDirectory.create(self.session_id, self.owner, root)
+                    if not self.coordinator:
+                        run.register_process(self.worker_id, Owner.current())
+                except OSError as exc:
+                    raise ServerStartError(
+                        f"cannot use the directory of this run in {root}: {exc}"
+                    ) from None
+                self.run = run
+            return self.run
+
+    def _known_run(self) -> RunDirectory | None:
+        """The run directory if any process of the run made it (without making it)."""
+        if self.run is not None:
+            return self.run
+        if self._runs_root is None:
+            return None
+        path = self._runs_root / self.session_id
+        return RunDirectory(path) if path.is_dir() and not path.is_symlink() else None
 
     @property
     def reuse(self) -> bool:
@@ -203,9 +259,9 @@ class ServerSet:
                 str(self.settings[f"{s}_backend"]) in ("auto", "docker")
                 for s in ("postgres", "mysql", "redis")
             )
-            reaper = Reaper(
-                runs_root=self.run.path.parent if self.run else None, docker=docker_used
-            )
+            # Every safe runs root of this user (a library user's own root only).
+            root = None if self.shared and self.run is None else self._runs_root
+            reaper = Reaper(runs_root=root, docker=docker_used)
             self.reaped = reaper.reap_dead()
 
         if not background:
@@ -242,7 +298,12 @@ class ServerSet:
             # Ryuk reaps when the process that started a container exits: not for servers
             # shared with other processes or kept for later runs.
             ryuk=bool(self.settings["ryuk"]) and self.coordinator and not self.reuse,
+            progress=lambda text: self._progress(service, "pull", text),
         )
+
+    def _progress(self, service: str, kind: str, text: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(service, kind, text)
 
     def config_hash(self, request: ServerRequest, options: ServerOptions, backend: Backend) -> str:
         """What a kept server must match to be reused: image or binaries, settings, schema."""
@@ -278,7 +339,26 @@ class ServerSet:
         """The running server for ``request``, starting it if nobody has yet."""
         if self.backend_choice(request) in ("auto", "docker"):
             preload_docker_modules()
-        return self._future(request).result()
+        future = self._future(request)
+        while True:
+            try:
+                return future.result(timeout=0.1 if self.on_wait is not None else None)
+            except FutureTimeout:
+                if self.on_wait is not None:
+                    self.on_wait()
+
+    def done(self, request: ServerRequest) -> bool:
+        """Whether the start of ``request`` is over (it succeeded or failed)."""
+        with self._lock:
+            future = self._futures.get(request)
+        return future is None or future.done()
+
+    def settle(self) -> None:
+        """Wait until every start begun has succeeded or failed (nothing stays half-way)."""
+        with self._lock:
+            futures = list(self._futures.values())
+        for future in futures:
+            future.exception()
 
     def _future(self, request: ServerRequest) -> Future[RunningServer]:
         with self._lock:
@@ -289,10 +369,11 @@ class ServerSet:
             return future
 
     def _obtain(self, request: ServerRequest) -> RunningServer:
-        if self.run is None:
+        if not self.shared:
             return self._provide(request)[0]
+        run = self._run_dir()
         timeout = (request.startup_timeout or float(self.settings["startup_timeout"])) + LOCK_MARGIN
-        lock = self.run.lock(request.key, timeout)
+        lock = run.lock(request.key, timeout)
         try:
             lock.acquire()
         except Timeout:
@@ -301,7 +382,7 @@ class ServerSet:
                 f"{spec_for(request.service).title} (lock {lock.lock_file})"
             ) from None
         try:
-            return self._obtain_shared(request, self.run)
+            return self._obtain_shared(request, run)
         finally:
             lock.release()
 
@@ -313,6 +394,9 @@ class ServerSet:
             return self._attach_shared(request, record)
         try:
             server, record = self._provide(request)
+        except MissingExtra as exc:
+            run.write(self._failure(request, "extra", exc))
+            raise
         except BackendUnavailable as exc:
             run.write(self._failure(request, "unavailable", exc))
             raise
@@ -331,12 +415,15 @@ class ServerSet:
             started_at=time.time(),
             error_kind=kind,
             error=str(exc),
+            tried=getattr(exc, "tried", ()),
         )
 
     def _attach_shared(self, request: ServerRequest, record: ServerRecord) -> RunningServer:
         """Use a server another process of this run started (or failed to)."""
+        if record.error_kind == "extra":
+            raise MissingExtra(record.error or "")
         if record.error_kind == "unavailable":
-            raise BackendUnavailable(record.error or "")
+            raise BackendUnavailable(record.error or "", tried=record.tried)
         if record.error_kind is not None:
             raise ServerStartError(record.error or "")
         server = self._started.get(record.key) or attach(record)
@@ -347,6 +434,7 @@ class ServerSet:
                     record.backend,
                     server.endpoint,
                     record.seconds_to_ready,
+                    tried=record.tried,
                     reused=record.reused,
                     kept=record.kept,
                     started_by=record.started_by,
@@ -366,13 +454,15 @@ class ServerSet:
             tried.append(f"{name}: {reason}")
         raise BackendUnavailable(
             f"no backend can run {options.spec.title} (integration_backend=auto tried "
-            "docker, then local):\n  - " + "\n  - ".join(tried)
+            "docker, then local):\n  - " + "\n  - ".join(tried),
+            tried=tuple(tried),
         )
 
     def _provide(self, request: ServerRequest) -> tuple[RunningServer, ServerRecord]:
         """Start a server for ``request`` here, or attach a kept one (``reuse``)."""
         options = self.options(request)
         backend, tried = self._choose(request, options)
+        self._progress(request.service, "start", _starting(request, options, backend.name))
         started = time.monotonic()
         reused = False
         config_hash = ""
@@ -384,6 +474,12 @@ class ServerSet:
             time.monotonic() - started if reused else server.seconds_to_ready
         ) or time.monotonic() - started
         kept = bool(config_hash)
+        self._progress(
+            request.service,
+            "ready",
+            f"{request.service} {'attached' if reused else 'ready'} on {backend.name} "
+            f"in {seconds:.2f} s",
+        )
         with self._lock:
             self._started[request.key] = server
             if kept:
@@ -412,6 +508,7 @@ class ServerSet:
             started_by=self.worker_id,
             started_at=time.time(),
             config_hash=config_hash,
+            tried=tuple(tried),
         )
         return server, record
 
@@ -455,6 +552,14 @@ class ServerSet:
 
     # -- using ------------------------------------------------------------------------
 
+    def started(self, request: ServerRequest) -> RunningServer | None:
+        """The server ``request`` got, if its start is over and succeeded."""
+        with self._lock:
+            future = self._futures.get(request)
+        if future is None or not future.done() or future.exception() is not None:
+            return None
+        return future.result()
+
     def log_tail(self, request: ServerRequest, lines: int = 40) -> str | None:
         """The tail of the log of the server ``request`` got, if it has one by now."""
         with self._lock:
@@ -468,8 +573,9 @@ class ServerSet:
 
     def summary(self) -> list[ServerRecord]:
         """Every server of the run (all workers'), for the end-of-session report."""
-        if self.run is not None and self.coordinator:
-            return [r for r in self.run.records() if r.error_kind is None]
+        run = self._known_run()
+        if run is not None and self.coordinator:
+            return [r for r in run.records() if r.error_kind is None]
         return [
             ServerRecord(
                 key=r.request.key,
@@ -480,6 +586,7 @@ class ServerSet:
                 reused=r.reused,
                 kept=r.kept,
                 started_by=r.started_by,
+                tried=r.tried,
             )
             for r in self.records
         ]
@@ -501,23 +608,37 @@ class ServerSet:
         self.reaping_done()
         with self._lock:
             started, self._started = self._started, {}
-        if self.run is None:
+        run = self._known_run()
+        if run is None:
             for key, server in reversed(started.items()):
                 if key not in self._kept_keys:
                     server.stop()
+            if self.coordinator and self._runs_root is not None:
+                discard_fallback_root(self._runs_root)
             return
         if not self.coordinator:
             _forget_children(started.values())
             return
-        for record in reversed(self.run.records()):
+        for record in reversed(run.records()):
             if record.endpoint is None or record.kept:
                 continue
             server = started.get(record.key) or attach(record)
             server.stop()
         _forget_children(started.values())
-        docker_used = any(r.backend == "docker" for r in self.run.records())
-        Reaper(runs_root=self.run.path.parent, docker=docker_used).reap_session(self.session_id)
-        self.run.remove()
+        docker_used = any(r.backend == "docker" for r in run.records())
+        Reaper(runs_root=run.path.parent, docker=docker_used).reap_session(self.session_id)
+        run.remove()
+
+
+def _starting(request: ServerRequest, options: ServerOptions, backend: str) -> str:
+    """``starting postgres on docker (postgres:17.6)…``: what, how, from what."""
+    if backend == "docker":
+        what = options.image
+    elif backend == "url":
+        what = mask_url_password(options.url or "")
+    else:
+        what = str(options.bin_dir) if options.bin_dir is not None else "binaries on PATH"
+    return f"starting {request.service} on {backend} ({what})…"
 
 
 def _answers(server: RunningServer) -> bool:

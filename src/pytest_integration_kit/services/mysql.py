@@ -41,6 +41,7 @@ class MySQLSpec(ServiceSpec):
     default_database = "integration"
     os_user = "mysql"
     extra = "mysql"
+    driver_packages = ("pymysql", "MySQLdb", "aiomysql", "asyncmy")
 
     def container_env(self, credentials: Credentials) -> dict[str, str]:
         return {

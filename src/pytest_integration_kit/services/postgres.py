@@ -40,6 +40,7 @@ class PostgresSpec(ServiceSpec):
     os_user = "postgres"
     stop_signal = signal.SIGINT  # "fast" shutdown: no waiting for clients to leave
     extra = "postgres"
+    driver_packages = ("psycopg", "psycopg2", "asyncpg")
 
     def container_env(self, credentials: Credentials) -> dict[str, str]:
         return {
