@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from chaos.backends import target
 from chaos.phases import Context, PhaseResult, fuzz_phase
 from chaos.report import details, table
 from chaos.verdict import Failure
@@ -39,11 +40,17 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--phases",
-        default="fuzz,kill,concurrent",
-        help="comma-separated subset of fuzz, kill, concurrent",
+        default=None,
+        help="comma-separated subset of fuzz, kill, concurrent, soak (default: all)",
     )
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--services", default="postgres,mysql")
+    parser.add_argument(
+        "--backends",
+        default=None,
+        help="backends for the kill phase (local,docker,url); default: local and url, "
+        "plus docker in the full run; one that cannot run here is said and left out",
+    )
     parser.add_argument(
         "--tests", type=int, default=None, help="fuzz tests per service and strategy"
     )
@@ -58,15 +65,17 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - the phases in order
     args = _arguments(sys.argv[1:] if argv is None else argv)
     seed = args.seed or random.SystemRandom().randint(1, 10**6)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix=f"pik-chaos-{seed}-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    default_phases = "fuzz,kill,concurrent,soak"
+    phases = [p.strip() for p in (args.phases or default_phases).split(",") if p.strip()]
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     services = tuple(s.strip() for s in args.services.split(",") if s.strip())
     bounded = args.budget is not None
+    backends = (args.backends or ("local,url" if bounded else "local,docker,url")).split(",")
     tests = args.tests or (6 if bounded else 40)
     ctx = Context(
         workdir=workdir,
@@ -101,13 +110,36 @@ def main(argv: list[str] | None = None) -> int:
     if "kill" in phases and not spent("kill"):
         from chaos.scenarios import kill_phase  # noqa: PLC0415 - phases load what they use
 
-        results.extend(kill_phase(ctx, bounded=bounded))
+        for name in backends:
+            backend = target(name, services)
+            if backend.missing:
+                ctx.say(f"kill: {name} backend not run: {backend.missing}")
+                if args.backends or os.environ.get("CI"):  # asked for, or CI: strict
+                    skipped = PhaseResult(name=f"kill ({name}) (not run)")
+                    skipped.failures.append(Failure(f"<{name}>", "chaos", backend.missing))
+                    results.append(skipped)
+                continue
+            if not spent(f"kill ({name})"):
+                ctx.say(f"kill: {name} backend")
+                results.extend(kill_phase(ctx, bounded=bounded, backend=backend))
     if "concurrent" in phases:
         from chaos.scenarios import concurrent_phase  # noqa: PLC0415
 
         for sessions in (2, 3):
             if not spent(f"{sessions} concurrent sessions"):
-                results.append(concurrent_phase(ctx, sessions, tests=4 if bounded else 16))
+                ctx.say(f"concurrent: {sessions} sessions")
+                # The three share a 60-character TMPDIR: sockets must not live under it.
+                length = 60 if sessions == 3 else 0
+                results.append(
+                    concurrent_phase(ctx, sessions, tests=4 if bounded else 16, tmp_length=length)
+                )
+    if "soak" in phases and not spent("clone soak"):
+        from chaos.scenarios import soak_phase  # noqa: PLC0415
+
+        ctx.say("soak: clone, one process")
+        # Bounded: too few tests to run out, enough to see connections pile up.
+        counts = {"postgres": 300, "mysql": 100} if not bounded else {"postgres": 40, "mysql": 20}
+        results.append(soak_phase(ctx, {s: n for s, n in counts.items() if s in services}))
     elapsed = time.monotonic() - started
     print()
     print(table(results, seed=seed, seconds=elapsed))

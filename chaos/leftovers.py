@@ -41,9 +41,9 @@ def _processes_under(root: Path) -> list[tuple[int, str]]:
     return found
 
 
-def _containers(sessions: set[str]) -> list[str]:
-    """Running or stopped containers labelled with one of our sessions' ids."""
-    if not sessions or shutil.which("docker") is None:
+def _containers(sessions: set[str], pids: set[int]) -> list[str]:
+    """Containers labelled with one of our sessions' ids or made by one of our processes."""
+    if not (sessions or pids) or shutil.which("docker") is None:
         return []
     try:
         result = subprocess.run(
@@ -54,7 +54,8 @@ def _containers(sessions: set[str]) -> list[str]:
                 "--filter",
                 "label=pytest-integration-kit.session",
                 "--format",
-                '{{.ID}} {{.Label "pytest-integration-kit.session"}} {{.Names}}',
+                '{{.ID}} {{.Label "pytest-integration-kit.session"}} '
+                '{{.Label "pytest-integration-kit.owner-pid"}} {{.Names}}',
             ],
             capture_output=True,
             text=True,
@@ -66,8 +67,10 @@ def _containers(sessions: set[str]) -> list[str]:
     found = []
     for line in result.stdout.splitlines():
         parts = line.split()
-        if len(parts) >= 2 and parts[1] in sessions:
-            found.append(f"container {parts[0]} ({' '.join(parts[2:])}) of session {parts[1]}")
+        if len(parts) < 3:
+            continue
+        if parts[1] in sessions or (parts[2].isdigit() and int(parts[2]) in pids):
+            found.append(f"container {parts[0]} ({' '.join(parts[3:])}) of session {parts[1]}")
     return found
 
 
@@ -82,7 +85,13 @@ def sessions_seen(root: Path) -> set[str]:
     return found
 
 
-def find_leftovers(root: Path, sessions: set[str], *, settle: float = 10.0) -> list[str]:
+def find_leftovers(
+    root: Path,
+    sessions: set[str],
+    *,
+    pids: frozenset[int] | set[int] = frozenset(),
+    settle: float = 10.0,
+) -> list[str]:
     """Everything of ours still there after ``settle`` seconds: one line per item."""
     deadline = time.monotonic() + settle
     while True:
@@ -91,15 +100,22 @@ def find_leftovers(root: Path, sessions: set[str], *, settle: float = 10.0) -> l
             break
         time.sleep(0.5)
     found = [f"process {pid}: {command}" for pid, command in processes]
-    for entry in sorted(root.iterdir()) if root.is_dir() else []:
+    for entry in _entries(root):
         if entry.name.startswith(EXPECTED):
             continue
         if entry.name.startswith(RUNS_ROOT_PREFIX) and entry.is_dir():
             found.extend(f"run dir {p}" for p in sorted(entry.iterdir()))
             continue
         found.append(f"temp entry {entry}")
-    found.extend(_containers(sessions))
+    found.extend(_containers(sessions, set(pids)))
     return found
+
+
+def _entries(root: Path) -> list[Path]:
+    """What the runs put in ``root`` (under its single subdirectory, when it is long)."""
+    if not root.is_dir():
+        return []
+    return sorted(root.iterdir())
 
 
 def kill_leftover_processes(root: Path) -> None:

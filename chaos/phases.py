@@ -47,12 +47,20 @@ class Context:
     attempts: int = 4
     verbose: bool = False
 
-    def tmp_root(self, name: str) -> Path:
-        """A short private TMPDIR for one phase (short: server sockets live under it)."""
+    def tmp_root(self, name: str, *, length: int = 0) -> Path:
+        """A private TMPDIR for one phase, at least ``length`` characters long.
+
+        Short by default; a long one (60) checks that server sockets do not live under
+        it (a Unix socket path has about 107 bytes).
+        """
         path = Path(tempfile.mkdtemp(prefix=f"pikc{name[:3]}-", dir="/tmp"))
         # Like /tmp itself: servers run as their own user when we are root, and must
         # be able to reach their directories under it.
         path.chmod(0o711)
+        if len(str(path)) < length:
+            path = path / ("a-long-temporary-directory-name-" * 3)[: length - len(str(path)) - 1]
+            path.mkdir(mode=0o711)
+            path.chmod(0o711)
         return path
 
     def say(self, text: str) -> None:

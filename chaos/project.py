@@ -294,8 +294,7 @@ def write_project(
     *,
     strategy: str,
     modules: dict[str, str],
-    backend: str = "local",
-    extra_ini: str = "",
+    backend_ini: str = "integration_backend = local\n",
 ) -> Project:
     """Write the project at ``path``: ini, schema, seed, conftest, test modules."""
     path.mkdir(parents=True, exist_ok=True)
@@ -307,11 +306,11 @@ def write_project(
         "xfail_strict = true\n"
         "asyncio_mode = strict\n"
         "asyncio_default_fixture_loop_scope = function\n"
-        f"integration_backend = {backend}\n"
+        f"{backend_ini}"
         "integration_missing = fail\n"
         "integration_schema = chaos_schema:build\n"
         "integration_seed = seed.sql\n"
-        f"integration_isolation = {strategy}\n" + extra_ini
+        f"integration_isolation = {strategy}\n"
     )
     (path / "seed.sql").write_text(SEED_SQL)
     (path / "chaos_schema.py").write_text(SCHEMA_PY)
