@@ -47,6 +47,7 @@ from pytest_integration_kit.fixtures.services import (
     postgres_server_factory,
     redis_server_factory,
 )
+from pytest_integration_kit.isolation.schema import SchemaSource
 from pytest_integration_kit.reporting.header import header_line, settings_table
 from pytest_integration_kit.reporting.logtails import LOG_TAIL_LINES, wants_log_tail
 from pytest_integration_kit.reporting.progress import Progress
@@ -56,6 +57,7 @@ from pytest_integration_kit.settings import (
     SETTINGS,
     Setting,
     Settings,
+    conflicts,
     resolve_settings,
 )
 
@@ -184,6 +186,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
     config.stash[SETTINGS_KEY] = settings
+    if getattr(config, "workerinput", None) is None:  # once per run, not per xdist worker
+        _check_before_start(config, settings)
     # Made before conftest import when integration_env names servers; else here. An
     # xdist worker joins the run its controller created; anyone else coordinates one.
     if config.stash.get(SERVER_SET, None) is None:
@@ -192,6 +196,25 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SERVER_SET] = make_server_set(config, settings, shared)
     config.stash[REPORT_KEY] = report = RunReport()
     config.pluginmanager.register(_Tally(report), "integration-kit-tally")
+
+
+def _check_before_start(config: pytest.Config, settings: Settings) -> None:
+    """What needs no server, checked before any starts: a usage error, or a warning."""
+    source = SchemaSource(
+        schema=settings["schema"],
+        alembic_config=settings["alembic_config"],
+        seed=tuple(settings["seed"] or ()),
+        root=config.rootpath,
+    )
+    try:
+        source.check()
+    except ConfigError as exc:
+        raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
+    for message in conflicts(settings):
+        try:
+            config.issue_config_time_warning(IntegrationKitWarning(message), stacklevel=2)
+        except IntegrationKitWarning:  # filterwarnings = error: said as a usage error
+            raise pytest.UsageError(f"pytest-integration-kit: {message}") from None
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
