@@ -13,6 +13,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_integration_kit.errors import ConfigError, IntegrationKitWarning
+from pytest_integration_kit.fixtures.apps import (
+    app_async_client_factory,
+    app_client_factory,
+    app_host_factory,
+    live_server_factory,
+    query_counter_factory,
+)
 from pytest_integration_kit.fixtures.faults import fault_proxy_factory, network_guard_factory
 from pytest_integration_kit.fixtures.isolation import (
     collect_worker_summary,
@@ -405,3 +412,8 @@ postgres_async_session = postgres_async_session_factory()
 mysql_async_session = mysql_async_session_factory()
 redis_client = redis_client_factory()
 redis_async_client = redis_async_client_factory()
+integration_app_host = app_host_factory()
+app_client = app_client_factory()
+app_async_client = app_async_client_factory()
+live_server = live_server_factory()
+query_counter = query_counter_factory()
