@@ -7,7 +7,6 @@ are instantiated from the public factories at the bottom.
 from __future__ import annotations
 
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -19,6 +18,17 @@ from pytest_integration_kit.fixtures.apps import (
     app_host_factory,
     live_server_factory,
     query_counter_factory,
+)
+from pytest_integration_kit.fixtures.binding import (
+    load_sessionmakers,
+    sessionmaker_binding_factory,
+)
+from pytest_integration_kit.fixtures.environment import (
+    database_fixture_factory,
+    environment_databases_factory,
+    make_server_set,
+    prepare_environment,
+    restore_environment,
 )
 from pytest_integration_kit.fixtures.faults import fault_proxy_factory, network_guard_factory
 from pytest_integration_kit.fixtures.isolation import (
@@ -133,8 +143,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         )
 
 
-def _settings_from(config: pytest.Config) -> Settings:
-    cli = {s.name: config.getoption(s.dest) for s in SETTINGS}
+def _settings_from(config: pytest.Config, namespace: Any = None) -> Settings:
+    if namespace is not None:  # before the command line is fully parsed
+        cli = {s.name: getattr(namespace, s.dest, None) for s in SETTINGS}
+    else:
+        cli = {s.name: config.getoption(s.dest) for s in SETTINGS}
     ini: dict[str, object] = {}
     errors: list[str] = []
     for setting in SETTINGS:
@@ -157,6 +170,18 @@ def _settings_from(config: pytest.Config) -> Settings:
     return settings
 
 
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """integration_env: start what it names and set its variables before conftest import."""
+    namespace = early_config.known_args_namespace
+    if getattr(namespace, "help", False) or getattr(namespace, "version", False):
+        return
+    try:
+        settings = _settings_from(early_config, namespace)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
+    prepare_environment(early_config, settings)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     for name, description in MARKERS.items():
@@ -166,26 +191,19 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
     config.stash[SETTINGS_KEY] = settings
-
-    from pytest_integration_kit.backends import default_backends  # noqa: PLC0415
-    from pytest_integration_kit.lifecycle.servers import ServerSet  # noqa: PLC0415
-
-    # An xdist worker joins the run its controller created; anyone else coordinates one.
-    workerinput = getattr(config, "workerinput", None)
-    servers = ServerSet.for_process(
-        settings,
-        backends=default_backends(),
-        session_id=uuid.uuid4().hex[:12],
-        shared=workerinput.get(RUN_KEY) if workerinput is not None else None,
-        worker_id=str(workerinput["workerid"]) if workerinput is not None else "main",
-        project=str(config.rootpath),
-        cache_dir=settings["cache_dir"],
-    )
-    if servers.coordinator:
-        servers.reap_dead_sessions(background=True)
-    config.stash[SERVER_SET] = servers
+    # Made before conftest import when integration_env names servers; else here. An
+    # xdist worker joins the run its controller created; anyone else coordinates one.
+    if config.stash.get(SERVER_SET, None) is None:
+        workerinput = getattr(config, "workerinput", None)
+        shared = workerinput.get(RUN_KEY) if workerinput is not None else None
+        config.stash[SERVER_SET] = make_server_set(config, settings, shared)
     config.stash[REPORT_KEY] = report = RunReport()
     config.pluginmanager.register(_Tally(report), "integration-kit-tally")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """integration_sessionmaker: import the app's sessionmakers (a bad one: usage error)."""
+    load_sessionmakers(session.config)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -199,6 +217,7 @@ def pytest_configure_node(node: Any) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Stop the servers if the session did not get to (a usage error, an interrupt)."""
     _stop_servers(config)
+    restore_environment(config)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -346,6 +365,7 @@ def _stop_servers(config: pytest.Config) -> None:
     if servers is None or report is None or config.stash.get(STOPPED_KEY, False):
         return
     config.stash[STOPPED_KEY] = True
+    restore_environment(config)  # its workspace holds databases on these servers
     servers.settle()
     report.records = servers.summary()
     report.notes = list(servers.notes)
@@ -412,6 +432,11 @@ postgres_async_session = postgres_async_session_factory()
 mysql_async_session = mysql_async_session_factory()
 redis_client = redis_client_factory()
 redis_async_client = redis_async_client_factory()
+postgres_database = database_fixture_factory(server="postgres_server")
+mysql_database = database_fixture_factory(server="mysql_server")
+redis_database = database_fixture_factory(server="redis_server")
+integration_env_databases = environment_databases_factory()
+integration_sessionmaker_binding = sessionmaker_binding_factory()
 integration_app_host = app_host_factory()
 app_client = app_client_factory()
 app_async_client = app_async_client_factory()

@@ -534,6 +534,38 @@ def _build_table() -> tuple[Setting, ...]:
             bad_example="10.0.0.0/33",
         )
     )
+    # -- apps: the user's application wired in (integration_env and friends) ------------
+    from pytest_integration_kit.apps.config import (  # noqa: PLC0415 - the apps settings' parsers, kept with them
+        module_attrs,
+        parse_env,
+    )
+
+    table += [
+        Setting(
+            "env",
+            "Environment variables set before conftest.py and test modules are imported, "
+            "naming this worker's isolated databases: NAME=template entries separated by "
+            "newlines or spaces (a list in TOML).",
+            parse_env,
+            allowed="NAME={service.field} or NAME={service.url:driver} entries; fields url, "
+            "host, port, user, password, database",
+            metavar="NAME=TEMPLATE",
+            kind="list",
+            example="DATABASE_URL={postgres.url:asyncpg}",
+            bad_example="DATABASE_URL={postgres.uri}",
+        ),
+        Setting(
+            "sessionmaker",
+            "The application's own sessionmaker(s), bound into each test's transaction so "
+            "what the code under test commits is rolled back: module:attr, comma-separated.",
+            module_attrs,
+            allowed="comma-separated module:attr, e.g. myapp.db:SessionLocal",
+            metavar="MODULE:ATTR",
+            kind="list",
+            example="myapp.db:SessionLocal",
+            bad_example="myapp.db.SessionLocal",
+        ),
+    ]
 
     # -- apps: clients into the user's application (app_client, live_server, …) ---------
     def openapi_source(raw: str) -> bool | str:

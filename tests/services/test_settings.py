@@ -263,13 +263,16 @@ def _expected(setting: Setting) -> str:
     pytest.version_tuple < (9, 0), reason="[tool.pytest] (native TOML) is read from pytest 9 on"
 )
 def test_native_toml_values_under_tool_pytest(pytester: pytest.Pytester) -> None:
-    lines = [f"{setting.ini} = {_toml_value(setting)}" for setting in SETTINGS]
+    # integration_env starts the server it names before collection, and together the
+    # examples ask for an image that does not exist under missing=fail: it has its own test.
+    chosen = [setting for setting in SETTINGS if setting.name != "env"]
+    lines = [f"{setting.ini} = {_toml_value(setting)}" for setting in chosen]
     pytester.makefile(".toml", pyproject="[tool.pytest]\n" + "\n".join(lines) + "\n")
     pytester.makepyfile("def test_nothing(): pass")
     result = run(pytester, "--collect-only", "-v")  # -v: every service's settings too
     assert result.ret == pytest.ExitCode.OK, result.stderr.str()
     shown = "\n".join(result.stdout.lines)
-    for setting in SETTINGS:
+    for setting in chosen:
         assert _expected(setting) in shown, setting.name
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_integration_kit.errors import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
 
     from sqlalchemy.engine import Connection, Engine
 
@@ -127,6 +127,11 @@ class SchemaSource:
     alembic_config: str | None = None
     seed: tuple[str, ...] = ()
     root: Path = field(default_factory=Path.cwd)
+    #: ``integration_env`` for migrations: given the host, port and name of the database
+    #: being built, the variables to run ``alembic upgrade`` under (in a child process).
+    migration_env: Callable[[str | None, int | None, str], Mapping[str, str]] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     # -- loading --------------------------------------------------------------------
 
@@ -236,7 +241,18 @@ class SchemaSource:
         target = self._schema_object()
         alembic = self._alembic_path()
         if alembic is not None:
-            self._upgrade(alembic, engine)
+            environment = (
+                self.migration_env(engine.url.host, engine.url.port, engine.url.database or "")
+                if self.migration_env is not None
+                else None
+            )
+            if environment:
+                from pytest_integration_kit.isolation.migrations import upgrade_in_subprocess  # noqa: PLC0415 - only with integration_env
+
+                url = engine.url.render_as_string(hide_password=False)
+                upgrade_in_subprocess(alembic, url, environment, database=engine.url.database or "")
+            else:
+                self._upgrade(alembic, engine)
         if target is not None:
             from sqlalchemy import MetaData  # noqa: PLC0415 - optional dependency, imported when used
 
