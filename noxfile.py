@@ -49,7 +49,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[all]", "mypy", "types-requests", "cryptography", *TEST_DEPS)
+    session.install(
+        "-e", ".[all]", "mypy", "types-requests", "types-psutil", "cryptography", *TEST_DEPS
+    )
     session.run("mypy")
 
 

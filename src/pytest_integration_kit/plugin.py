@@ -54,6 +54,7 @@ from pytest_integration_kit.fixtures.services import (
     postgres_server_factory,
     redis_server_factory,
 )
+from pytest_integration_kit.isolation.schema import SchemaSource
 from pytest_integration_kit.reporting.header import header_line, settings_table
 from pytest_integration_kit.reporting.logtails import LOG_TAIL_LINES, wants_log_tail
 from pytest_integration_kit.reporting.progress import Progress
@@ -63,6 +64,7 @@ from pytest_integration_kit.settings import (
     SETTINGS,
     Setting,
     Settings,
+    conflicts,
     resolve_settings,
 )
 
@@ -191,6 +193,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
     config.stash[SETTINGS_KEY] = settings
+    if getattr(config, "workerinput", None) is None:  # once per run, not per xdist worker
+        _check_before_start(config, settings)
     # Made before conftest import when integration_env names servers; else here. An
     # xdist worker joins the run its controller created; anyone else coordinates one.
     if config.stash.get(SERVER_SET, None) is None:
@@ -199,6 +203,25 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SERVER_SET] = make_server_set(config, settings, shared)
     config.stash[REPORT_KEY] = report = RunReport()
     config.pluginmanager.register(_Tally(report), "integration-kit-tally")
+
+
+def _check_before_start(config: pytest.Config, settings: Settings) -> None:
+    """What needs no server, checked before any starts: a usage error, or a warning."""
+    source = SchemaSource(
+        schema=settings["schema"],
+        alembic_config=settings["alembic_config"],
+        seed=tuple(settings["seed"] or ()),
+        root=config.rootpath,
+    )
+    try:
+        source.check()
+    except ConfigError as exc:
+        raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
+    for message in conflicts(settings):
+        try:
+            config.issue_config_time_warning(IntegrationKitWarning(message), stacklevel=2)
+        except IntegrationKitWarning:  # filterwarnings = error: said as a usage error
+            raise pytest.UsageError(f"pytest-integration-kit: {message}") from None
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -347,6 +370,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if report is None:
         return
     _stop_servers(config)
+    servers = config.stash.get(SERVER_SET, None)
+    if servers is not None and servers.stop_failures and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a server is left running
     if getattr(config, "workerinput", None) is not None:
         return  # the controller says it, once for the run
     for text in report.warnings():
@@ -395,10 +421,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if report is None:
         return
     lines = report.lines()
-    if lines or report.notes:
+    servers = config.stash.get(SERVER_SET, None)
+    failures = servers.stop_failures if servers is not None else []
+    if lines or report.notes or failures:
         terminalreporter.section("integration services")
         for note in report.notes:
             terminalreporter.line(f"note: {note}", yellow=True)
+        for failure in failures:
+            terminalreporter.line(f"warning: could not stop, still running: {failure}", red=True)
+        if failures:
+            terminalreporter.line(
+                "the next run on this host removes them (their owner is gone); exit status 1",
+                red=True,
+            )
         for line in lines:
             terminalreporter.line(line)
 

@@ -209,9 +209,18 @@ def _cache_dir_default(_: Mapping[str, Any], env: Mapping[str, str]) -> tuple[Pa
     return default_cache_dir(env), "default"
 
 
+#: Docker's reference grammar, loosely: [registry[:port]/]name[/name…][:tag][@digest].
+_IMAGE = re.compile(
+    r"(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
+)
+
+
 def _image(raw: str) -> str:
     value = raw.strip()
-    if not value or any(ch.isspace() or not ch.isprintable() for ch in value):
+    if len(value) > 512 or not _IMAGE.fullmatch(value):
         raise ValueError
     return value
 
@@ -406,7 +415,8 @@ def _build_table() -> tuple[Setting, ...]:
                 f"{service}_image",
                 f"Docker image for {service}.",
                 _image,
-                allowed="a Docker image reference without spaces, e.g. " + DEFAULT_IMAGES[service],
+                allowed="a Docker image reference ([registry/]name[:tag][@digest]), e.g. "
+                + DEFAULT_IMAGES[service],
                 default=DEFAULT_IMAGES[service],
                 metavar="IMAGE",
                 example=f"registry.example.com/{service}:1",

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from user_project import make_project
+from user_project import leftovers, make_project
 
+from pytest_integration_kit.backends.local import WORKDIR_PREFIX
 from pytest_integration_kit.lifecycle.paths import UnsafeDirectory, private_dir
 
 NO_SERVER = "def test_plain():\n    assert 1 + 1 == 2\n"
@@ -154,3 +155,53 @@ def test_runs_dirs_writable_by_others_are_refused(tmp_path: Path) -> None:
     made = private_dir(tmp_path / "a" / "b")
     assert stat.S_IMODE(made.stat().st_mode) == 0o700
     assert private_dir(made) == made  # our own private one: used as it is
+
+
+ALL_SERVERS = (
+    WITH_SERVERS
+    + """
+import pymysql
+
+def test_mysql(mysql_server, report):
+    report(service="mysql")
+    conn = pymysql.connect(host=mysql_server.host, port=mysql_server.port,
+                           user=mysql_server.user, password=mysql_server.password)
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        assert cur.fetchone() == (1,)
+    conn.close()
+"""
+)
+
+
+@pytest.fixture
+def long_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A 60-character TMPDIR (as on macOS or in pytester), enterable by servers' users."""
+    top = Path(tempfile.mkdtemp(prefix="pik-long-"))
+    path = top / ("t" * (60 - len(str(top)) - 1))
+    path.mkdir()
+    for directory in (top, path):
+        directory.chmod(0o755)
+    assert len(str(path)) == 60
+    monkeypatch.setenv("TMPDIR", str(path))
+    monkeypatch.setenv("INTEGRATION_BACKEND", "local")
+    yield path
+    subprocess.run(["rm", "-rf", str(top)], check=False)
+
+
+@pytest.mark.parametrize("reuse", [[], ["--integration-reuse"]], ids=["fresh", "reuse"])
+def test_local_servers_start_with_a_long_tmpdir(
+    pytester: pytest.Pytester, long_tmp: Path, cache_dir: Path, reuse: list[str]
+) -> None:
+    project = make_project(pytester.path / "app", ALL_SERVERS)
+    result = project.run(*reuse)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 passed" in result.stdout
+    if reuse:  # and the kept servers are attached again
+        again = project.run(*reuse)
+        assert again.returncode == 0, again.stdout
+        assert again.stdout.count("reused (kept)") == 3, again.stdout
+    else:  # nothing left: neither the servers' directories nor their socket dirs
+        (session,) = {r["session"] for r in project.reports()}
+        assert leftovers(session).empty, leftovers(session)
+        assert not list(long_tmp.glob(f"{WORKDIR_PREFIX}*"))

@@ -20,7 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_integration_kit.backends.docker import LABEL_PREFIX, SESSION_LABEL
-from pytest_integration_kit.backends.local import WORKDIR_PREFIX
+from pytest_integration_kit.backends.local import (
+    WORKDIR_PREFIX,
+    orphaned_socket_dirs,
+    remove_workdir,
+)
 from pytest_integration_kit.lifecycle.attached import docker_client, stop_process_tree
 from pytest_integration_kit.lifecycle.kept import REUSE_LABEL
 from pytest_integration_kit.lifecycle.owner import Owner
@@ -122,7 +126,13 @@ class Reaper:
         label = f"{SESSION_LABEL}={session}" if session is not None else SESSION_LABEL
         try:
             containers = docker_client().containers.list(all=True, filters={"label": label})
-        except Exception as exc:  # no engine here: nothing of ours can be there
+        except Exception as exc:
+            if session is not None:  # at the end of a session that used the engine
+                report.errors.append(
+                    "the Docker engine could not be asked for this session's containers: "
+                    + " ".join(str(exc).split())
+                )
+            # At start-up: no engine here, so nothing of ours can be there.
             log.debug("reaper: docker not reachable: %s", exc)
             return
         for container in containers:
@@ -155,8 +165,12 @@ class Reaper:
                 stop_process_tree(workdir, grace=REAP_GRACE)
             except Exception as exc:
                 report.errors.append(f"{workdir}: {exc}")
-            shutil.rmtree(workdir, ignore_errors=True)
+            remove_workdir(workdir)
             report.workdirs.append(str(workdir))
+        # Socket dirs whose server dir is gone (removed by a version that did not know
+        # them, or by a crash before it removed them).
+        for directory in orphaned_socket_dirs():
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _abandoned(run: RunDirectory) -> bool:
