@@ -21,6 +21,14 @@ TEST_DEPS = [
     "pytest-socket",  # the network guard honours its markers and --allow-hosts
     "sybil>=9",
     "pyyaml",
+    # the frameworks the app-client tests and docs/frameworks.md run
+    "fastapi",
+    "starlette",
+    "litestar",
+    "flask",
+    "flask-sqlalchemy",
+    "sqlmodel",
+    "uvicorn",
 ]
 
 

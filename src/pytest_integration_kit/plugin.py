@@ -12,6 +12,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_integration_kit.errors import ConfigError, IntegrationKitWarning
+from pytest_integration_kit.fixtures.apps import (
+    app_async_client_factory,
+    app_client_factory,
+    app_host_factory,
+    live_server_factory,
+    query_counter_factory,
+)
 from pytest_integration_kit.fixtures.binding import (
     load_sessionmakers,
     sessionmaker_binding_factory,
@@ -471,3 +478,8 @@ mysql_database = database_fixture_factory(server="mysql_server")
 redis_database = database_fixture_factory(server="redis_server")
 integration_env_databases = environment_databases_factory()
 integration_sessionmaker_binding = sessionmaker_binding_factory()
+integration_app_host = app_host_factory()
+app_client = app_client_factory()
+app_async_client = app_async_client_factory()
+live_server = live_server_factory()
+query_counter = query_counter_factory()

@@ -576,6 +576,60 @@ def _build_table() -> tuple[Setting, ...]:
             bad_example="myapp.db.SessionLocal",
         ),
     ]
+
+    # -- apps: clients into the user's application (app_client, live_server, …) ---------
+    def openapi_source(raw: str) -> bool | str:
+        """A boolean, or the path of a JSON or YAML OpenAPI document."""
+        word = raw.strip().lower()
+        if word in TRUE_WORDS or word in FALSE_WORDS:
+            return word in TRUE_WORDS
+        path = str(_path(raw))
+        if not path.endswith((".json", ".yaml", ".yml")):
+            raise ValueError
+        return path
+
+    table += [
+        Setting(
+            "app",
+            "Your ASGI or WSGI application, for app_client, app_async_client and live_server.",
+            _module_attr,
+            allowed="module:attr, e.g. app.main:app",
+            metavar="MODULE:ATTR",
+            example="app.main:app",
+            bad_example="app.main",
+        ),
+        Setting(
+            "app_session",
+            "A FastAPI session dependency (e.g. get_session) that app clients answer with "
+            "the test's own postgres_session / mysql_session.",
+            _module_attr,
+            allowed="module:attr, e.g. app.db:get_session",
+            metavar="MODULE:ATTR",
+            example="app.db:get_session",
+            bad_example="get_session",
+        ),
+        Setting(
+            "login",
+            "A callable given an app client and a user, returning headers or cookies: what "
+            "app_client.as_user(user) carries (made once per user and run).",
+            _module_attr,
+            allowed="module:attr, e.g. tests.auth:login",
+            metavar="MODULE:ATTR",
+            example="tests.auth:login",
+            bad_example="tests/auth.py",
+        ),
+        Setting(
+            "openapi",
+            "Check every app client response against the OpenAPI document: true (the "
+            "application's own, FastAPI or Litestar) or the path of a JSON/YAML document.",
+            openapi_source,
+            allowed=f"{BOOL_ALLOWED}, or a path ending in .json, .yaml or .yml",
+            default=False,
+            metavar="BOOL|PATH",
+            example="openapi.json",
+            bad_example="openapi.txt",
+        ),
+    ]
     return tuple(table)
 
 
