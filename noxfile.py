@@ -21,7 +21,14 @@ TEST_DEPS = [
     "pytest-socket",  # the network guard honours its markers and --allow-hosts
     "sybil>=9",
     "pyyaml",
-    "sqlmodel",  # the apps tests: the app's own Session class
+    # the frameworks the app-client tests and docs/frameworks.md run
+    "fastapi",
+    "starlette",
+    "litestar",
+    "flask",
+    "flask-sqlalchemy",
+    "sqlmodel",  # also the apps tests: the app's own Session class
+    "uvicorn",
     "psycopg2-binary",  # Endpoint.url_for is tried with every driver
     "asyncmy",
 ]
@@ -44,7 +51,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[all]", "mypy", "types-requests", "cryptography", *TEST_DEPS)
+    session.install(
+        "-e", ".[all]", "mypy", "types-requests", "types-psutil", "cryptography", *TEST_DEPS
+    )
     session.run("mypy")
 
 
