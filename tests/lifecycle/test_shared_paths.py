@@ -15,7 +15,10 @@ import pytest
 from user_project import leftovers, make_project
 
 from pytest_integration_kit.backends.local import WORKDIR_PREFIX
+from pytest_integration_kit.lifecycle.owner import Owner
 from pytest_integration_kit.lifecycle.paths import UnsafeDirectory, private_dir
+from pytest_integration_kit.lifecycle.reaper import Reaper
+from pytest_integration_kit.lifecycle.run import RunDirectory
 
 NO_SERVER = "def test_plain():\n    assert 1 + 1 == 2\n"
 WITH_SERVERS = """
@@ -205,3 +208,28 @@ def test_local_servers_start_with_a_long_tmpdir(
         (session,) = {r["session"] for r in project.reports()}
         assert leftovers(session).empty, leftovers(session)
         assert not list(long_tmp.glob(f"{WORKDIR_PREFIX}*"))
+
+
+def test_the_reaper_never_follows_a_planted_server_dir(tmp_path: Path) -> None:
+    """A symlink named like a dead session's server dir must not make the reaper stop
+    the processes working where it points (``/`` would be every daemon's cwd)."""
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    runs = tmp_path / "runs"
+    RunDirectory.create("deadbeef0001", Owner(finished.pid, Owner.current().host, ""), runs)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("untouched\n")
+    sleeper = subprocess.Popen(["sleep", "60"], cwd=victim)
+    try:
+        (temp / f"{WORKDIR_PREFIX}deadbeef0001-postgres-planted").symlink_to(victim)
+        report = Reaper(runs_root=runs, temp_dir=temp, docker=False).reap_dead()
+        assert report.runs == ["deadbeef0001"]  # the dead run itself is reaped
+        assert sleeper.poll() is None  # but nothing where the link points
+        assert (victim / "keep.txt").read_text() == "untouched\n"
+        assert report.workdirs == []
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -65,7 +65,7 @@ def socket_dir(workdir: Path, tag: str) -> Path:
 
 
 def _socket_bases() -> list[str]:
-    return list(dict.fromkeys([tempfile.gettempdir(), "/tmp"]))  # noqa: S108 - see _socket_dir
+    return list(dict.fromkeys([tempfile.gettempdir(), "/tmp"]))  # noqa: S108 - see socket_dir
 
 
 def orphaned_socket_dirs() -> list[Path]:
@@ -90,7 +90,8 @@ def orphaned_socket_dirs() -> list[Path]:
 def remove_workdir(workdir: Path) -> None:
     """Remove a local server's directory and its socket directory (once it has stopped).
 
-    The link is followed only to a directory named like ours that this user owns.
+    The link (in a directory the server's user owns) is followed only to a directory
+    named like ours, of this user, that links back to ``workdir``.
     """
     try:
         target = Path(os.readlink(workdir / SOCKETS_LINK))
@@ -99,6 +100,7 @@ def remove_workdir(workdir: Path) -> None:
     if target is not None and target.name.startswith(SOCKETS_PREFIX):
         with contextlib.suppress(OSError):
             info = os.lstat(target)
-            if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid():
+            mine = stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
+            if mine and os.readlink(target / SERVER_LINK) == str(workdir):
                 shutil.rmtree(target, ignore_errors=True)
     shutil.rmtree(workdir, ignore_errors=True)

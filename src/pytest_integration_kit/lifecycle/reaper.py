@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -153,10 +154,17 @@ class Reaper:
     # -- local servers ----------------------------------------------------------------
 
     def workdirs(self, sessions: set[str]) -> list[Path]:
-        """Local server directories of ``sessions`` in the temp dir."""
+        """Local server directories of ``sessions`` in the temp dir.
+
+        Real directories only: anyone can plant a symlink with such a name in a shared
+        temp dir (to ``/``, whose processes the reaper would then stop).
+        """
         found = []
         for session in sessions:
-            found += [p for p in self.temp_dir.glob(f"{WORKDIR_PREFIX}{session}-*") if p.is_dir()]
+            for path in self.temp_dir.glob(f"{WORKDIR_PREFIX}{session}-*"):
+                with contextlib.suppress(OSError):
+                    if stat.S_ISDIR(os.lstat(path).st_mode):
+                        found.append(path)
         return sorted(found)
 
     def _reap_workdirs(self, report: ReapReport, *, sessions: set[str]) -> None:
