@@ -249,7 +249,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is None:
         return []
-    if config.get_verbosity() > 0:
+    if int(config.option.verbose) > 0:
         return settings_table(settings)
     if config.pluginmanager.has_plugin("dsession"):
         line = header_line(settings, None)
@@ -260,7 +260,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
     """One line: the services the selected tests need, their backends, changed settings."""
     settings = config.stash.get(SETTINGS_KEY, None)
-    if settings is None or config.get_verbosity() < 0:
+    if settings is None or int(config.option.verbose) < 0:
         return []
     needed = [m.server.service for item in items for m in fixture_metas(item) if m.server]
     line = header_line(settings, needed)
@@ -298,6 +298,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     progress.flush()
 
 
+def _isatty(reporter: Any) -> bool:
+    """``TerminalReporter.isatty``: a bool before pytest 8, callable since."""
+    isatty = reporter.isatty
+    return bool(isatty() if callable(isatty) else isatty)
+
+
 def _progress(config: pytest.Config, servers: ServerSet) -> Progress:
     """This process's progress printer, wired to the servers' events (quiet with -q)."""
     progress = config.stash.get(PROGRESS_KEY, None)
@@ -309,9 +315,9 @@ def _progress(config: pytest.Config, servers: ServerSet) -> Progress:
     else:
         progress = Progress(
             reporter.write_line,
-            (lambda line: reporter.rewrite(line, erase=True)) if reporter.isatty() else None,
-            verbose=config.get_verbosity() > 0,
-            enabled=config.get_verbosity() >= 0,
+            (lambda line: reporter.rewrite(line, erase=True)) if _isatty(reporter) else None,
+            verbose=int(config.option.verbose) > 0,
+            enabled=int(config.option.verbose) >= 0,
         )
     servers.on_progress = progress.event
     servers.on_wait = progress.flush
@@ -338,7 +344,7 @@ def pytest_runtest_makereport(
     for request in {m.server: None for m in fixture_metas(item) if m.server is not None}:
         server = servers.started(request)
         packages = spec_for(request.service).driver_packages
-        verbose = item.config.get_verbosity()
+        verbose = int(item.config.option.verbose)
         if server is None or not wants_log_tail(
             exc=exc, packages=packages, server=server, verbose=verbose
         ):
@@ -402,7 +408,7 @@ def _stop_servers(config: pytest.Config) -> None:
         count = sum(1 for r in report.records if not r.kept)
         kept = sum(1 for r in report.records if r.kept)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if count and reporter is not None and reporter.isatty() and config.get_verbosity() >= 0:
+    if count and reporter is not None and _isatty(reporter) and int(config.option.verbose) >= 0:
         reporter.write_line(f"integration: stopping {count} server(s)…")
     started = time.monotonic()
     servers.stop_all()
