@@ -66,6 +66,7 @@ Table("note", metadata, Column("id", Integer, primary_key=True), Column("body", 
 
 def build(connection):
     """Create the schema; under the driver's stage markers, say so and dawdle."""
+    # SALT
     markers = os.environ.get("CHAOS_MARKERS")
     if markers:
         with open(markers, "a") as out:
@@ -295,6 +296,7 @@ def write_project(
     strategy: str,
     modules: dict[str, str],
     backend_ini: str = "integration_backend = local\n",
+    salt: str = "",
 ) -> Project:
     """Write the project at ``path``: ini, schema, seed, conftest, test modules."""
     path.mkdir(parents=True, exist_ok=True)
@@ -313,7 +315,9 @@ def write_project(
         f"integration_isolation = {strategy}\n"
     )
     (path / "seed.sql").write_text(SEED_SQL)
-    (path / "chaos_schema.py").write_text(SCHEMA_PY)
+    # The template's name hashes the schema callable's source: a salt there makes a new
+    # template, so a kill at the template build also happens on a server that has one.
+    (path / "chaos_schema.py").write_text(SCHEMA_PY.replace("# SALT", f"# template {salt}"))
     tables = json.dumps({t: list(c) for t, c in TEMPLATE_TABLES.items()})
     (path / "chaos_eyes.py").write_text(EYES_PY.replace("TEMPLATE_TABLES_LITERAL", tables))
     (path / "conftest.py").write_text(CONFTEST_PY)

@@ -73,7 +73,8 @@ def _kill_project(
         modules[name] = source
         plans.extend(module_plans)
     shutil.rmtree(path, ignore_errors=True)
-    write_project(path, strategy="rollback", modules=modules, backend_ini=backend.ini)
+    salt = f"{ctx.seed}-{backend.name}-{time.time():.0f}"
+    write_project(path, strategy="rollback", modules=modules, backend_ini=backend.ini, salt=salt)
     return manifest(plans)
 
 

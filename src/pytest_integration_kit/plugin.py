@@ -7,12 +7,29 @@ are instantiated from the public factories at the bottom.
 from __future__ import annotations
 
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_integration_kit.errors import ConfigError, IntegrationKitWarning
+from pytest_integration_kit.fixtures.apps import (
+    app_async_client_factory,
+    app_client_factory,
+    app_host_factory,
+    live_server_factory,
+    query_counter_factory,
+)
+from pytest_integration_kit.fixtures.binding import (
+    load_sessionmakers,
+    sessionmaker_binding_factory,
+)
+from pytest_integration_kit.fixtures.environment import (
+    database_fixture_factory,
+    environment_databases_factory,
+    make_server_set,
+    prepare_environment,
+    restore_environment,
+)
 from pytest_integration_kit.fixtures.faults import fault_proxy_factory, network_guard_factory
 from pytest_integration_kit.fixtures.isolation import (
     collect_worker_summary,
@@ -37,6 +54,7 @@ from pytest_integration_kit.fixtures.services import (
     postgres_server_factory,
     redis_server_factory,
 )
+from pytest_integration_kit.isolation.schema import SchemaSource
 from pytest_integration_kit.reporting.header import header_line, settings_table
 from pytest_integration_kit.reporting.logtails import LOG_TAIL_LINES, wants_log_tail
 from pytest_integration_kit.reporting.progress import Progress
@@ -46,6 +64,7 @@ from pytest_integration_kit.settings import (
     SETTINGS,
     Setting,
     Settings,
+    conflicts,
     resolve_settings,
 )
 
@@ -126,8 +145,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         )
 
 
-def _settings_from(config: pytest.Config) -> Settings:
-    cli = {s.name: config.getoption(s.dest) for s in SETTINGS}
+def _settings_from(config: pytest.Config, namespace: Any = None) -> Settings:
+    if namespace is not None:  # before the command line is fully parsed
+        cli = {s.name: getattr(namespace, s.dest, None) for s in SETTINGS}
+    else:
+        cli = {s.name: config.getoption(s.dest) for s in SETTINGS}
     ini: dict[str, object] = {}
     errors: list[str] = []
     for setting in SETTINGS:
@@ -150,6 +172,18 @@ def _settings_from(config: pytest.Config) -> Settings:
     return settings
 
 
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """integration_env: start what it names and set its variables before conftest import."""
+    namespace = early_config.known_args_namespace
+    if getattr(namespace, "help", False) or getattr(namespace, "version", False):
+        return
+    try:
+        settings = _settings_from(early_config, namespace)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
+    prepare_environment(early_config, settings)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     for name, description in MARKERS.items():
@@ -159,26 +193,40 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
     config.stash[SETTINGS_KEY] = settings
-
-    from pytest_integration_kit.backends import default_backends  # noqa: PLC0415
-    from pytest_integration_kit.lifecycle.servers import ServerSet  # noqa: PLC0415
-
-    # An xdist worker joins the run its controller created; anyone else coordinates one.
-    workerinput = getattr(config, "workerinput", None)
-    servers = ServerSet.for_process(
-        settings,
-        backends=default_backends(),
-        session_id=uuid.uuid4().hex[:12],
-        shared=workerinput.get(RUN_KEY) if workerinput is not None else None,
-        worker_id=str(workerinput["workerid"]) if workerinput is not None else "main",
-        project=str(config.rootpath),
-        cache_dir=settings["cache_dir"],
-    )
-    if servers.coordinator:
-        servers.reap_dead_sessions(background=True)
-    config.stash[SERVER_SET] = servers
+    if getattr(config, "workerinput", None) is None:  # once per run, not per xdist worker
+        _check_before_start(config, settings)
+    # Made before conftest import when integration_env names servers; else here. An
+    # xdist worker joins the run its controller created; anyone else coordinates one.
+    if config.stash.get(SERVER_SET, None) is None:
+        workerinput = getattr(config, "workerinput", None)
+        shared = workerinput.get(RUN_KEY) if workerinput is not None else None
+        config.stash[SERVER_SET] = make_server_set(config, settings, shared)
     config.stash[REPORT_KEY] = report = RunReport()
     config.pluginmanager.register(_Tally(report), "integration-kit-tally")
+
+
+def _check_before_start(config: pytest.Config, settings: Settings) -> None:
+    """What needs no server, checked before any starts: a usage error, or a warning."""
+    source = SchemaSource(
+        schema=settings["schema"],
+        alembic_config=settings["alembic_config"],
+        seed=tuple(settings["seed"] or ()),
+        root=config.rootpath,
+    )
+    try:
+        source.check()
+    except ConfigError as exc:
+        raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
+    for message in conflicts(settings):
+        try:
+            config.issue_config_time_warning(IntegrationKitWarning(message), stacklevel=2)
+        except IntegrationKitWarning:  # filterwarnings = error: said as a usage error
+            raise pytest.UsageError(f"pytest-integration-kit: {message}") from None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """integration_sessionmaker: import the app's sessionmakers (a bad one: usage error)."""
+    load_sessionmakers(session.config)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -192,6 +240,7 @@ def pytest_configure_node(node: Any) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Stop the servers if the session did not get to (a usage error, an interrupt)."""
     _stop_servers(config)
+    restore_environment(config)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -200,7 +249,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is None:
         return []
-    if config.get_verbosity() > 0:
+    if int(config.option.verbose) > 0:
         return settings_table(settings)
     if config.pluginmanager.has_plugin("dsession"):
         line = header_line(settings, None)
@@ -211,7 +260,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
     """One line: the services the selected tests need, their backends, changed settings."""
     settings = config.stash.get(SETTINGS_KEY, None)
-    if settings is None or config.get_verbosity() < 0:
+    if settings is None or int(config.option.verbose) < 0:
         return []
     needed = [m.server.service for item in items for m in fixture_metas(item) if m.server]
     line = header_line(settings, needed)
@@ -249,6 +298,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     progress.flush()
 
 
+def _isatty(reporter: Any) -> bool:
+    """``TerminalReporter.isatty``: a bool before pytest 8, callable since."""
+    isatty = reporter.isatty
+    return bool(isatty() if callable(isatty) else isatty)
+
+
 def _progress(config: pytest.Config, servers: ServerSet) -> Progress:
     """This process's progress printer, wired to the servers' events (quiet with -q)."""
     progress = config.stash.get(PROGRESS_KEY, None)
@@ -260,9 +315,9 @@ def _progress(config: pytest.Config, servers: ServerSet) -> Progress:
     else:
         progress = Progress(
             reporter.write_line,
-            (lambda line: reporter.rewrite(line, erase=True)) if reporter.isatty() else None,
-            verbose=config.get_verbosity() > 0,
-            enabled=config.get_verbosity() >= 0,
+            (lambda line: reporter.rewrite(line, erase=True)) if _isatty(reporter) else None,
+            verbose=int(config.option.verbose) > 0,
+            enabled=int(config.option.verbose) >= 0,
         )
     servers.on_progress = progress.event
     servers.on_wait = progress.flush
@@ -289,7 +344,7 @@ def pytest_runtest_makereport(
     for request in {m.server: None for m in fixture_metas(item) if m.server is not None}:
         server = servers.started(request)
         packages = spec_for(request.service).driver_packages
-        verbose = item.config.get_verbosity()
+        verbose = int(item.config.option.verbose)
         if server is None or not wants_log_tail(
             exc=exc, packages=packages, server=server, verbose=verbose
         ):
@@ -321,6 +376,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if report is None:
         return
     _stop_servers(config)
+    servers = config.stash.get(SERVER_SET, None)
+    if servers is not None and servers.stop_failures and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a server is left running
     if getattr(config, "workerinput", None) is not None:
         return  # the controller says it, once for the run
     for text in report.warnings():
@@ -339,6 +397,7 @@ def _stop_servers(config: pytest.Config) -> None:
     if servers is None or report is None or config.stash.get(STOPPED_KEY, False):
         return
     config.stash[STOPPED_KEY] = True
+    restore_environment(config)  # its workspace holds databases on these servers
     servers.settle()
     report.records = servers.summary()
     report.notes = list(servers.notes)
@@ -349,7 +408,7 @@ def _stop_servers(config: pytest.Config) -> None:
         count = sum(1 for r in report.records if not r.kept)
         kept = sum(1 for r in report.records if r.kept)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if count and reporter is not None and reporter.isatty() and config.get_verbosity() >= 0:
+    if count and reporter is not None and _isatty(reporter) and int(config.option.verbose) >= 0:
         reporter.write_line(f"integration: stopping {count} server(s)…")
     started = time.monotonic()
     servers.stop_all()
@@ -368,10 +427,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if report is None:
         return
     lines = report.lines()
-    if lines or report.notes:
+    servers = config.stash.get(SERVER_SET, None)
+    failures = servers.stop_failures if servers is not None else []
+    if lines or report.notes or failures:
         terminalreporter.section("integration services")
         for note in report.notes:
             terminalreporter.line(f"note: {note}", yellow=True)
+        for failure in failures:
+            terminalreporter.line(f"warning: could not stop, still running: {failure}", red=True)
+        if failures:
+            terminalreporter.line(
+                "the next run on this host removes them (their owner is gone); exit status 1",
+                red=True,
+            )
         for line in lines:
             terminalreporter.line(line)
 
@@ -405,3 +473,13 @@ postgres_async_session = postgres_async_session_factory()
 mysql_async_session = mysql_async_session_factory()
 redis_client = redis_client_factory()
 redis_async_client = redis_async_client_factory()
+postgres_database = database_fixture_factory(server="postgres_server")
+mysql_database = database_fixture_factory(server="mysql_server")
+redis_database = database_fixture_factory(server="redis_server")
+integration_env_databases = environment_databases_factory()
+integration_sessionmaker_binding = sessionmaker_binding_factory()
+integration_app_host = app_host_factory()
+app_client = app_client_factory()
+app_async_client = app_async_client_factory()
+live_server = live_server_factory()
+query_counter = query_counter_factory()

@@ -130,8 +130,8 @@ def stopped_line(count: int, kept: int, seconds: float) -> str | None:
     if count:
         parts.append(f"stopped {plural(count, 'server')} in {seconds:.1f} s")
     if kept:
-        parts.append(f"kept {plural(kept, 'server')} running for the next run")
-    return ", ".join(parts)
+        parts.append(f"{kept} kept running for the next run")
+    return "; ".join(parts)
 
 
 @dataclass
