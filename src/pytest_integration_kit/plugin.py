@@ -12,6 +12,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_integration_kit.errors import ConfigError, IntegrationKitWarning
+from pytest_integration_kit.fixtures.apps import (
+    app_async_client_factory,
+    app_client_factory,
+    app_host_factory,
+    live_server_factory,
+    query_counter_factory,
+)
 from pytest_integration_kit.fixtures.binding import (
     load_sessionmakers,
     sessionmaker_binding_factory,
@@ -47,6 +54,7 @@ from pytest_integration_kit.fixtures.services import (
     postgres_server_factory,
     redis_server_factory,
 )
+from pytest_integration_kit.isolation.schema import SchemaSource
 from pytest_integration_kit.reporting.header import header_line, settings_table
 from pytest_integration_kit.reporting.logtails import LOG_TAIL_LINES, wants_log_tail
 from pytest_integration_kit.reporting.progress import Progress
@@ -56,6 +64,7 @@ from pytest_integration_kit.settings import (
     SETTINGS,
     Setting,
     Settings,
+    conflicts,
     resolve_settings,
 )
 
@@ -184,6 +193,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
     config.stash[SETTINGS_KEY] = settings
+    if getattr(config, "workerinput", None) is None:  # once per run, not per xdist worker
+        _check_before_start(config, settings)
     # Made before conftest import when integration_env names servers; else here. An
     # xdist worker joins the run its controller created; anyone else coordinates one.
     if config.stash.get(SERVER_SET, None) is None:
@@ -192,6 +203,25 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SERVER_SET] = make_server_set(config, settings, shared)
     config.stash[REPORT_KEY] = report = RunReport()
     config.pluginmanager.register(_Tally(report), "integration-kit-tally")
+
+
+def _check_before_start(config: pytest.Config, settings: Settings) -> None:
+    """What needs no server, checked before any starts: a usage error, or a warning."""
+    source = SchemaSource(
+        schema=settings["schema"],
+        alembic_config=settings["alembic_config"],
+        seed=tuple(settings["seed"] or ()),
+        root=config.rootpath,
+    )
+    try:
+        source.check()
+    except ConfigError as exc:
+        raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
+    for message in conflicts(settings):
+        try:
+            config.issue_config_time_warning(IntegrationKitWarning(message), stacklevel=2)
+        except IntegrationKitWarning:  # filterwarnings = error: said as a usage error
+            raise pytest.UsageError(f"pytest-integration-kit: {message}") from None
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -219,7 +249,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is None:
         return []
-    if config.get_verbosity() > 0:
+    if int(config.option.verbose) > 0:
         return settings_table(settings)
     if config.pluginmanager.has_plugin("dsession"):
         line = header_line(settings, None)
@@ -230,7 +260,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
     """One line: the services the selected tests need, their backends, changed settings."""
     settings = config.stash.get(SETTINGS_KEY, None)
-    if settings is None or config.get_verbosity() < 0:
+    if settings is None or int(config.option.verbose) < 0:
         return []
     needed = [m.server.service for item in items for m in fixture_metas(item) if m.server]
     line = header_line(settings, needed)
@@ -268,6 +298,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     progress.flush()
 
 
+def _isatty(reporter: Any) -> bool:
+    """``TerminalReporter.isatty``: a bool before pytest 8, callable since."""
+    isatty = reporter.isatty
+    return bool(isatty() if callable(isatty) else isatty)
+
+
 def _progress(config: pytest.Config, servers: ServerSet) -> Progress:
     """This process's progress printer, wired to the servers' events (quiet with -q)."""
     progress = config.stash.get(PROGRESS_KEY, None)
@@ -279,9 +315,9 @@ def _progress(config: pytest.Config, servers: ServerSet) -> Progress:
     else:
         progress = Progress(
             reporter.write_line,
-            (lambda line: reporter.rewrite(line, erase=True)) if reporter.isatty() else None,
-            verbose=config.get_verbosity() > 0,
-            enabled=config.get_verbosity() >= 0,
+            (lambda line: reporter.rewrite(line, erase=True)) if _isatty(reporter) else None,
+            verbose=int(config.option.verbose) > 0,
+            enabled=int(config.option.verbose) >= 0,
         )
     servers.on_progress = progress.event
     servers.on_wait = progress.flush
@@ -308,7 +344,7 @@ def pytest_runtest_makereport(
     for request in {m.server: None for m in fixture_metas(item) if m.server is not None}:
         server = servers.started(request)
         packages = spec_for(request.service).driver_packages
-        verbose = item.config.get_verbosity()
+        verbose = int(item.config.option.verbose)
         if server is None or not wants_log_tail(
             exc=exc, packages=packages, server=server, verbose=verbose
         ):
@@ -340,6 +376,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if report is None:
         return
     _stop_servers(config)
+    servers = config.stash.get(SERVER_SET, None)
+    if servers is not None and servers.stop_failures and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a server is left running
     if getattr(config, "workerinput", None) is not None:
         return  # the controller says it, once for the run
     for text in report.warnings():
@@ -369,7 +408,7 @@ def _stop_servers(config: pytest.Config) -> None:
         count = sum(1 for r in report.records if not r.kept)
         kept = sum(1 for r in report.records if r.kept)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if count and reporter is not None and reporter.isatty() and config.get_verbosity() >= 0:
+    if count and reporter is not None and _isatty(reporter) and int(config.option.verbose) >= 0:
         reporter.write_line(f"integration: stopping {count} server(s)…")
     started = time.monotonic()
     servers.stop_all()
@@ -388,10 +427,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if report is None:
         return
     lines = report.lines()
-    if lines or report.notes:
+    servers = config.stash.get(SERVER_SET, None)
+    failures = servers.stop_failures if servers is not None else []
+    if lines or report.notes or failures:
         terminalreporter.section("integration services")
         for note in report.notes:
             terminalreporter.line(f"note: {note}", yellow=True)
+        for failure in failures:
+            terminalreporter.line(f"warning: could not stop, still running: {failure}", red=True)
+        if failures:
+            terminalreporter.line(
+                "the next run on this host removes them (their owner is gone); exit status 1",
+                red=True,
+            )
         for line in lines:
             terminalreporter.line(line)
         # Each line above ended itself: no blank line before pytest's closing one.
@@ -432,3 +480,8 @@ mysql_database = database_fixture_factory(server="mysql_server")
 redis_database = database_fixture_factory(server="redis_server")
 integration_env_databases = environment_databases_factory()
 integration_sessionmaker_binding = sessionmaker_binding_factory()
+integration_app_host = app_host_factory()
+app_client = app_client_factory()
+app_async_client = app_async_client_factory()
+live_server = live_server_factory()
+query_counter = query_counter_factory()

@@ -209,9 +209,18 @@ def _cache_dir_default(_: Mapping[str, Any], env: Mapping[str, str]) -> tuple[Pa
     return default_cache_dir(env), "default"
 
 
+#: Docker's reference grammar, loosely: [registry[:port]/]name[/name…][:tag][@digest].
+_IMAGE = re.compile(
+    r"(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
+)
+
+
 def _image(raw: str) -> str:
     value = raw.strip()
-    if not value or any(ch.isspace() or not ch.isprintable() for ch in value):
+    if len(value) > 512 or not _IMAGE.fullmatch(value):
         raise ValueError
     return value
 
@@ -406,7 +415,8 @@ def _build_table() -> tuple[Setting, ...]:
                 f"{service}_image",
                 f"Docker image for {service}.",
                 _image,
-                allowed="a Docker image reference without spaces, e.g. " + DEFAULT_IMAGES[service],
+                allowed="a Docker image reference ([registry/]name[:tag][@digest]), e.g. "
+                + DEFAULT_IMAGES[service],
                 default=DEFAULT_IMAGES[service],
                 metavar="IMAGE",
                 example=f"registry.example.com/{service}:1",
@@ -564,6 +574,60 @@ def _build_table() -> tuple[Setting, ...]:
             kind="list",
             example="myapp.db:SessionLocal",
             bad_example="myapp.db.SessionLocal",
+        ),
+    ]
+
+    # -- apps: clients into the user's application (app_client, live_server, …) ---------
+    def openapi_source(raw: str) -> bool | str:
+        """A boolean, or the path of a JSON or YAML OpenAPI document."""
+        word = raw.strip().lower()
+        if word in TRUE_WORDS or word in FALSE_WORDS:
+            return word in TRUE_WORDS
+        path = str(_path(raw))
+        if not path.endswith((".json", ".yaml", ".yml")):
+            raise ValueError
+        return path
+
+    table += [
+        Setting(
+            "app",
+            "Your ASGI or WSGI application, for app_client, app_async_client and live_server.",
+            _module_attr,
+            allowed="module:attr, e.g. app.main:app",
+            metavar="MODULE:ATTR",
+            example="app.main:app",
+            bad_example="app.main",
+        ),
+        Setting(
+            "app_session",
+            "A FastAPI session dependency (e.g. get_session) that app clients answer with "
+            "the test's own postgres_session / mysql_session.",
+            _module_attr,
+            allowed="module:attr, e.g. app.db:get_session",
+            metavar="MODULE:ATTR",
+            example="app.db:get_session",
+            bad_example="get_session",
+        ),
+        Setting(
+            "login",
+            "A callable given an app client and a user, returning headers or cookies: what "
+            "app_client.as_user(user) carries (made once per user and run).",
+            _module_attr,
+            allowed="module:attr, e.g. tests.auth:login",
+            metavar="MODULE:ATTR",
+            example="tests.auth:login",
+            bad_example="tests/auth.py",
+        ),
+        Setting(
+            "openapi",
+            "Check every app client response against the OpenAPI document: true (the "
+            "application's own, FastAPI or Litestar) or the path of a JSON/YAML document.",
+            openapi_source,
+            allowed=f"{BOOL_ALLOWED}, or a path ending in .json, .yaml or .yml",
+            default=False,
+            metavar="BOOL|PATH",
+            example="openapi.json",
+            bad_example="openapi.txt",
         ),
     ]
     return tuple(table)

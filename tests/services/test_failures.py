@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from pytest_integration_kit.backends.local import WORKDIR_PREFIX
@@ -41,13 +42,8 @@ def server_dirs(tmpdir: Path) -> list[Path]:
 
 def processes_mentioning(text: str) -> list[str]:
     found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info.get("cmdline") or [])
         if text in cmdline and "pytest" not in cmdline:
             found.append(cmdline)
     return found

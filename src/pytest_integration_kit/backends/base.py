@@ -13,7 +13,12 @@ if TYPE_CHECKING:
     from pytest_integration_kit.services.endpoint import Endpoint
     from pytest_integration_kit.services.spec import ServiceSpec
 
-__all__ = ["Backend", "RunningServer", "ServerOptions"]
+__all__ = ["Backend", "RunningServer", "ServerOptions", "ServerStopError"]
+
+
+class ServerStopError(Exception):
+    """A server could not be stopped or removed (its Docker engine went away…): it is
+    still running. The message names it (a container id, a process)."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,10 @@ class RunningServer(ABC):
 
     @abstractmethod
     def stop(self) -> None:
-        """Stop the server and remove everything it left (idempotent)."""
+        """Stop the server and remove everything it left (idempotent).
+
+        One already gone is fine; raises :class:`ServerStopError` when it may still run.
+        """
 
     @abstractmethod
     def log_tail(self, lines: int = 40) -> str:

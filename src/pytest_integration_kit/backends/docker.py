@@ -14,7 +14,13 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pytest_integration_kit.backends.base import Backend, RunningServer, ServerOptions, mask
+from pytest_integration_kit.backends.base import (
+    Backend,
+    RunningServer,
+    ServerOptions,
+    ServerStopError,
+    mask,
+)
 from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
 from pytest_integration_kit.services.readiness import wait_until_ready
 
@@ -30,6 +36,7 @@ __all__ = [
     "DockerServer",
     "engine_address",
     "preload_docker_modules",
+    "remove_container",
 ]
 
 LABEL_PREFIX = "pytest-integration-kit"
@@ -111,9 +118,8 @@ class DockerServer(RunningServer):
     def stop(self) -> None:
         if self._stopped:
             return
+        remove_container(self.container.get_wrapped_container(), self.container_id)
         self._stopped = True
-        with contextlib.suppress(Exception):  # already gone is fine
-            self.container.get_wrapped_container().remove(force=True, v=True)
 
     def log_tail(self, lines: int = 40) -> str:
         return _container_log_tail(self.container, lines, self.endpoint.password)
@@ -250,6 +256,29 @@ class DockerBackend(Backend):
             ) from None
         endpoint = dataclasses.replace(endpoint, version=version)
         return DockerServer(container, endpoint, time.monotonic() - started)
+
+
+def remove_container(container: Any, container_id: str) -> None:
+    """Remove ``container`` and its volumes; one already gone is fine.
+
+    Raises :class:`ServerStopError` when the engine cannot be asked (it went away).
+    """
+    import docker.errors  # noqa: PLC0415 - the docker extra is optional
+
+    try:
+        container.remove(force=True, v=True)
+    except docker.errors.NotFound:
+        return
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409 and "in progress" in str(exc):  # removed by someone else
+            return
+        raise ServerStopError(
+            f"container {container_id[:12]} could not be removed: {_one_line(exc)}"
+        ) from None
+    except Exception as exc:
+        raise ServerStopError(
+            f"container {container_id[:12]} could not be removed: {_one_line(exc)}"
+        ) from None
 
 
 def _image_present(client: Any, image: str) -> bool:

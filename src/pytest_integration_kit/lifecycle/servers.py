@@ -44,6 +44,7 @@ from pytest_integration_kit.lifecycle.run import (
     RunDirectory,
     choose_runs_root,
     discard_fallback_root,
+    runs_root,
 )
 from pytest_integration_kit.services import spec_for
 from pytest_integration_kit.settings import mask_url_password
@@ -141,6 +142,10 @@ class ServerSet:
         self._run_lock = threading.Lock()
         #: Things the user should hear about (a refused runs root…), for the summary.
         self.notes: list[str] = []
+        #: Servers that could not be stopped at the end, and why (see :meth:`stop_all`).
+        self.stop_failures: list[str] = []
+        self._stopped = False
+        self._final_summary: list[ServerRecord] | None = None
         self.kept = kept
         self.coordinator = coordinator
         self.worker_id = worker_id
@@ -178,8 +183,11 @@ class ServerSet:
 
         ``shared`` is what the coordinator's :meth:`share` returned.
         Nothing is made on disk here: the run directory comes with the first server.
+        With ``reuse``, the cache dir is checked now (:class:`ConfigError` if unusable).
         """
         kept = KeptServers(cache_dir) if cache_dir is not None else None
+        if kept is not None and shared is None and settings["reuse"]:
+            kept.check_usable()
         owner = Owner.current()
         runs_root = None
         if shared is not None:
@@ -215,7 +223,11 @@ class ServerSet:
     def _root(self) -> Path:
         with self._run_lock:
             if self._runs_root is None:
-                self._runs_root, note = choose_runs_root()
+                try:
+                    self._runs_root, note = choose_runs_root()
+                except OSError:
+                    # A temp dir we cannot write to: the first server request says so.
+                    self._runs_root, note = runs_root(), None
                 if note is not None:
                     self.notes.append(note)
             return self._runs_root
@@ -573,6 +585,8 @@ class ServerSet:
 
     def summary(self) -> list[ServerRecord]:
         """Every server of the run (all workers'), for the end-of-session report."""
+        if self._final_summary is not None:
+            return self._final_summary
         run = self._known_run()
         if run is not None and self.coordinator:
             return [r for r in run.records() if r.error_kind is None]
@@ -598,21 +612,27 @@ class ServerSet:
 
         Alone (no run directory) that is what it started. A worker stops nothing: the
         coordinator stops every server of the run, whoever started it, then removes
-        whatever a crashed worker may have left half-started.
+        whatever a crashed worker may have left half-started. What could not be stopped
+        (a Docker engine gone) is listed in :attr:`stop_failures`, and the run directory
+        is then kept so that the next run's reaper finds it. Idempotent.
         """
+        if self._stopped:
+            return
+        self._stopped = True
         with self._lock:
             futures = list(self._futures.values())
         for future in futures:
             future.exception()  # wait; failures were reported where they happened
         self._executor.shutdown(wait=True)
         self.reaping_done()
+        self._final_summary = self.summary()  # before the run directory goes
         with self._lock:
             started, self._started = self._started, {}
         run = self._known_run()
         if run is None:
             for key, server in reversed(started.items()):
                 if key not in self._kept_keys:
-                    server.stop()
+                    self._stop(server)
             if self.coordinator and self._runs_root is not None:
                 discard_fallback_root(self._runs_root)
             return
@@ -623,11 +643,20 @@ class ServerSet:
             if record.endpoint is None or record.kept:
                 continue
             server = started.get(record.key) or attach(record)
-            server.stop()
+            self._stop(server)
         _forget_children(started.values())
         docker_used = any(r.backend == "docker" for r in run.records())
-        Reaper(runs_root=run.path.parent, docker=docker_used).reap_session(self.session_id)
-        run.remove()
+        reaper = Reaper(runs_root=run.path.parent, docker=docker_used)
+        self.stop_failures += reaper.reap_session(self.session_id).errors
+        if not self.stop_failures:
+            run.remove()
+
+    def _stop(self, server: RunningServer) -> None:
+        try:
+            server.stop()
+        except Exception as exc:  # every server gets its turn; this one is reported
+            endpoint = server.endpoint
+            self.stop_failures.append(f"{endpoint.service} ({endpoint.backend}): {exc}")
 
 
 def _starting(request: ServerRequest, options: ServerOptions, backend: str) -> str:

@@ -102,10 +102,9 @@ class MySQLSpec(ServiceSpec):
         runner: LocalRunner,
     ) -> LocalLaunch:
         data = workdir / "data"
-        sockets = workdir / "sockets"
-        for directory in (data, sockets):
-            directory.mkdir()
-            runner.own(directory)
+        sockets = runner.sockets
+        data.mkdir()
+        runner.own(data)
         runner.initialise(
             [
                 str(binaries["install_db"]),

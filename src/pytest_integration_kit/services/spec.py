@@ -62,6 +62,9 @@ class ServiceSpec(ABC):
     #: The unprivileged OS user the local backend prefers when run as root.
     os_user: ClassVar[str]
     stop_signal: ClassVar[int] = signal.SIGTERM
+    #: The local init command bakes the password into the data directory, so servers
+    #: copied from one warm entry share it. False: each server sets its own at start.
+    password_in_data_dir: ClassVar[bool] = False
     #: The extra that installs the driver the probe needs.
     extra: ClassVar[str]
     #: Top-level packages whose exceptions mean a failure involved this server (the
