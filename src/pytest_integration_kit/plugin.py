@@ -29,29 +29,25 @@ from pytest_integration_kit.fixtures.isolation import (
 )
 from pytest_integration_kit.fixtures.meta import fixture_metas
 from pytest_integration_kit.fixtures.mocks import http_mock_factory, mock_server_factory
-from pytest_integration_kit.fixtures.services import (
-    SERVER_SET,
-    mysql_server_factory,
-    postgres_server_factory,
-    redis_server_factory,
-)
-from pytest_integration_kit.services import spec_for
-from pytest_integration_kit.settings import SERVICES, SETTINGS, Settings, resolve_settings
+from pytest_integration_kit.fixtures.services import SERVER_SET, server_fixtures
+from pytest_integration_kit.services import REGISTRY, spec_for
+from pytest_integration_kit.settings import Setting, Settings, resolve_settings, settings_table
 
 if TYPE_CHECKING:
     from collections.abc import Generator
 
     from pytest_integration_kit.lifecycle.servers import ServerRequest
+    from pytest_integration_kit.services.spec import ServiceSpec
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
+#: The registry as it was before this run's conftests registered services.
+REGISTRY_STATE_KEY = pytest.StashKey[dict[str, Any]]()
 #: The workerinput key carrying the controller's run to xdist workers.
 RUN_KEY = "integration_kit_run"
 #: Lines of server log attached to a failing test's report.
 LOG_TAIL_LINES = 40
 
 MARKERS = {
-    "requires_db": "the test uses a PostgreSQL or MySQL server (applied automatically)",
-    "requires_redis": "the test uses a Redis server (applied automatically)",
     "requires_network": "the test may open connections beyond the loopback interface",
     "slow": "the test takes seconds, not milliseconds",
     "http_mock": "http_mock(assert_all_called=False, assert_all_mocked=True, base_url=None, "
@@ -62,8 +58,12 @@ MARKERS = {
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    _add_settings(parser, settings_table())
+
+
+def _add_settings(parser: pytest.Parser, settings: tuple[Setting, ...] | list[Setting]) -> None:
     group = parser.getgroup("integration", "pytest-integration-kit")
-    for setting in SETTINGS:
+    for setting in settings:
         group.addoption(
             setting.cli,
             dest=setting.dest,
@@ -74,25 +74,65 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(setting.ini, setting.help, type="string", default=None)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser) -> None:
+    """Before the conftests load: a service they register gets its options and ini keys
+    at once (pytest parses the command line after), and is forgotten after the run."""
+    from pytest_integration_kit.settings import service_settings  # noqa: PLC0415
+
+    early_config.stash[REGISTRY_STATE_KEY] = REGISTRY.snapshot()
+    REGISTRY.open()
+
+    def add(spec: ServiceSpec) -> None:
+        _add_settings(parser, service_settings(spec))
+
+    REGISTRY.subscribe(add)
+
+
 def _settings_from(config: pytest.Config) -> Settings:
-    cli = {s.name: config.getoption(s.dest) for s in SETTINGS}
+    table = settings_table()
+    cli = {s.name: config.getoption(s.dest) for s in table}
     ini: dict[str, str | None] = {}
-    for setting in SETTINGS:
+    for setting in table:
         value = config.getini(setting.ini)
         # pytest < 9 returns [] for an unset string key whose default is None.
         ini[setting.name] = value if isinstance(value, str) else None
-    return resolve_settings(cli=cli, ini=ini)
+    return resolve_settings(cli=cli, ini=ini, table=table)
+
+
+def service_markers() -> dict[str, str]:
+    """``requires_<name>`` per registered service, and the markers they share."""
+    markers: dict[str, str] = {}
+    shared: dict[str, list[str]] = {}
+    for spec in REGISTRY:
+        markers[f"requires_{spec.name}"] = (
+            f"the test uses a {spec.title} server (applied automatically)"
+        )
+        for marker in spec.markers[1:]:
+            shared.setdefault(marker, []).append(spec.title)
+    for marker, titles in shared.items():
+        markers[marker] = f"the test uses a {' or '.join(titles)} server (applied automatically)"
+    return markers
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    for name, description in MARKERS.items():
+    specs = REGISTRY.specs()
+    if REGISTRY.problems:
+        raise pytest.UsageError(
+            "pytest-integration-kit: a service could not be registered\n"
+            + "\n".join(REGISTRY.problems)
+        )
+    # Settings are resolved now: a service registered later could get none.
+    REGISTRY.close("pytest_configure (the settings are resolved by then)")
+    for name, description in {**service_markers(), **MARKERS}.items():
         config.addinivalue_line("markers", f"{name}: {description}")
     try:
         settings = _settings_from(config)
     except ConfigError as exc:
         raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
     config.stash[SETTINGS_KEY] = settings
+    config.pluginmanager.register(server_fixtures(specs), "integration_kit_servers")
 
     from pytest_integration_kit.backends import default_backends  # noqa: PLC0415
     from pytest_integration_kit.lifecycle.servers import ServerSet  # noqa: PLC0415
@@ -125,6 +165,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     servers = config.stash.get(SERVER_SET, None)
     if servers is not None:
         servers.stop_all()
+    state = config.stash.get(REGISTRY_STATE_KEY, None)
+    if state is not None:
+        REGISTRY.restore(state)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -133,12 +176,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if settings is None:
         return []
     general: list[str] = []
-    per_service: dict[str, list[str]] = {service: [] for service in SERVICES}
+    per_service: dict[str, list[str]] = {spec.name: [] for spec in REGISTRY}
     for resolved in settings:
         name = resolved.setting.name
-        service, _, key = name.partition("_")
-        if service in per_service and key:
-            per_service[service].append(f"{key}={resolved.describe()}")
+        service = next((s for s in per_service if name.startswith(f"{s}_")), None)
+        if service is not None:
+            per_service[service].append(f"{name[len(service) + 1 :]}={resolved.describe()}")
         else:
             general.append(f"{name}={resolved.describe()}")
     lines = ["integration: " + ", ".join(general)]
@@ -235,9 +278,7 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
     return (yield)
 
 
-postgres_server = postgres_server_factory()
-mysql_server = mysql_server_factory()
-redis_server = redis_server_factory()
+# Each registered service's <name>_server fixture is registered in pytest_configure.
 http_mock = http_mock_factory()
 mock_server = mock_server_factory()
 fault_proxy = fault_proxy_factory()

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_integration_kit.settings import SERVICES, SETTINGS, Setting, mask_url_password
+from pytest_integration_kit.services import REGISTRY
+from pytest_integration_kit.settings import Setting, mask_url_password, settings_table
+
+SETTINGS = settings_table(REGISTRY.builtin())
+SERVICES = tuple(REGISTRY.names())
 
 SOURCES = ("cli", "env", "ini")
 

@@ -40,7 +40,7 @@ from pytest_integration_kit.lifecycle.owner import Owner
 from pytest_integration_kit.lifecycle.reaper import Reaper, ReapReport
 from pytest_integration_kit.lifecycle.records import ServerRecord, digest, endpoint_fields
 from pytest_integration_kit.lifecycle.run import RunDirectory
-from pytest_integration_kit.services import spec_for
+from pytest_integration_kit.services import REGISTRY, spec_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -200,8 +200,8 @@ class ServerSet:
 
         def reap() -> None:
             docker_used = any(
-                str(self.settings[f"{s}_backend"]) in ("auto", "docker")
-                for s in ("postgres", "mysql", "redis")
+                str(self.settings[f"{name}_backend"]) in ("auto", "docker")
+                for name in REGISTRY.names()
             )
             reaper = Reaper(
                 runs_root=self.run.path.parent if self.run else None, docker=docker_used
