@@ -18,6 +18,9 @@ TEST_DEPS = [
     "factory_boy",
     "alembic",
     "requests",
+    "pytest-socket",  # the network guard honours its markers and --allow-hosts
+    "sybil>=9",
+    "pyyaml",
 ]
 
 
@@ -31,8 +34,9 @@ def tests(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "src", "tests", "examples", "bench", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "examples", "bench", "noxfile.py")
+    paths = ["src", "tests", "examples", "bench", "noxfile.py", "conftest.py"]
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
 
 
 @nox.session(python="3.11")
@@ -43,7 +47,8 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def docs(session: nox.Session) -> None:
-    session.install("mkdocs")
+    session.install("-e", ".[all]", "mkdocs-material", "mkdocstrings[python]")
+    session.run("python", "scripts/gen-reference", "--check")
     session.run("mkdocs", "build", "--strict")
 
 

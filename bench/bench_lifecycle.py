@@ -174,8 +174,8 @@ def first_test_rows(backend: str) -> list[tuple[str, float, float, str]]:
                 cold_runs.append(run_pytest(root, env)[0])
                 if backend == "local":
                     warm_dir_runs.append(run_pytest(root, env)[0])
-                run_pytest(root, env, "--integration-reuse=yes")  # keeps the servers
-                reuse_runs.append(run_pytest(root, env, "--integration-reuse=yes")[0])
+                run_pytest(root, env, "--integration-reuse")  # keeps the servers
+                reuse_runs.append(run_pytest(root, env, "--integration-reuse")[0])
             finally:
                 drop_cache(cache)
     finally:
@@ -248,10 +248,10 @@ def xdist_rows(backend: str) -> list[tuple[str, float, float, str]]:
     serial_runs, parallel_runs = [], []
     try:
         # Servers kept across the rounds: the rows compare running tests, not starting.
-        run_pytest(root, env, "--integration-reuse=yes")
+        run_pytest(root, env, "--integration-reuse")
         for _ in range(2):
-            serial_runs.append(run_pytest(root, env, "--integration-reuse=yes")[1])
-            parallel_runs.append(run_pytest(root, env, "--integration-reuse=yes", "-n", "2")[1])
+            serial_runs.append(run_pytest(root, env, "--integration-reuse")[1])
+            parallel_runs.append(run_pytest(root, env, "--integration-reuse", "-n", "2")[1])
     finally:
         drop_cache(cache)
         shutil.rmtree(root, ignore_errors=True)

@@ -34,7 +34,7 @@ from pytest_integration_kit.services import REGISTRY, spec_for
 from pytest_integration_kit.settings import Setting, Settings, resolve_settings, settings_table
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Generator, Iterable
 
     from pytest_integration_kit.lifecycle.servers import ServerRequest
     from pytest_integration_kit.services.spec import ServiceSpec
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 SETTINGS_KEY = pytest.StashKey[Settings]()
 #: The registry as it was before this run's conftests registered services.
 REGISTRY_STATE_KEY = pytest.StashKey[dict[str, Any]]()
+PYTEST_VERSION = tuple(pytest.version_tuple[:2])
 #: The workerinput key carrying the controller's run to xdist workers.
 RUN_KEY = "integration_kit_run"
 #: Lines of server log attached to a failing test's report.
@@ -50,28 +51,66 @@ LOG_TAIL_LINES = 40
 MARKERS = {
     "requires_network": "the test may open connections beyond the loopback interface",
     "slow": "the test takes seconds, not milliseconds",
-    "http_mock": "http_mock(assert_all_called=False, assert_all_mocked=True, base_url=None, "
+    "http_mock": "http_mock(assert_all_called=True, assert_all_mocked=True, base_url=None, "
     "https=False): configure the http_mock and mock_server fixtures for this test",
     "isolation": "isolation(strategy): rollback, truncate or clone for this test's databases "
     "(default: integration_isolation)",
 }
 
 
+def _ini_type(setting: Setting) -> Any:
+    """The ini type to register: whatever lets a native TOML value through to our parser.
+
+    pytest >= 9.2 takes a union (strings first, so an ini file's text reaches us as
+    written); 9.0 and 9.1 check ``[tool.pytest]`` values against one type; older pytest
+    turns every scalar into a string. Lists are line lists everywhere.
+    """
+    if setting.kind == "list":
+        return "linelist"
+    if PYTEST_VERSION >= (9, 2):
+        return str | bool | int | float
+    if PYTEST_VERSION >= (9, 0):
+        return {"bool": "bool", "int": "int", "float": "float"}.get(setting.kind, "string")
+    return "string"
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     _add_settings(parser, settings_table())
 
 
-def _add_settings(parser: pytest.Parser, settings: tuple[Setting, ...] | list[Setting]) -> None:
+def _add_settings(parser: pytest.Parser, settings: Iterable[Setting]) -> None:
     group = parser.getgroup("integration", "pytest-integration-kit")
     for setting in settings:
-        group.addoption(
-            setting.cli,
-            dest=setting.dest,
+        where = f"Env {setting.env}, ini {setting.ini}."
+        if setting.kind == "bool":
+            group.addoption(
+                setting.cli,
+                action="store_true",
+                dest=setting.dest,
+                default=None,
+                help=f"{setting.help} {where}",
+            )
+            group.addoption(
+                setting.no_cli,
+                action="store_false",
+                dest=setting.dest,
+                default=None,
+                help=f"Turn {setting.cli} off (it wins over env and ini).",
+            )
+        else:
+            group.addoption(
+                setting.cli,
+                dest=setting.dest,
+                default=None,
+                metavar=setting.metavar,
+                help=f"{setting.help} Allowed: {setting.allowed}. {where}",
+            )
+        parser.addini(
+            setting.ini,
+            f"{setting.help} Allowed: {setting.allowed}.",
+            type=_ini_type(setting),
             default=None,
-            metavar=setting.metavar,
-            help=f"{setting.help} Env {setting.env}, ini {setting.ini}.",
         )
-        parser.addini(setting.ini, setting.help, type="string", default=None)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -92,12 +131,26 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
 def _settings_from(config: pytest.Config) -> Settings:
     table = settings_table()
     cli = {s.name: config.getoption(s.dest) for s in table}
-    ini: dict[str, str | None] = {}
+    ini: dict[str, object] = {}
+    errors: list[str] = []
     for setting in table:
-        value = config.getini(setting.ini)
-        # pytest < 9 returns [] for an unset string key whose default is None.
-        ini[setting.name] = value if isinstance(value, str) else None
-    return resolve_settings(cli=cli, ini=ini, table=table)
+        try:
+            value = config.getini(setting.ini)
+        except Exception as exc:  # pytest's own type check of a TOML value
+            errors.append(
+                f"{setting.ini}: {exc} (set by {setting.ini}); expected {setting.allowed}"
+            )
+            continue
+        # pytest < 9 returns [] for an unset key whose default is None; an empty line
+        # list is no entries, as if unset.
+        ini[setting.name] = None if value == [] else value
+    try:
+        settings = resolve_settings(cli=cli, ini=ini, table=table)
+    except ConfigError as exc:
+        errors.append(str(exc))
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return settings
 
 
 def service_markers() -> dict[str, str]:
@@ -244,9 +297,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     records = servers.summary()
     reaped = servers.reaping_done()
-    if not records and not reaped:
+    if not records and not reaped and not servers.notes:
         return
     terminalreporter.section("integration services")
+    for note in servers.notes:
+        terminalreporter.write_line(f"note: {note}", yellow=True)
     for record in records:
         endpoint = record.endpoint_object()
         title = spec_for(endpoint.service).title

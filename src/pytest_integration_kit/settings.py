@@ -5,12 +5,19 @@ variable ``INTEGRATION_X`` and command-line option ``--integration-x``. Preceden
 CLI > env > ini > default. Unset is told apart from falsy with a sentinel, and each
 resolved value remembers where it came from so the report header can say so.
 
+Raw values come as strings (CLI, env, ini files) or as native TOML values (pytest 9's
+``[tool.pytest]``: booleans, numbers, lists); both are read the same way. Any exception a
+parser raises becomes part of one :class:`ConfigError`: a bad value never escapes as a
+traceback.
+
 This module knows nothing of pytest: ``plugin.py`` feeds it the raw values.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -27,6 +34,7 @@ __all__ = [
     "ResolvedSetting",
     "Setting",
     "Settings",
+    "conflicts",
     "mask_url_password",
     "resolve_settings",
     "service_settings",
@@ -45,6 +53,19 @@ UNSET: Final = _Unset()
 
 TRUE_WORDS: Final = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS: Final = frozenset({"0", "false", "no", "off"})
+BOOL_ALLOWED: Final = "a boolean (1/0, true/false, yes/no, on/off)"
+
+#: The most clones the clone strategy keeps ready: each holds a database and a pooled
+#: connection on the server, so more only eats into the server's connection limit.
+MAX_CLONE_POOL_SIZE: Final = 32
+
+#: How much of a bad value an error message shows (a 10 kB value stays readable).
+SHOWN_CHARS: Final = 120
+
+#: What a setting's value is: it decides the command-line form (``bool`` settings are
+#: flags with a ``--no-`` twin) and the ini type pytest is told (``list``: one entry a
+#: line, or a TOML list).
+KINDS: Final = ("text", "bool", "int", "float", "list")
 
 
 @dataclass(frozen=True)
@@ -62,6 +83,7 @@ class Setting:
     default_from: Callable[[Mapping[str, Any], Mapping[str, str]], tuple[Any, str]] | None = None
     metavar: str = "VALUE"
     secret: bool = False
+    kind: str = "text"
     #: A valid and an invalid raw value: the docs show them, the tests try both.
     example: str = ""
     bad_example: str = ""
@@ -79,8 +101,27 @@ class Setting:
         return "--integration-" + self.name.replace("_", "-")
 
     @property
+    def no_cli(self) -> str:
+        """The ``--no-…`` twin of a boolean flag."""
+        return "--no-integration-" + self.name.replace("_", "-")
+
+    @property
     def dest(self) -> str:
         return f"integration_{self.name}"
+
+    def text(self, raw: object) -> str:
+        """A raw value (a string, or a native TOML bool, number or list) as text to parse."""
+        if isinstance(raw, str):
+            return raw
+        if isinstance(raw, bool):
+            return "true" if raw else "false"
+        if isinstance(raw, (int, float)):
+            return str(raw)
+        if isinstance(raw, (list, tuple)) and self.kind == "list":
+            if not all(isinstance(item, str) for item in raw):
+                raise TypeError("every entry of the list must be a string")
+            return "\n".join(raw)
+        raise TypeError(f"got a {type(raw).__name__}")
 
 
 def _choice(*choices: str) -> Callable[[str], str]:
@@ -104,13 +145,21 @@ def _bool(raw: str) -> bool:
 
 def _positive_seconds(raw: str) -> float:
     value = float(raw)
-    if not 0 < value < float("inf"):  # also rejects NaN
+    if not 0 < value < math.inf:  # also rejects NaN
         raise ValueError
     return value
 
 
+def _path(raw: str) -> Path:
+    """``raw`` as a path, ``~`` expanded; no NUL byte, no line break, not blank."""
+    value = raw.strip()
+    if not value or "\0" in value or "\n" in value or "\r" in value:
+        raise ValueError
+    return Path(value).expanduser()  # RuntimeError for ~nosuchuser: reported like the rest
+
+
 def _directory(raw: str) -> Path:
-    path = Path(raw).expanduser()
+    path = _path(raw)
     if not path.is_dir():
         raise ValueError
     return path
@@ -118,8 +167,8 @@ def _directory(raw: str) -> Path:
 
 def _cache_directory(raw: str) -> Path:
     """An absolute path (``~`` allowed) that is a directory or does not exist yet."""
-    path = Path(raw.strip()).expanduser()
-    if not raw.strip() or not path.is_absolute() or (path.exists() and not path.is_dir()):
+    path = _path(raw)
+    if not path.is_absolute() or (path.exists() and not path.is_dir()):
         raise ValueError
     return path
 
@@ -142,7 +191,7 @@ def _cache_dir_default(_: Mapping[str, Any], env: Mapping[str, str]) -> tuple[Pa
 
 def _image(raw: str) -> str:
     value = raw.strip()
-    if not value or any(ch.isspace() for ch in value):
+    if not value or any(ch.isspace() or not ch.isprintable() for ch in value):
         raise ValueError
     return value
 
@@ -150,6 +199,8 @@ def _image(raw: str) -> str:
 def _url_for(schemes: tuple[str, ...]) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip()
+        if any(not ch.isprintable() for ch in value):
+            raise ValueError
         parts = urlsplit(value)
         scheme = parts.scheme.split("+", 1)[0]
         if scheme not in schemes or not parts.hostname:
@@ -172,7 +223,7 @@ def _module_attr(raw: str) -> str:
 
 def _config_file(raw: str) -> str:
     value = raw.strip()
-    if not value.endswith((".ini", ".toml")) or "\n" in value:
+    if not value.endswith((".ini", ".toml")) or not value.isprintable():
         raise ValueError
     return value
 
@@ -182,29 +233,43 @@ def _seed_entries(raw: str) -> tuple[str, ...]:
     if not entries:
         raise ValueError
     for entry in entries:
+        if "\0" in entry or not entry.isprintable():
+            raise ValueError
         if not entry.lower().endswith(".sql"):
             _module_attr(entry)
     return entries
 
 
-def _positive_int(raw: str) -> int:
+def _clone_pool_size(raw: str) -> int:
     value = int(raw)
-    if value < 1:
+    if not 1 <= value <= MAX_CLONE_POOL_SIZE:
         raise ValueError
     return value
 
 
+#: Query parameters that carry a password (libpq's ``password``/``sslpassword``,
+#: redis-py's ``password``, and the usual spellings of a secret).
+_SECRET_QUERY = re.compile(r"(?i)([?&;](?:[a-z_]*pass(?:word|wd)?|pwd|secret|token|auth)=)[^&;#]*")
+
+
 def mask_url_password(url: str) -> str:
-    """``scheme://user:secret@host`` → ``scheme://user:***@host``; anything else unchanged."""
+    """The URL with every password replaced by ``***``: fit to print.
+
+    ``scheme://user:secret@host`` → ``scheme://user:***@host``, also when the secret
+    holds an unencoded ``/``, ``@``, ``#`` or ``?`` (everything up to the last ``@`` is
+    the user info), and ``?password=secret`` → ``?password=***``. Masks too much rather
+    than too little: this is for display only.
+    """
     scheme, sep, rest = url.partition("://")
     if not sep:
-        return url
-    netloc, slash, path = rest.partition("/")
-    userinfo, at, hostport = netloc.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{hostport}{slash}{path}"
+        scheme, rest = "", url
+    userinfo, at, hostpart = rest.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        if colon:
+            rest = f"{user}:***@{hostpart}"
+    rest = _SECRET_QUERY.sub(r"\1***", rest)
+    return f"{scheme}{sep}{rest}"
 
 
 def _missing_default(_: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, str]:
@@ -258,6 +323,7 @@ def settings_table(specs: Iterable[ServiceSpec] | None = None) -> tuple[Setting,
             allowed="a number of seconds greater than 0",
             default=60.0,
             metavar="SECONDS",
+            kind="float",
             example="12.5",
             bad_example="-1",
         ),
@@ -265,9 +331,10 @@ def settings_table(specs: Iterable[ServiceSpec] | None = None) -> tuple[Setting,
             "reuse",
             "Keep servers after the run and attach to them on the next one.",
             _bool,
-            allowed="a boolean (1/0, true/false, yes/no, on/off)",
+            allowed=BOOL_ALLOWED,
             default=False,
             metavar="BOOL",
+            kind="bool",
             example="true",
             bad_example="perhaps",
         ),
@@ -277,9 +344,10 @@ def settings_table(specs: Iterable[ServiceSpec] | None = None) -> tuple[Setting,
             "dies, where its image is present (without xdist workers and reuse only); label "
             "reaping at the next start works without it.",
             _bool,
-            allowed="a boolean (1/0, true/false, yes/no, on/off)",
+            allowed=BOOL_ALLOWED,
             default=False,
             metavar="BOOL",
+            kind="bool",
             example="yes",
             bad_example="sometimes",
         ),
@@ -298,9 +366,10 @@ def settings_table(specs: Iterable[ServiceSpec] | None = None) -> tuple[Setting,
             "Fail a test not marked requires_network that connects beyond the loopback "
             "interface (and the session's servers).",
             _bool,
-            allowed="a boolean (1/0, true/false, yes/no, on/off)",
+            allowed=BOOL_ALLOWED,
             default=False,
             metavar="BOOL",
+            kind="bool",
             example="true",
             bad_example="strict",
         ),
@@ -333,10 +402,12 @@ def settings_table(specs: Iterable[ServiceSpec] | None = None) -> tuple[Setting,
         Setting(
             "seed",
             "Seed data loaded into the template after the schema: SQL files and/or "
-            "module:attr callables given a Connection, separated by commas.",
+            "module:attr callables given a Connection, separated by commas or one a line "
+            "(a list in TOML).",
             _seed_entries,
-            allowed="comma-separated *.sql paths or module:attr callables",
+            allowed="*.sql paths or module:attr callables, separated by commas or one a line",
             metavar="FILES",
+            kind="list",
             example="seed/users.sql,myapp.seed:load",
             bad_example="seed/users.txt",
         ),
@@ -356,23 +427,56 @@ def settings_table(specs: Iterable[ServiceSpec] | None = None) -> tuple[Setting,
             "leak_check",
             "Fail a test that leaves a database connection checked out or a transaction open.",
             _bool,
-            allowed="a boolean (1/0, true/false, yes/no, on/off)",
+            allowed=BOOL_ALLOWED,
             default=False,
             metavar="BOOL",
+            kind="bool",
             example="true",
             bad_example="sometimes",
         ),
         Setting(
             "clone_pool_size",
-            "How many fresh databases the clone strategy keeps ready in the background.",
-            _positive_int,
-            allowed="a whole number of at least 1",
+            "How many fresh databases the clone strategy keeps ready in the background; "
+            f"at most {MAX_CLONE_POOL_SIZE}, as each ready clone holds a database and a "
+            "connection on the server (more only eats into its connection limit).",
+            _clone_pool_size,
+            allowed=f"a whole number from 1 to {MAX_CLONE_POOL_SIZE}",
             default=2,
             metavar="N",
+            kind="int",
             example="4",
             bad_example="0",
         ),
     ]
+
+    def host_list(raw: str) -> tuple[str, ...]:
+        """Names, addresses or networks, as pytest-socket's --allow-hosts takes them."""
+        import ipaddress  # noqa: PLC0415 - only this parser needs it
+
+        hosts = tuple(part for part in raw.replace(",", " ").split() if part)
+        for host in hosts:
+            if "/" in host:
+                ipaddress.ip_network(host, strict=False)
+            elif ":" in host or host.replace(".", "").isdigit():
+                ipaddress.ip_address(host.strip("[]"))
+            elif not host.replace("-", "").replace("_", "").replace(".", "").isalnum():
+                raise ValueError  # a name is letters, digits, - _ and dots
+        return hosts
+
+    table.append(
+        Setting(
+            "allow_hosts",
+            "Hosts a test may reach while integration_block_network is on, besides loopback "
+            "and the session's servers: names, addresses or networks (CIDR), comma-separated "
+            "(a list in TOML).",
+            host_list,
+            allowed="comma-separated host names, IP addresses or networks (10.0.0.0/8)",
+            metavar="HOSTS",
+            kind="list",
+            example="api.internal,10.0.0.0/8",
+            bad_example="10.0.0.0/33",
+        )
+    )
     return tuple(table)
 
 
@@ -462,54 +566,107 @@ class Settings:
         return iter(self.resolved.values())
 
 
+def _shown(raw: object, setting: Setting) -> str:
+    """``raw`` for an error message: masked when secret, cut short when long."""
+    text = raw if isinstance(raw, str) else None
+    if text is None:
+        return repr(raw)
+    if setting.secret:
+        text = mask_url_password(text)
+    if len(text) > SHOWN_CHARS:
+        return f"{text[:SHOWN_CHARS]!r}... ({len(text)} characters)"
+    return repr(text)
+
+
+def _reason(exc: Exception, setting: Setting) -> str:
+    """What a parser's exception adds to "expected …", if anything safe to print."""
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if setting.secret or not detail:
+        return ""  # a URL parser's message may quote the password
+    if isinstance(exc, ValueError) and not isinstance(exc, UnicodeError):
+        return ""  # "could not convert …": nothing the message does not say already
+    if len(detail) > SHOWN_CHARS:
+        detail = detail[:SHOWN_CHARS] + "..."
+    return f" ({type(exc).__name__}: {detail})"
+
+
 def resolve_settings(
     *,
-    cli: Mapping[str, str | None],
-    ini: Mapping[str, str | None],
+    cli: Mapping[str, object],
+    ini: Mapping[str, object],
     env: Mapping[str, str] | None = None,
     table: Iterable[Setting] | None = None,
 ) -> Settings:
     """Resolve every setting with precedence CLI > env > ini > default.
 
-    ``cli`` and ``ini`` map setting names to raw strings (None or absent = unset). An
-    empty environment variable counts as unset, as with click. All errors are
-    collected and raised together as one :class:`ConfigError`.
+    ``cli`` and ``ini`` map setting names to raw values (None or absent = unset): strings,
+    or the native values of a TOML file or a flag (bool, int, float, a list of strings).
+    An empty environment variable counts as unset, as with click. Every error — whatever
+    a parser raised — is collected and raised together as one :class:`ConfigError`.
     """
     environ = os.environ if env is None else env
     resolved: dict[str, ResolvedSetting] = {}
     errors: list[str] = []
     for setting in settings_table() if table is None else table:
-        raw: str | _Unset = UNSET
+        raw: object = UNSET
         source = ""
         where = ""
         if cli.get(setting.name) is not None:
-            raw, source, where = str(cli[setting.name]), "cli", setting.cli
+            raw, source, where = cli[setting.name], "cli", setting.cli
         elif environ.get(setting.env):
             raw, source, where = environ[setting.env], "env", setting.env
         elif ini.get(setting.name) is not None:
-            raw, source, where = str(ini[setting.name]), "ini", setting.ini
-        if isinstance(raw, _Unset):
-            if setting.default_from is not None:
-                try:
+            raw, source, where = ini[setting.name], "ini", setting.ini
+        if raw is UNSET:
+            try:
+                if setting.default_from is not None:
                     value, source = setting.default_from(
                         {k: v.value for k, v in resolved.items()}, environ
                     )
-                except KeyError:
-                    continue  # it depends on a setting that is already in error
-            else:
-                value, source = setting.default, "default"
+                else:
+                    value, source = setting.default, "default"
+            except KeyError:
+                continue  # it depends on a setting that is already in error
+            except Exception as exc:  # any failure is the user's to fix
+                errors.append(
+                    f"{setting.ini}: its default cannot be computed here "
+                    f"({type(exc).__name__}: {exc}); set it to {setting.allowed}"
+                )
+                continue
             resolved[setting.name] = ResolvedSetting(setting, value, source)
             continue
         try:
-            value = setting.parse(raw)
-        except (ValueError, TypeError):
-            shown = mask_url_password(raw) if setting.secret else raw
+            value = setting.parse(setting.text(raw))
+        except Exception as exc:  # every parser failure is a usage error
             errors.append(
-                f"{setting.ini}: {shown!r} is not allowed (set by {where}); "
-                f"expected {setting.allowed}"
+                f"{setting.ini}: {_shown(raw, setting)} is not allowed (set by {where}); "
+                f"expected {setting.allowed}{_reason(exc, setting)}"
             )
             continue
         resolved[setting.name] = ResolvedSetting(setting, value, source)
     if errors:
         raise ConfigError("\n".join(errors))
     return Settings(resolved)
+
+
+def conflicts(settings: Settings) -> list[str]:
+    """Settings that are set but have no effect given the others, one sentence each.
+
+    Today: a service's URL when its backend is not ``url`` (``auto`` never picks the
+    url backend), which would otherwise be ignored without a word.
+    """
+    from pytest_integration_kit.services.registry import REGISTRY  # noqa: PLC0415
+
+    found: list[str] = []
+    for service in REGISTRY.names():
+        url = settings.resolved.get(f"{service}_url")
+        backend = settings.resolved.get(f"{service}_backend")
+        if url is None or url.value is None or backend is None or backend.value == "url":
+            continue
+        found.append(
+            f"integration_{service}_url is set ({url.source}) but "
+            f"integration_{service}_backend is {backend.value} ({backend.source}), so the "
+            f"URL is not used; set integration_{service}_backend (or integration_backend) "
+            "to url to use it, or unset the URL"
+        )
+    return found

@@ -118,7 +118,7 @@ def test_block_network(
     project.makepyfile(BLOCKING)
     args: list[str] = []
     if where == "cli":
-        args = ["--integration-block-network=on"]
+        args = ["--integration-block-network"]
     elif where == "env":
         monkeypatch.setenv("INTEGRATION_BLOCK_NETWORK", "1")
     else:
@@ -150,9 +150,12 @@ def test_network_is_not_blocked_by_default(project: pytest.Pytester) -> None:
     project.runpytest_subprocess().assert_outcomes(passed=1)
 
 
-def test_a_bad_value_is_a_usage_error(project: pytest.Pytester) -> None:
+def test_a_bad_value_is_a_usage_error(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project.makepyfile("def test_x(): pass")
-    result = project.runpytest_subprocess("--integration-block-network=strict")
+    monkeypatch.setenv("INTEGRATION_BLOCK_NETWORK", "strict")
+    result = project.runpytest_subprocess()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*integration_block_network*'strict'*boolean*"])
 

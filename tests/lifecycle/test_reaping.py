@@ -109,14 +109,14 @@ def test_reaping_spares_kept_servers(
     backend_env: str, pytester: pytest.Pytester, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dead = make_project(pytester.path / "kept", BLOCKING_TEST)
-    process, _ = _hold(dead, "--integration-reuse=yes")
+    process, _ = _hold(dead, "--integration-reuse")
     (port,) = {r["port"] for r in dead.reports()}
     _kill9(process)
     later = make_project(pytester.path / "later", "def test_nothing():\n    pass\n")
     assert later.run().returncode == 0
     # Kept servers live on (in the cache dir for local ones) and are attached next time.
     monkeypatch.setenv("PIK_RELEASE", str(cache_dir))
-    again = dead.run("--integration-reuse=yes")
+    again = dead.run("--integration-reuse")
     assert again.returncode == 0, again.stdout
     assert {r["port"] for r in dead.reports()} == {port}
     assert again.stdout.count("reused (kept)") == 3, again.stdout
@@ -145,7 +145,7 @@ def test_ryuk_asked_for_but_absent_falls_back_to_label_reaping(
     if _image_present(testcontainers_config.ryuk_image):
         pytest.skip("this test is about a host without the Ryuk image")
     project = make_project(pytester.path / "app", using_tests(count=1))
-    result = project.run("--integration-ryuk=yes", "-k", "redis")
+    result = project.run("--integration-ryuk", "-k", "redis")
     assert result.returncode == 0, result.stdout
     (session,) = {r["session"] for r in project.reports()}
     assert leftovers(session).empty

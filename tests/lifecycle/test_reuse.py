@@ -59,7 +59,7 @@ def test_kept_servers_are_attached_by_the_next_run(
     backend_env: str, pytester: pytest.Pytester, cache_dir: Path
 ) -> None:
     project = make_project(pytester.path / "app", using_tests(count=2))
-    first = project.run("--integration-reuse=yes")
+    first = project.run("--integration-reuse")
     assert first.returncode == 0, first.stdout
     assert first.stdout.count(", kept") == 3
     ports = _ports(project)
@@ -75,7 +75,7 @@ def test_kept_servers_are_attached_by_the_next_run(
 
     # The next run, with workers, attaches to the same servers: same ports, data kept.
     seen = len(project.reports())
-    second = project.run("--integration-reuse=yes", "-n", "2")
+    second = project.run("--integration-reuse", "-n", "2")
     assert second.returncode == 0, second.stdout
     assert second.stdout.count("reused (kept)") == 3, second.stdout
     assert _ports(project, since=seen) == ports
@@ -99,13 +99,13 @@ def test_a_mismatched_or_dead_kept_server_is_replaced(
         ini="integration_schema = models:metadata\n",
     )
     (project.path / "models.py").write_text(MODELS)
-    assert project.run("--integration-reuse=yes", "-k", "postgres").returncode == 0
+    assert project.run("--integration-reuse", "-k", "postgres").returncode == 0
     (old,) = _kept(cache_dir).values()
 
     # Another schema is another configuration: the kept server is replaced.
     seen = len(project.reports())
     changed = project.run(
-        "--integration-reuse=yes", "-k", "postgres", "--integration-schema=models:other"
+        "--integration-reuse", "-k", "postgres", "--integration-schema=models:other"
     )
     assert changed.returncode == 0, changed.stdout
     assert "reused" not in changed.stdout
@@ -119,7 +119,7 @@ def test_a_mismatched_or_dead_kept_server_is_replaced(
     else:
         os.kill(new.pid, signal.SIGKILL)
     again = project.run(
-        "--integration-reuse=yes", "-k", "postgres", "--integration-schema=models:other"
+        "--integration-reuse", "-k", "postgres", "--integration-schema=models:other"
     )
     assert again.returncode == 0, again.stdout
     assert "reused" not in again.stdout

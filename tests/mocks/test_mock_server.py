@@ -76,6 +76,84 @@ def test_connection_close_is_honoured(server: MockServer) -> None:
     assert b"Connection: close" in data
 
 
+def read_until_closed(sock: socket.socket) -> bytes:
+    sock.settimeout(5)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_pipelined_requests_are_answered_in_order(server: MockServer) -> None:
+    server.get("/a").respond(200, text="first")
+    server.get("/b").respond(200, text="second")
+    with socket.create_connection((server.host, server.port)) as sock:
+        sock.sendall(
+            b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"GET /b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        )
+        data = read_until_closed(sock)
+    first, second = data.split(b"HTTP/1.1 200 OK\r\n")[1:]
+    assert first.endswith(b"first")
+    assert second.endswith(b"second")
+    assert b"Connection: close" in second
+
+
+def test_expect_100_continue(server: MockServer) -> None:
+    route = server.post("/upload").respond(201)
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n")
+        sock.sendall(b"hello")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 201 Created\r\n")
+    assert route.calls.last.request.content == b"hello"
+
+
+def test_http_1_0_gets_its_answer_and_the_connection_closed(server: MockServer) -> None:
+    server.get("/old").respond(200, text="ok")
+    with socket.create_connection((server.host, server.port)) as sock:
+        sock.sendall(b"GET /old HTTP/1.0\r\n\r\n")
+        data = read_until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"Connection: close" in data
+    assert data.endswith(b"\r\n\r\nok")
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"NONSENSE\r\n\r\n", b"400"),
+        (b"GET /x HTTP/1.1\r\n\r\n", b"400"),  # HTTP/1.1 without Host
+        (b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: nope\r\n\r\n", b"400"),
+    ],
+    ids=["garbage", "no-host", "bad-length"],
+)
+def test_a_bad_request_is_refused_and_closed(
+    server: MockServer, request_bytes: bytes, status: bytes
+) -> None:
+    with socket.create_connection((server.host, server.port)) as sock:
+        sock.sendall(request_bytes)
+        data = read_until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 " + status + b" ")
+    assert b"bad request: " in data
+    assert len(server.calls) == 0
+
+
+def test_an_endless_head_is_cut_off(server: MockServer) -> None:
+    """A head past 64 KiB is refused (431, or a reset while the client still sends)."""
+    data = b""
+    with socket.create_connection((server.host, server.port)) as sock:
+        try:
+            sock.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 1_000_000)
+            data = read_until_closed(sock)
+        except ConnectionError:
+            pass
+    assert data == b"" or data.startswith(b"HTTP/1.1 431 ")
+    assert len(server.calls) == 0
+
+
 def test_accepted_sockets_have_tcp_nodelay(server: MockServer) -> None:
     server.get("/x").respond(200)
     with httpx.Client() as client:
@@ -168,20 +246,93 @@ def test_a_program_in_a_subprocess_is_served(server: MockServer) -> None:
     assert out.stdout.strip() == "pong"
 
 
-def test_https_with_a_throwaway_certificate() -> None:
+@pytest.fixture(scope="module")
+def tls_server() -> Iterator[MockServer]:
     with MockServer(https=True) as server:
-        assert server.url.startswith("https://127.0.0.1:")
+        yield server
+
+
+def test_https_with_a_throwaway_ca(tls_server: MockServer) -> None:
+    tls_server.reset()
+    assert tls_server.url.startswith("https://127.0.0.1:")
+    assert tls_server.ca_path is not None
+    tls_server.get("/secure").respond(200, json={"tls": True})
+    verify = tls_server.client_ssl_context()
+    assert httpx.get(tls_server.url + "/secure", verify=verify).json() == {"tls": True}
+    localhost = f"https://localhost:{tls_server.port}/secure"
+    assert httpx.get(localhost, verify=verify).json() == {"tls": True}
+    context = ssl.create_default_context(cafile=str(tls_server.ca_path))
+    with urllib.request.urlopen(tls_server.url + "/secure", context=context) as answer:  # noqa: S310
+        assert json.loads(answer.read()) == {"tls": True}
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(tls_server.url + "/secure")
+
+
+def test_https_with_requests(tls_server: MockServer) -> None:
+    import requests  # noqa: PLC0415
+
+    tls_server.reset()
+    tls_server.get("/secure").respond(200, text="ok")
+    answer = requests.get(tls_server.url + "/secure", verify=str(tls_server.ca_path), timeout=5)
+    assert answer.text == "ok"
+
+
+def test_https_under_strict_x509_verification(tls_server: MockServer) -> None:
+    """Python 3.13 turns VERIFY_X509_STRICT on by default; the chain must pass it."""
+    tls_server.reset()
+    tls_server.get("/secure").respond(200, text="strict")
+    context = tls_server.client_ssl_context()
+    context.verify_flags |= ssl.VERIFY_X509_STRICT
+    assert httpx.get(tls_server.url + "/secure", verify=context).text == "strict"
+
+
+def test_the_served_certificate_is_an_end_entity_issued_by_the_ca(tls_server: MockServer) -> None:
+    """What rustls (and webpki) insist on: the server's certificate is not a CA itself."""
+    from cryptography import x509  # noqa: PLC0415 - trustme's own dependency
+    from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: PLC0415
+
+    assert tls_server.ca_path is not None
+    context = tls_server.client_ssl_context()
+    with (
+        socket.create_connection((tls_server.host, tls_server.port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    served = x509.load_der_x509_certificate(der)
+    authority = x509.load_pem_x509_certificate(tls_server.ca_path.read_bytes())
+    assert served.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    assert authority.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+    assert served.issuer == authority.subject != served.subject
+    names = served.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {str(ip) for ip in names.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "::1"}
+    assert names.get_values_for_type(x509.DNSName) == ["localhost"]
+    usage = served.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.SERVER_AUTH in usage
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_https_with_curl(tls_server: MockServer) -> None:
+    tls_server.reset()
+    tls_server.get("/secure").respond(200, text="curl ok")
+    out = subprocess.run(
+        ["curl", "-sS", "--cacert", str(tls_server.ca_path), tls_server.url + "/secure"],
+        capture_output=True, text=True, check=True, timeout=30,
+    )  # fmt: skip
+    assert out.stdout == "curl ok"
+    refused = subprocess.run(
+        ["curl", "-sS", tls_server.url + "/secure"],
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    assert refused.returncode == 60  # curl: peer certificate cannot be authenticated
+
+
+def test_the_certificate_files_go_with_the_server() -> None:
+    with MockServer(https=True) as server:
         assert server.ca_path is not None
-        server.get("/secure").respond(200, json={"tls": True})
-        assert httpx.get(server.url + "/secure", verify=server.client_ssl_context()).json() == {
-            "tls": True
-        }
-        context = ssl.create_default_context(cafile=str(server.ca_path))
-        with urllib.request.urlopen(server.url + "/secure", context=context) as answer:  # noqa: S310
-            assert json.loads(answer.read()) == {"tls": True}
-        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-            httpx.get(server.url + "/secure")
         directory = server.ca_path.parent
+        assert directory.stat().st_mode & 0o077 == 0
+        assert sorted(p.name for p in directory.iterdir()) == ["ca.pem", "server.key", "server.pem"]
     assert not directory.exists()
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
+
+from pytest_integration_kit.fixtures.mocks import http_mock_factory, mock_server_factory
+from pytest_integration_kit.plugin import MARKERS
 
 PROJECT = """
 import pytest
@@ -91,3 +96,51 @@ def test_only_the_needed_service_starts(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*integration services*", "redis*local*"])
     assert "postgres " not in result.stdout.str()
     assert "mysql " not in result.stdout.str()
+
+
+def test_every_marker_is_documented_with_the_real_defaults(pytester: pytest.Pytester) -> None:
+    """`pytest --markers` explains each of the kit's markers; http_mock's defaults are real."""
+    text = run(pytester, "--markers").stdout.str()
+    for name in MARKERS:
+        line = next((x for x in text.splitlines() if x.startswith(f"@pytest.mark.{name}")), "")
+        assert line, f"marker {name} is not listed"
+        assert len(line.split(":", 1)[1].strip()) > 20, f"marker {name} has no description"
+    http_line = next(x for x in text.splitlines() if x.startswith("@pytest.mark.http_mock"))
+    for factory in (http_mock_factory, mock_server_factory):
+        for param in inspect.signature(factory).parameters.values():
+            if param.name in ("assert_all_called", "assert_all_mocked", "https", "base_url"):
+                assert f"{param.name}={param.default!r}" in http_line, (param.name, http_line)
+
+
+def test_every_fixture_of_the_kit_has_a_docstring(pytester: pytest.Pytester) -> None:
+    """`pytest --fixtures` says what each of the kit's fixtures is (none undocumented)."""
+    result = run(pytester, "--fixtures")
+    lines = result.stdout.str().splitlines()
+    ours: dict[str, str] = {}
+    for index, line in enumerate(lines):
+        if " -- " in line and "pytest_integration_kit" in line.split(" -- ", 1)[1]:
+            name = line.split(" ", 1)[0]
+            ours[name] = lines[index + 1].strip() if index + 1 < len(lines) else ""
+    expected = {
+        "postgres_server",
+        "mysql_server",
+        "redis_server",
+        "http_mock",
+        "mock_server",
+        "fault_proxy",
+        "integration_network_guard",
+        "isolation_workspace",
+        "postgres_engine",
+        "mysql_engine",
+        "postgres_session",
+        "mysql_session",
+        "postgres_async_session",
+        "mysql_async_session",
+        "redis_client",
+        "redis_async_client",
+    }
+    assert expected <= set(ours), expected - set(ours)
+    undocumented = sorted(name for name, doc in ours.items() if doc == "no docstring available")
+    assert not undocumented
+    assert "PostgreSQL" in ours["postgres_server"]
+    assert "Redis" in ours["redis_server"]

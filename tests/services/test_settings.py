@@ -5,12 +5,18 @@ from __future__ import annotations
 import pytest
 
 from pytest_integration_kit.services import REGISTRY
-from pytest_integration_kit.settings import Setting, mask_url_password, settings_table
+from pytest_integration_kit.settings import (
+    MAX_CLONE_POOL_SIZE,
+    Setting,
+    mask_url_password,
+    settings_table,
+)
 
 SETTINGS = settings_table(REGISTRY.builtin())
 SERVICES = tuple(REGISTRY.names())
 
 SOURCES = ("cli", "env", "ini")
+FLAGS = [setting for setting in SETTINGS if setting.kind == "bool"]
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -26,6 +32,8 @@ def _apply(
     source: str,
 ) -> list[str]:
     """Set ``setting`` to ``raw`` the way a user would through ``source``; return CLI args."""
+    if source == "cli" and setting.kind == "bool":
+        return [setting.cli if setting.parse(raw) else setting.no_cli]
     if source == "cli":
         return [f"{setting.cli}={raw}"]
     if source == "env":
@@ -60,8 +68,17 @@ def test_good_value_is_used_and_its_source_shown(
     assert f"{key}={shown} ({source})" in line, line
 
 
-@pytest.mark.parametrize("source", SOURCES)
-@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
+#: A flag takes no value, so a boolean has no bad value on the command line: see
+#: test_a_flag_given_a_value_is_a_usage_error.
+VALUED = [
+    pytest.param(setting, source, id=f"{source}-{setting.name}")
+    for setting in SETTINGS
+    for source in SOURCES
+    if not (source == "cli" and setting.kind == "bool")
+]
+
+
+@pytest.mark.parametrize(("setting", "source"), VALUED)
 def test_bad_value_is_a_usage_error_naming_setting_value_and_allowed(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, setting: Setting, source: str
 ) -> None:
@@ -163,3 +180,157 @@ def test_options_are_listed_in_help(pytester: pytest.Pytester) -> None:
     for setting in SETTINGS:
         assert setting.cli in result.stdout.str()
         assert setting.ini in result.stdout.str()
+
+
+# -- flags (issue 10.1) ---------------------------------------------------------------
+
+
+def header(result: pytest.RunResult) -> str:
+    """The report header's general line (``integration: …``)."""
+    return next(line for line in result.stdout.lines if line.startswith("integration: "))
+
+
+@pytest.mark.parametrize("setting", FLAGS, ids=lambda s: s.name)
+def test_a_boolean_is_a_flag_that_takes_no_argument(
+    pytester: pytest.Pytester, setting: Setting
+) -> None:
+    pytester.makepyfile(test_pg="def test_pg(): pass", test_other="def test_other(): pass")
+    # The path after the flag is a path, not the flag's value.
+    result = run(pytester, setting.cli, "test_pg.py")
+    assert result.ret == pytest.ExitCode.OK, result.stderr.str()
+    result.assert_outcomes(passed=1)
+    assert f"{setting.name}=True (cli)" in header(result)
+
+
+@pytest.mark.parametrize("setting", FLAGS, ids=lambda s: s.name)
+def test_the_no_flag_turns_it_off_over_env_and_ini(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, setting: Setting
+) -> None:
+    pytester.makeini(f"[pytest]\n{setting.ini} = true\n")
+    monkeypatch.setenv(setting.env, "yes")
+    pytester.makepyfile("def test_nothing(): pass")
+    assert f"{setting.name}=True (env)" in header(run(pytester, "--collect-only"))
+    result = run(pytester, "--collect-only", setting.no_cli)
+    assert f"{setting.name}=False (cli)" in header(result)
+
+
+@pytest.mark.parametrize("setting", FLAGS, ids=lambda s: s.name)
+def test_a_flag_given_a_value_is_a_usage_error(pytester: pytest.Pytester, setting: Setting) -> None:
+    pytester.makepyfile("def test_nothing(): pass")
+    result = run(pytester, f"{setting.cli}=yes")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert setting.cli in result.stderr.str()
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_help_lists_choices_flags_and_what_is_allowed(pytester: pytest.Pytester) -> None:
+    out = " ".join(run(pytester, "--help").stdout.str().split())
+    assert "--integration-backend={auto,docker,local,url}" in out
+    assert "--integration-isolation={rollback,truncate,clone}" in out
+    for setting in FLAGS:
+        assert setting.no_cli in out
+        assert f"{setting.cli}=BOOL" not in out
+    for setting in SETTINGS:
+        assert " ".join(f"Allowed: {setting.allowed}.".split()) in out
+
+
+# -- native TOML (issue 10.2) -----------------------------------------------------------
+
+#: Each setting's example as a native TOML value, the way a pyproject.toml has it.
+NATIVE = {
+    "bool": "true",
+    "int": "4",
+    "float": "12.5",
+}
+
+
+def _toml_value(setting: Setting) -> str:
+    if setting.kind == "list":
+        return "[" + ", ".join(f"'{entry}'" for entry in setting.example.split(",")) + "]"
+    native = NATIVE.get(setting.kind)
+    return native if native is not None else f"'{setting.example}'"
+
+
+def _expected(setting: Setting) -> str:
+    value = setting.parse(setting.example)
+    shown = mask_url_password(str(value)) if setting.secret else str(value)
+    return f"={shown} (ini)"
+
+
+@pytest.mark.skipif(
+    pytest.version_tuple < (9, 0), reason="[tool.pytest] (native TOML) is read from pytest 9 on"
+)
+def test_native_toml_values_under_tool_pytest(pytester: pytest.Pytester) -> None:
+    lines = [f"{setting.ini} = {_toml_value(setting)}" for setting in SETTINGS]
+    pytester.makefile(".toml", pyproject="[tool.pytest]\n" + "\n".join(lines) + "\n")
+    pytester.makepyfile("def test_nothing(): pass")
+    result = run(pytester, "--collect-only")
+    assert result.ret == pytest.ExitCode.OK, result.stderr.str()
+    shown = "\n".join(result.stdout.lines)
+    for setting in SETTINGS:
+        assert _expected(setting) in shown, setting.name
+
+
+def test_typed_values_under_tool_pytest_ini_options(pytester: pytest.Pytester) -> None:
+    pytester.makefile(
+        ".toml",
+        pyproject="""
+[tool.pytest.ini_options]
+integration_reuse = false
+integration_leak_check = true
+integration_startup_timeout = 30
+integration_clone_pool_size = 4
+integration_seed = ["seed/users.sql", "myapp.seed:load"]
+""",
+    )
+    pytester.makepyfile("def test_nothing(): pass")
+    result = run(pytester, "--collect-only")
+    assert result.ret == pytest.ExitCode.OK, result.stderr.str()
+    line = header(result)
+    for part in (
+        "reuse=False (ini)",
+        "leak_check=True (ini)",
+        "startup_timeout=30.0 (ini)",
+        "clone_pool_size=4 (ini)",
+        "seed=('seed/users.sql', 'myapp.seed:load') (ini)",
+    ):
+        assert part in line
+
+
+@pytest.mark.skipif(
+    pytest.version_tuple < (9, 0), reason="[tool.pytest] (native TOML) is read from pytest 9 on"
+)
+def test_a_native_toml_value_of_the_wrong_type_is_a_usage_error(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makefile(
+        ".toml",
+        pyproject="""
+[tool.pytest]
+integration_backend = true
+integration_startup_timeout = nan
+integration_clone_pool_size = 1e3
+integration_seed = 7
+""",
+    )
+    pytester.makepyfile("def test_nothing(): pass")
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    for name in ("backend", "startup_timeout", "clone_pool_size", "seed"):
+        assert f"integration_{name}: " in err
+    assert "Traceback" not in err
+
+
+def test_clone_pool_size_is_bounded(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_nothing(): pass")
+    result = run(pytester, f"--integration-clone-pool-size={MAX_CLONE_POOL_SIZE}", "--collect-only")
+    assert result.ret == pytest.ExitCode.OK
+    result = run(pytester, f"--integration-clone-pool-size={MAX_CLONE_POOL_SIZE + 1}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            f"*integration_clone_pool_size: '{MAX_CLONE_POOL_SIZE + 1}' is not allowed*"
+            f"from 1 to {MAX_CLONE_POOL_SIZE}*"
+        ]
+    )

@@ -3,6 +3,11 @@
 PostgreSQL clones with ``CREATE DATABASE … TEMPLATE``. MySQL has no templates, so a
 copy replays each table's ``SHOW CREATE TABLE`` and its rows, then recreates the
 triggers. Both drop a database even while connections to it are open.
+
+The engines tests use (:meth:`DatabaseAdmin.kit_engine`) identify themselves to the
+write tracking and wait at most :data:`LOCK_TIMEOUT_SECONDS` for a lock: a test whose
+second connection waits on its own session's transaction fails fast, with an
+explanation, instead of hanging.
 """
 
 # ruff: noqa: S608 - statements are built from identifiers we quote ourselves, never from input
@@ -13,7 +18,8 @@ import contextlib
 import hashlib
 import time
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pytest_integration_kit.isolation import tracking
 
@@ -21,10 +27,69 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.engine.interfaces import ExceptionContext
+    from sqlalchemy.engine.url import URL
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
     from pytest_integration_kit.services.endpoint import Endpoint
 
-__all__ = ["ADMINS", "DatabaseAdmin", "MySQLAdmin", "PostgresAdmin", "admin_for"]
+__all__ = [
+    "ADMINS",
+    "LOCK_TIMEOUT_SECONDS",
+    "CleanReport",
+    "DatabaseAdmin",
+    "MySQLAdmin",
+    "PostgresAdmin",
+    "admin_for",
+]
+
+#: How long the kit's connections (and, on PostgreSQL, any connection to a database
+#: the kit made) wait for a lock before the statement fails. Long enough for real
+#: contention between a test's threads, short enough that a test waiting on its own
+#: open transaction fails in seconds instead of hanging.
+LOCK_TIMEOUT_SECONDS = 5
+
+LOCK_TIMEOUT_EXPLANATION = (
+    "pytest-integration-kit: this statement waited {seconds} s for a lock and was "
+    "cancelled ({setting} = {seconds} s, set by the kit so that a test cannot hang on "
+    "itself). The lock is most likely held by another connection of this same test: "
+    "under the rollback strategy the session's transaction stays open until the test "
+    "ends, so a second connection (the engine fixture, an engine of the test's own, "
+    "another process) that touches the same rows waits for it. Write through the "
+    "session only, or use @pytest.mark.isolation('truncate') for this test."
+)
+
+
+@dataclass(frozen=True)
+class CleanReport:
+    """What a clean found: tables written by connections other than the kit's
+    (``foreign``), and tables whose columns changed since the template was built."""
+
+    foreign: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+
+
+def _names(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(sorted(n.strip() for n in value.split(",") if n.strip()))
+    return tuple(sorted(str(n) for n in value))  # type: ignore[attr-defined]
+
+
+def _explain_lock_timeout(context: ExceptionContext) -> None:
+    """Add the kit's explanation to a lock timeout on one of its connections."""
+    error = context.sqlalchemy_exception
+    text = str(context.original_exception)
+    if error is None or not hasattr(error, "add_detail"):
+        return
+    if "lock timeout" in text:
+        setting = "lock_timeout"
+    elif "Lock wait timeout exceeded" in text:
+        setting = "innodb_lock_wait_timeout / lock_wait_timeout"
+    else:
+        return
+    error.add_detail(LOCK_TIMEOUT_EXPLANATION.format(seconds=LOCK_TIMEOUT_SECONDS, setting=setting))
 
 
 class DatabaseAdmin(ABC):
@@ -48,6 +113,36 @@ class DatabaseAdmin(ABC):
         from sqlalchemy.pool import NullPool  # noqa: PLC0415 - optional dependency, imported when used
 
         return self.engine(endpoint, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+
+    @abstractmethod
+    def kit_connect_args(self, url: URL) -> dict[str, Any]:
+        """Driver arguments marking a connection as the kit's, with the lock timeout."""
+
+    def kit_engine(self, endpoint: Endpoint, database: str, **kwargs: Any) -> Engine:
+        """An Engine for tests on ``database``: marked as the kit's, lock waits bounded."""
+        from sqlalchemy import create_engine, event, make_url  # noqa: PLC0415 - optional dependency, imported when used
+
+        url = make_url(endpoint.with_database(database).url)
+        engine = create_engine(url, connect_args=self.kit_connect_args(url), **kwargs)
+        event.listen(engine, "handle_error", _explain_lock_timeout)
+        return engine
+
+    def kit_async_engine(self, url: URL, **kwargs: Any) -> AsyncEngine:
+        """The asyncio counterpart of :meth:`kit_engine`, for ``url`` (an async driver)."""
+        from sqlalchemy import event  # noqa: PLC0415 - optional dependency, imported when used
+        from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415 - optional dependency, imported when used
+
+        engine = create_async_engine(url, connect_args=self.kit_connect_args(url), **kwargs)
+        event.listen(engine.sync_engine, "handle_error", _explain_lock_timeout)
+        return engine
+
+    @abstractmethod
+    def database_defaults(self, conn: Connection, name: str) -> None:
+        """Settings for every connection to ``name``, where the server keeps them."""
+
+    @abstractmethod
+    def clean_report(self, row: Any) -> CleanReport:
+        """Read the row :attr:`clean_statement` returns."""
 
     @abstractmethod
     def lock(self, conn: Connection, key: str) -> None:
@@ -111,6 +206,26 @@ class PostgresAdmin(DatabaseAdmin):
     async_drivers = ("asyncpg", "psycopg_async")
     clean_statement = f"SELECT {tracking.POSTGRES_SCHEMA}.clean()"
     warm_statement = f"SELECT {tracking.POSTGRES_SCHEMA}.warm()"
+
+    def kit_connect_args(self, url: URL) -> dict[str, Any]:
+        settings = {"lock_timeout": f"{LOCK_TIMEOUT_SECONDS}s", tracking.KIT_MARKER: "on"}
+        if url.get_driver_name() == "asyncpg":
+            return {"server_settings": settings}
+        # libpq (psycopg, psycopg2): start-up options, no extra round trip.
+        given = url.query.get("options")
+        given = given if isinstance(given, str) else " ".join(given or ())
+        ours = " ".join(f"-c {name}={value}" for name, value in settings.items())
+        return {"options": f"{given} {ours}".strip()}
+
+    def database_defaults(self, conn: Connection, name: str) -> None:
+        # Connections the kit does not make (the code's own engine, another process)
+        # get the lock timeout too: none of them can hang on the test's transaction.
+        conn.exec_driver_sql(
+            f"ALTER DATABASE {_pg_ident(name)} SET lock_timeout = '{LOCK_TIMEOUT_SECONDS}s'"
+        )
+
+    def clean_report(self, row: Any) -> CleanReport:
+        return CleanReport(foreign=_names(row[0]) if row is not None else ())
 
     def lock(self, conn: Connection, key: str) -> None:
         from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
@@ -240,6 +355,23 @@ class MySQLAdmin(DatabaseAdmin):
     async_drivers = ("aiomysql", "asyncmy")
     clean_statement = f"CALL {tracking.MYSQL_PREFIX}clean()"
     warm_statement = f"CALL {tracking.MYSQL_PREFIX}warm()"
+
+    def kit_connect_args(self, url: URL) -> dict[str, Any]:
+        if "init_command" in url.query:  # the user's own; ours would replace it
+            return {}
+        return {
+            "init_command": f"SET @pik_kit = 1, "
+            f"SESSION innodb_lock_wait_timeout = {LOCK_TIMEOUT_SECONDS}, "
+            f"SESSION lock_wait_timeout = {LOCK_TIMEOUT_SECONDS}"
+        }
+
+    def database_defaults(self, conn: Connection, name: str) -> None:
+        """None: MySQL keeps no per-database settings (only the kit's connections get them)."""
+
+    def clean_report(self, row: Any) -> CleanReport:
+        if row is None:
+            return CleanReport()
+        return CleanReport(foreign=_names(row[0]), changed=_names(row[1]))
 
     def lock(self, conn: Connection, key: str) -> None:
         from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pytest_integration_kit.errors import IntegrationKitError
-from pytest_integration_kit.isolation.admin import DatabaseAdmin, admin_for
+from pytest_integration_kit.isolation import tracking
+from pytest_integration_kit.isolation.admin import CleanReport, DatabaseAdmin, admin_for
 from pytest_integration_kit.isolation.loops import LoopEngines
 from pytest_integration_kit.isolation.schema import SchemaSource
 
@@ -159,7 +160,9 @@ class IsolatedDatabases:
     # -- names ----------------------------------------------------------------------
 
     def template_name(self, fingerprint: str) -> str:
-        return TEMPLATE_PREFIX + fingerprint[:24]
+        # The tracking's version too: a template with older bookkeeping is not reused.
+        digest = hashlib.sha256(f"{fingerprint}:{tracking.TRACKING_VERSION}".encode())
+        return TEMPLATE_PREFIX + digest.hexdigest()[:24]
 
     def next_clone_name(self) -> str:
         with self._lock:
@@ -248,6 +251,7 @@ class IsolatedDatabases:
         with self.admin_engine.connect() as conn:
             self.admin.drop(conn, name)  # a leftover of a crashed run with our name
             self.admin.clone(conn, self.endpoint, template, name)
+            self.admin.database_defaults(conn, name)
             self.admin.label(conn, name, owner_label())
         with self._lock:
             self._made.append(name)
@@ -302,7 +306,7 @@ class IsolatedDatabases:
         with self._lock:
             engine = self._engines.get(name)
             if engine is None:
-                engine = self.admin.engine(self.endpoint, name, pool_pre_ping=False)
+                engine = self.admin.kit_engine(self.endpoint, name, pool_pre_ping=False)
                 self._engines[name] = engine
             return engine
 
@@ -327,7 +331,6 @@ class IsolatedDatabases:
         test the dialect's first-connect queries.
         """
         from sqlalchemy import make_url  # noqa: PLC0415 - optional dependency, imported when used
-        from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415 - optional dependency, imported when used
         from sqlalchemy.pool import NullPool  # noqa: PLC0415 - optional dependency, imported when used
 
         name = database or self.worker_database()
@@ -337,17 +340,27 @@ class IsolatedDatabases:
             if engine is None:
                 url = make_url(self.endpoint.with_database(name).url)
                 base = url.drivername.split("+", 1)[0]
-                engine = create_async_engine(
+                engine = self.admin.kit_async_engine(
                     url.set(drivername=f"{base}+{chosen}"), poolclass=NullPool
                 )
                 self._async_engines[(name, chosen)] = engine
             return engine
 
-    def clean(self, database: str | None = None) -> None:
-        """Empty the tables written since the last clean and restore their seed rows."""
+    def clean(self, database: str | None = None) -> CleanReport:
+        """Empty the tables written since the last clean and restore their seed rows.
+
+        The report names the tables other connections than the kit's wrote to, and
+        those whose columns changed (their seed rows are not restored: :meth:`rebuild`).
+        """
         with self.engine(database).connect() as conn:
-            conn.exec_driver_sql(self.admin.clean_statement)
+            row = conn.exec_driver_sql(self.admin.clean_statement).first()
             conn.commit()
+        return self.admin.clean_report(row)
+
+    def rebuild(self, name: str) -> None:
+        """Make ``name`` anew from the template (after a test changed its schema)."""
+        self.drop(name)
+        self.create_from_template(name)
 
     def clone_pool(self, size: int = 2) -> ClonePool:
         with self._lock:
@@ -428,7 +441,7 @@ class ClonePool:
     def _make(self) -> Clone:
         name = self.databases.next_clone_name()
         self.databases.create_from_template(name)
-        engine = self.databases.admin.engine(self.databases.endpoint, name)
+        engine = self.databases.admin.kit_engine(self.databases.endpoint, name)
         with engine.connect() as conn:  # stays in the engine's pool, warmed up
             conn.exec_driver_sql(self.databases.admin.warm_statement)
             conn.commit()

@@ -1,10 +1,13 @@
 """The database one test uses under one strategy, and what happens to it afterwards.
 
-``rollback`` — the worker database; sessions roll back, and if the test wrote through
-the Engine directly, the written tables are emptied too. ``truncate`` — the worker
-database; afterwards the tables written to (tracked by triggers, whoever wrote) are
-emptied and their seed rows restored, in one round trip. ``clone`` — a fresh database
-from the template, taken from the background pool and dropped behind the test.
+``rollback`` — the worker database; sessions roll back, and the tables written through
+anything else (the Engine fixture, the code's own engine, another process) are emptied
+too; those that connections other than the kit's committed to are reported
+(:attr:`DatabaseLease.foreign_tables`): rollback was not what undid them.
+``truncate`` — the worker database; afterwards the tables written to (tracked by
+triggers, whoever wrote) are emptied and their seed rows restored, in one round trip.
+``clone`` — a fresh database from the template, taken from the background pool and
+dropped behind the test.
 """
 
 from __future__ import annotations
@@ -12,7 +15,12 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
-from pytest_integration_kit.isolation.databases import Clone, IsolatedDatabases, LeakError
+from pytest_integration_kit.isolation.databases import (
+    Clone,
+    IsolatedDatabases,
+    IsolationError,
+    LeakError,
+)
 from pytest_integration_kit.isolation.sessions import rollback_session
 
 if TYPE_CHECKING:
@@ -53,6 +61,9 @@ class DatabaseLease:
             self.engine = databases.engine(self.database)
         self.users = 0
         self.engine_used = False
+        #: Set by :meth:`end` under ``rollback``: tables that connections other than the
+        #: kit's committed to during the test (emptied, but not by the rollback).
+        self.foreign_tables: tuple[str, ...] = ()
 
     def acquire(self) -> DatabaseLease:
         self.users += 1
@@ -90,8 +101,21 @@ class DatabaseLease:
         try:
             if self._clone is not None:
                 self.databases.clone_pool().give_back(self._clone)
-            elif self.strategy == "truncate" or self.engine_used:
-                self.databases.clean(self.database)
+            else:
+                # Under rollback too: one round trip finds (and empties) what was
+                # committed around the session.
+                report = self.databases.clean(self.database)
+                if self.strategy == "rollback":
+                    self.foreign_tables = report.foreign
+                if report.changed:
+                    self.databases.rebuild(self.database)
+                    raise IsolationError(
+                        f"the columns of {', '.join(report.changed)} changed during the test "
+                        "(DDL that committed): neither rollback nor truncate can undo a schema "
+                        "change. The worker database was rebuilt from the template, so later "
+                        "tests are not affected; use @pytest.mark.isolation('clone') for tests "
+                        "that change the schema."
+                    )
         finally:
             if leaks:
                 raise LeakError(

@@ -49,8 +49,6 @@ class LoopEngines:
         self, databases: IsolatedDatabases, database: str, driver: str | None = None
     ) -> AsyncEngine:
         """The running loop's pooled engine on ``database``, made on first use."""
-        from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415 - optional dependency, imported when used
-
         loop = asyncio.get_running_loop()
         chosen = driver or databases.async_driver()
         key = (database, chosen)
@@ -59,7 +57,7 @@ class LoopEngines:
         if engine is not None:
             return engine
         url = databases.async_engine(database, chosen).url
-        engine = create_async_engine(url, pool_size=2, max_overflow=8)
+        engine = databases.admin.kit_async_engine(url, pool_size=2, max_overflow=8)
         closer = _dispose_at_shutdown(engine)
         await anext(closer)  # now registered with the loop's shutdown_asyncgens
         with self._lock:

@@ -6,8 +6,14 @@ cannot watch the writes from Python. Instead the template database carries a sma
 table, and one server-side routine empties exactly the dirty tables (and the tables
 referencing them), restores their seed rows and forgets the marks — one round trip.
 
-Writes rolled back (the rollback strategy) roll back their marks too, so the same
-template serves every strategy.
+A mark is a row per (table, server connection): two connections never write the same
+mark, so the bookkeeping never makes one connection of a test wait on another (a
+shared mark row, held by the session's open transaction, once did). Marks are
+transactional: writes rolled back (the rollback strategy) roll back their marks too,
+so the same template serves every strategy. A mark also says whether the writer was
+one of the kit's own connections (they identify themselves when they connect, see
+:data:`KIT_MARKER`): the clean routine names the tables that *other* connections
+committed to, which the rollback strategy cannot undo and the kit reports.
 """
 
 # ruff: noqa: S608 - statements are built from identifiers we quote ourselves, never from input
@@ -21,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
+    "KIT_MARKER",
     "MYSQL_PREFIX",
     "POSTGRES_SCHEMA",
     "dependency_order",
@@ -35,6 +42,12 @@ TRUNCATE_FROM_BYTES = 256 * 1024
 #: The schema holding the PostgreSQL bookkeeping; MySQL tables carry a name prefix.
 POSTGRES_SCHEMA = "_pik"
 MYSQL_PREFIX = "_pik_"
+#: Bumped whenever the bookkeeping below changes: part of the template's name.
+TRACKING_VERSION = "4"
+#: What the kit's own connections set when they connect: the PostgreSQL setting
+#: ``pik.kit`` (a custom placeholder, free in the start-up packet) and the MySQL user
+#: variable ``@pik_kit``. Marks made by connections without it are "foreign".
+KIT_MARKER = "pik.kit"
 
 
 def dependency_order(tables: Iterable[str], edges: Iterable[tuple[str, str]]) -> list[str]:
@@ -90,23 +103,31 @@ def postgres_tracking_statements(
     s = _pg_ident(POSTGRES_SCHEMA)
     statements = [
         f"CREATE SCHEMA {s}",
-        f"CREATE UNLOGGED TABLE {s}.dirty (rel oid PRIMARY KEY)",
-        f"CREATE TABLE {s}.tables (rel oid PRIMARY KEY, ord integer NOT NULL, seed regclass)",
+        # One row per (table, backend): a connection only ever meets its own mark, so
+        # ON CONFLICT never waits on another transaction.
+        f"CREATE UNLOGGED TABLE {s}.dirty (rel oid NOT NULL, pid integer NOT NULL, "
+        "kit boolean NOT NULL, PRIMARY KEY (rel, pid))",
+        f"CREATE TABLE {s}.tables (rel oid PRIMARY KEY, ord integer NOT NULL, seed regclass, "
+        "cols text)",
         f"""CREATE FUNCTION {s}.mark() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO {s}.dirty VALUES (TG_RELID) ON CONFLICT DO NOTHING;
+  INSERT INTO {s}.dirty VALUES
+    (TG_RELID, pg_backend_pid(), current_setting('{KIT_MARKER}', true) IS NOT NULL)
+  ON CONFLICT DO NOTHING;
   RETURN NULL;
 END $$""",
-        f"""CREATE FUNCTION {s}.clean() RETURNS integer LANGUAGE plpgsql AS $$
+        # Returns the tables written by connections other than the kit's (NULL if none).
+        f"""CREATE FUNCTION {s}.clean() RETURNS text[] LANGUAGE plpgsql AS $$
 DECLARE
   r record;
-  n integer := 0;
   targets regclass[];
-  seeds regclass[];
+  foreign_tables text[];
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM {s}.dirty) THEN
-    RETURN 0;
+    RETURN NULL;
   END IF;
+  SELECT array_agg(DISTINCT d.rel::regclass::text) INTO foreign_tables
+  FROM {s}.dirty d WHERE NOT d.kit;
   WITH RECURSIVE affected(rel) AS (
     SELECT rel FROM {s}.dirty
     UNION
@@ -114,7 +135,6 @@ BEGIN
     WHERE c.contype = 'f')
   SELECT array_agg(t.rel::regclass ORDER BY t.ord DESC) INTO targets
   FROM {s}.tables t JOIN affected a USING (rel);
-  n := coalesce(array_length(targets, 1), 0);
   -- DELETE is cheapest for the few rows a test writes; past {TRUNCATE_FROM_BYTES} bytes
   -- in one table, one TRUNCATE of them all (the set is closed under references).
   IF EXISTS (SELECT 1 FROM unnest(targets) AS x(rel)
@@ -126,14 +146,15 @@ BEGIN
     END LOOP;
   END IF;
   FOR r IN
-    SELECT t.rel::regclass AS rel, t.seed FROM {s}.tables t
+    SELECT t.rel::regclass AS rel, t.seed, t.cols FROM {s}.tables t
     WHERE t.rel = ANY (targets::oid[]) AND t.seed IS NOT NULL ORDER BY t.ord
   LOOP
-    EXECUTE 'INSERT INTO ' || r.rel::text || ' OVERRIDING SYSTEM VALUE SELECT * FROM '
-      || r.seed::text;
+    -- Named columns: a column a test added (with a default) does not break the restore.
+    EXECUTE 'INSERT INTO ' || r.rel::text || ' (' || r.cols || ') OVERRIDING SYSTEM VALUE '
+      || 'SELECT ' || r.cols || ' FROM ' || r.seed::text;
   END LOOP;
   DELETE FROM {s}.dirty;
-  RETURN n;
+  RETURN foreign_tables;
 END $$""",
         # Opens every table (and runs the mark trigger once) in this connection, so a
         # fresh clone's first statements do not pay for loading catalogs and plans.
@@ -155,9 +176,13 @@ END $$""",
             copy = f"seed_{hashlib.sha256(f'{schema}.{name}'.encode()).hexdigest()[:16]}"
             statements.append(f"CREATE TABLE {s}.{copy} AS SELECT * FROM {qualified}")
             seed = f"'{s}.{copy}'::regclass"
+        regclass = f"'{qualified.replace(chr(39), chr(39) * 2)}'::regclass"
         statements += [
-            f"INSERT INTO {s}.tables VALUES ('{qualified.replace(chr(39), chr(39) * 2)}'"
-            f"::regclass::oid, {order[(schema, name)]}, {seed})",
+            # The insertable columns (not generated ones), quoted, in table order.
+            f"INSERT INTO {s}.tables SELECT {regclass}::oid, {order[(schema, name)]}, {seed}, "
+            "string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute "
+            f"WHERE attrelid = {regclass} AND attnum > 0 AND NOT attisdropped "
+            "AND attgenerated = ''",
             f"CREATE TRIGGER _pik_mark AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {qualified} "
             f"FOR EACH STATEMENT EXECUTE FUNCTION {s}.mark()",
         ]
@@ -178,24 +203,47 @@ def mysql_trigger_name(table: str, event: str) -> str:
     return f"{MYSQL_PREFIX}{table[:40]}_{digest}_{event[0].lower()}"
 
 
+#: The columns of a table as information_schema lists them now: insertable names
+#: (quoted, for the seed restore) and a signature (names and types, for change checks).
+_MY_COLUMNS = """SELECT
+    GROUP_CONCAT(IF(ic.EXTRA LIKE '%GENERATED%', NULL,
+                    CONCAT('`', REPLACE(ic.COLUMN_NAME, '`', '``'), '`'))
+                 ORDER BY ic.ORDINAL_POSITION SEPARATOR ', '),
+    GROUP_CONCAT(CONCAT(ic.COLUMN_NAME, ' ', ic.COLUMN_TYPE) ORDER BY ic.ORDINAL_POSITION
+                 SEPARATOR ', ')
+  FROM information_schema.COLUMNS ic
+  WHERE ic.TABLE_SCHEMA = DATABASE() AND ic.TABLE_NAME = {table}"""
+
+#: Ends with one row: the tables written by connections other than the kit's, and the
+#: tables whose columns differ from the template's (their seed rows are not restored:
+#: the caller rebuilds the database), each comma-separated or NULL.
 MYSQL_CLEAN_PROCEDURE = f"""CREATE PROCEDURE {MYSQL_PREFIX}clean()
 BEGIN
   DECLARE done INT DEFAULT 0;
   DECLARE t VARCHAR(64);
   DECLARE s VARCHAR(64);
+  DECLARE c TEXT;
+  DECLARE g TEXT;
+  DECLARE now_c TEXT;
+  DECLARE now_g TEXT;
+  DECLARE foreign_tables TEXT DEFAULT NULL;
+  DECLARE changed TEXT DEFAULT NULL;
   DECLARE cur CURSOR FOR
-    SELECT tb.name, tb.seed FROM {MYSQL_PREFIX}tables tb
+    SELECT tb.name, tb.seed, tb.cols, tb.sig FROM {MYSQL_PREFIX}tables tb
     WHERE tb.name IN (SELECT d.name FROM {MYSQL_PREFIX}dirty d)
        OR tb.name IN (SELECT r.ref FROM {MYSQL_PREFIX}refs r JOIN {MYSQL_PREFIX}dirty d
                       ON r.name = d.name)
     ORDER BY tb.ord;
   DECLARE CONTINUE HANDLER FOR NOT FOUND SET done = 1;
   IF EXISTS (SELECT 1 FROM {MYSQL_PREFIX}dirty) THEN
+    SET SESSION group_concat_max_len = 1048576;
+    SELECT GROUP_CONCAT(DISTINCT d.name ORDER BY d.name SEPARATOR ', ') INTO foreign_tables
+      FROM {MYSQL_PREFIX}dirty d WHERE d.kit = 0;
     SET @pik_fk = @@foreign_key_checks;
     SET foreign_key_checks = 0;
     OPEN cur;
     each_table: LOOP
-      FETCH cur INTO t, s;
+      FETCH cur INTO t, s, c, g;
       IF done THEN
         LEAVE each_table;
       END IF;
@@ -203,8 +251,14 @@ BEGIN
       PREPARE pik_stmt FROM @pik_q;
       EXECUTE pik_stmt;
       DEALLOCATE PREPARE pik_stmt;
-      IF s IS NOT NULL THEN
-        SET @pik_q = CONCAT('INSERT INTO `', REPLACE(t, '`', '``'), '` SELECT * FROM `', s, '`');
+      {_MY_COLUMNS.format(table="t").replace(chr(10), chr(10) + "      ")}
+        INTO now_c, now_g;
+      SET done = 0;
+      IF NOT (now_g <=> g) THEN
+        SET changed = CONCAT_WS(', ', changed, t);
+      ELSEIF s IS NOT NULL THEN
+        SET @pik_q = CONCAT('INSERT INTO `', REPLACE(t, '`', '``'), '` (', c, ') SELECT ', c,
+                            ' FROM `', s, '`');
         PREPARE pik_stmt FROM @pik_q;
         EXECUTE pik_stmt;
         DEALLOCATE PREPARE pik_stmt;
@@ -214,6 +268,7 @@ BEGIN
     DELETE FROM {MYSQL_PREFIX}dirty;
     SET foreign_key_checks = @pik_fk;
   END IF;
+  SELECT foreign_tables, changed;
 END"""
 
 
@@ -247,9 +302,14 @@ def mysql_bookkeeping_statements(
     """The bookkeeping tables, their rows and seed copies (copied along with the data)."""
     p = MYSQL_PREFIX
     statements = [
-        f"CREATE TABLE {p}dirty (name VARCHAR(64) PRIMARY KEY) ENGINE=InnoDB",
+        # One row per (table, connection), in the clustered index alone: an INSERT IGNORE
+        # only ever meets its own connection's mark and takes no gap lock, so it never
+        # waits on another connection's transaction.
+        f"CREATE TABLE {p}dirty (name VARCHAR(64) NOT NULL, conn BIGINT UNSIGNED NOT NULL, "
+        "kit TINYINT NOT NULL, PRIMARY KEY (name, conn)) ENGINE=InnoDB",
         f"CREATE TABLE {p}tables (name VARCHAR(64) PRIMARY KEY, ord INT NOT NULL, "
-        "seed VARCHAR(64) NULL) ENGINE=InnoDB",
+        "seed VARCHAR(64) NULL, cols TEXT NULL, sig TEXT NULL) ENGINE=InnoDB",
+        "SET SESSION group_concat_max_len = 1048576",
         f"CREATE TABLE {p}refs (name VARCHAR(64) NOT NULL, ref VARCHAR(64) NOT NULL, "
         "PRIMARY KEY (name, ref)) ENGINE=InnoDB",
     ]
@@ -261,7 +321,8 @@ def mysql_bookkeeping_statements(
             statements.append(f"CREATE TABLE {copy} AS SELECT * FROM {_my_ident(table)}")
             seed = _my_literal(copy)
         statements.append(
-            f"INSERT INTO {p}tables VALUES ({_my_literal(table)}, {order[table]}, {seed})"
+            f"INSERT INTO {p}tables SELECT {_my_literal(table)}, {order[table]}, {seed}, cols.* "
+            f"FROM ({_MY_COLUMNS.format(table=_my_literal(table))}) cols"
         )
         statements += [
             f"INSERT INTO {p}refs VALUES ({_my_literal(table)}, {_my_literal(ref)})"
@@ -278,6 +339,7 @@ def mysql_tracking_statements(tables: Sequence[str]) -> list[str]:
             statements.append(
                 f"CREATE TRIGGER {_my_ident(mysql_trigger_name(table, event))} AFTER {event} "
                 f"ON {_my_ident(table)} FOR EACH ROW "
-                f"INSERT IGNORE INTO {MYSQL_PREFIX}dirty VALUES ({_my_literal(table)})"
+                f"INSERT IGNORE INTO {MYSQL_PREFIX}dirty VALUES ({_my_literal(table)}, "
+                "CONNECTION_ID(), @pik_kit IS NOT NULL)"
             )
     return statements

@@ -17,13 +17,9 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from pytest_integration_kit.lifecycle.records import (
-    ServerRecord,
-    digest,
-    private_dir,
-    read_json,
-    write_json,
-)
+from pytest_integration_kit.errors import ServerStartError
+from pytest_integration_kit.lifecycle.paths import UnsafeDirectory, is_private_dir, private_dir
+from pytest_integration_kit.lifecycle.records import ServerRecord, digest, read_json, write_json
 
 __all__ = ["REUSE_LABEL", "KeptServers"]
 
@@ -47,10 +43,17 @@ class KeptServers:
     def servers_dir(self) -> Path:
         """Parent of kept local servers' work directories (enterable by their users).
 
-        It is a short path in the temp dir, not the cache dir: a Unix socket's path must
-        fit in 107 bytes, and a kept server does not outlive a reboot anyway.
+        In the temp dir, not the cache dir: a kept server does not outlive a reboot. Its
+        name is fixed (``kept remove`` finds it again), so it is used only when it is
+        this user's own private directory.
         """
-        return private_dir(self._servers_path, 0o711)
+        try:
+            return private_dir(self._servers_path, 0o711)
+        except UnsafeDirectory as exc:
+            raise ServerStartError(
+                f"cannot keep a local server for integration_reuse: {exc}. Remove it, or "
+                "set TMPDIR to a directory of your own"
+            ) from None
 
     @property
     def _servers_path(self) -> Path:
@@ -96,7 +99,7 @@ class KeptServers:
                 self.forget(record.key)
             removed.append(record)
         # Directories of kept local servers whose start was interrupted (no record).
-        if self._servers_path.is_dir():
+        if is_private_dir(self._servers_path):
             for workdir in self._servers_path.iterdir():
                 stop_process_tree(workdir, grace=5)
                 shutil.rmtree(workdir, ignore_errors=True)

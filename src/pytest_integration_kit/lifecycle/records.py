@@ -76,7 +76,10 @@ def endpoint_fields(endpoint: Endpoint) -> dict[str, Any]:
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write atomically (rename) and privately (0600): records hold passwords."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()  # left by a crash of a process that had this pid
+    # O_EXCL: a new file, never one (or a link) that is already there.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump(data, handle, indent=1, sort_keys=True)
     os.replace(tmp, path)
@@ -89,16 +92,3 @@ def read_json(path: Path) -> dict[str, Any] | None:
         if isinstance(data, dict):
             return data
     return None
-
-
-def private_dir(path: Path, mode: int = 0o700) -> Path:
-    """Create ``path`` (and parents) for this user only; refuse one someone else owns."""
-    path.mkdir(parents=True, exist_ok=True, mode=mode)
-    info = path.stat()
-    if info.st_uid != os.geteuid():
-        raise PermissionError(
-            f"{path} belongs to uid {info.st_uid}, not to this user; refusing to use it"
-        )
-    if info.st_mode & 0o777 != mode:
-        path.chmod(mode)
-    return path

@@ -1,13 +1,21 @@
 """The run directory: how the processes of one run (xdist workers) share servers.
 
 One directory per run, named by the run's session id, in a private per-user place
-under the temp dir. It holds ``owner.json`` (who owns the run, for the reaper) and, per
-server request, a lock file and a record. The first process that needs a server takes
-the lock, starts it and writes the record; the others wait on the lock and attach.
+under the temp dir (the *runs root*). It holds ``owner.json`` (who owns the run, for
+the reaper) and, per server request, a lock file and a record. The first process that
+needs a server takes the lock, starts it and writes the record; the others wait on the
+lock and attach. It is made when the first server is needed: a run that uses none
+makes nothing.
+
+The runs root has a fixed name in a shared directory, so anyone could plant it first:
+it is used only when it is this user's own private directory (see
+:mod:`~pytest_integration_kit.lifecycle.paths`); otherwise the run uses a new private
+directory beside it (``<name>-XXXXXXXX``, made by mkdtemp), and says so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -17,17 +25,18 @@ from typing import TYPE_CHECKING
 from filelock import FileLock
 
 from pytest_integration_kit.lifecycle.owner import Owner
-from pytest_integration_kit.lifecycle.records import (
-    ServerRecord,
+from pytest_integration_kit.lifecycle.paths import (
+    UnsafeDirectory,
+    is_private_dir,
     private_dir,
-    read_json,
-    write_json,
+    private_temp_dir,
 )
+from pytest_integration_kit.lifecycle.records import ServerRecord, read_json, write_json
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["RunDirectory", "runs_root"]
+__all__ = ["RunDirectory", "choose_runs_root", "discard_fallback_root", "runs_root", "runs_roots"]
 
 OWNER_FILE = "owner.json"
 
@@ -36,6 +45,27 @@ def runs_root() -> Path:
     """Where run directories live: private to this user, under the temp dir."""
     uid = os.geteuid() if hasattr(os, "geteuid") else 0
     return Path(tempfile.gettempdir()) / f"pytest-integration-kit.runs-{uid}"
+
+
+def choose_runs_root() -> tuple[Path, str | None]:
+    """The runs root this run uses, made if missing, and a note when it is a fallback.
+
+    The usual one when it is safe; else (a symlink, another user's or a shared
+    directory there) a new private directory beside it, which the reaper finds too.
+    """
+    usual = runs_root()
+    try:
+        return private_dir(usual), None
+    except UnsafeDirectory as exc:
+        fallback = private_temp_dir(prefix=f"{usual.name}-", parent=usual.parent)
+        return fallback, f"{exc}; this run uses {fallback} instead"
+
+
+def runs_roots() -> list[Path]:
+    """Every runs root of this user that is safe to read: the usual one and fallbacks."""
+    usual = runs_root()
+    candidates = [usual, *sorted(usual.parent.glob(f"{usual.name}-*"))]
+    return [path for path in candidates if is_private_dir(path)]
 
 
 class RunDirectory:
@@ -50,23 +80,24 @@ class RunDirectory:
 
     @classmethod
     def create(cls, session_id: str, owner: Owner, root: Path | None = None) -> RunDirectory:
-        """Make the directory of a new run and record its owner."""
-        base = private_dir(root or runs_root())
+        """Make (or join) the directory of a run in ``root`` and record its owner.
+
+        Any process of the run may be the first to need it; all record the same owner.
+        """
+        base = private_dir(root) if root is not None else choose_runs_root()[0]
         run = cls(private_dir(base / session_id))
-        write_json(run.path / OWNER_FILE, {"session": session_id, **owner.labels()})
+        if not (run.path / OWNER_FILE).exists():
+            write_json(run.path / OWNER_FILE, {"session": session_id, **owner.labels()})
         return run
 
     @classmethod
-    def open(cls, session_id: str, root: Path | None = None) -> RunDirectory:
-        """The directory of a run another process (the xdist controller) created."""
-        return cls(private_dir((root or runs_root()) / session_id))
-
-    @classmethod
     def all(cls, root: Path | None = None) -> Iterator[RunDirectory]:
-        base = root or runs_root()
-        if base.is_dir():
+        """The runs in ``root``, or in every safe runs root of this user."""
+        for base in [root] if root is not None else runs_roots():
+            if not is_private_dir(base):
+                continue
             for path in sorted(base.iterdir()):
-                if path.is_dir():
+                if path.is_dir() and not path.is_symlink():
                     yield cls(path)
 
     def register_process(self, name: str, owner: Owner) -> None:
@@ -111,4 +142,13 @@ class RunDirectory:
         return sorted(found, key=lambda r: r.started_at)
 
     def remove(self) -> None:
+        """Remove the run's directory, and its runs root when that was a fallback."""
         shutil.rmtree(self.path, ignore_errors=True)
+        discard_fallback_root(self.path.parent)
+
+
+def discard_fallback_root(root: Path) -> None:
+    """Remove ``root`` if it is an empty fallback runs root (see :func:`choose_runs_root`)."""
+    if root.name.startswith(f"{runs_root().name}-"):
+        with contextlib.suppress(OSError):
+            root.rmdir()  # only when empty

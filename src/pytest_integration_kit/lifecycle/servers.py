@@ -39,7 +39,11 @@ from pytest_integration_kit.lifecycle.kept import REUSE_LABEL, KeptServers
 from pytest_integration_kit.lifecycle.owner import Owner
 from pytest_integration_kit.lifecycle.reaper import Reaper, ReapReport
 from pytest_integration_kit.lifecycle.records import ServerRecord, digest, endpoint_fields
-from pytest_integration_kit.lifecycle.run import RunDirectory
+from pytest_integration_kit.lifecycle.run import (
+    RunDirectory,
+    choose_runs_root,
+    discard_fallback_root,
+)
 from pytest_integration_kit.services import REGISTRY, spec_for
 
 if TYPE_CHECKING:
@@ -120,12 +124,21 @@ class ServerSet:
         coordinator: bool = True,
         worker_id: str = "main",
         project: str = "",
+        shared: bool | None = None,
+        runs_root: Path | None = None,
     ) -> None:
         self.settings = settings
         self.session_id = session_id
         self.backends = backends
         self.owner = owner or Owner.current()
+        #: The run directory, once made (by the first server needed, in any process).
         self.run = run
+        #: Whether servers are shared through a run directory (xdist, the plugin).
+        self.shared = run is not None if shared is None else shared
+        self._runs_root = run.path.parent if run is not None else runs_root
+        self._run_lock = threading.Lock()
+        #: Things the user should hear about (a refused runs root…), for the summary.
+        self.notes: list[str] = []
         self.kept = kept
         self.coordinator = coordinator
         self.worker_id = worker_id
@@ -157,37 +170,73 @@ class ServerSet:
         """The set of a coordinator (``shared`` None) or of a worker joining its run.
 
         ``shared`` is what the coordinator's :meth:`share` returned.
+        Nothing is made on disk here: the run directory comes with the first server.
         """
         kept = KeptServers(cache_dir) if cache_dir is not None else None
-        if shared is None:
-            owner = Owner.current()
-            run = RunDirectory.create(session_id, owner)
-        else:
-            owner = Owner.from_labels(shared["owner"]) or Owner.current()
+        owner = Owner.current()
+        runs_root = None
+        if shared is not None:
+            owner = Owner.from_labels(shared["owner"]) or owner
             session_id = str(shared["session"])
-            run = RunDirectory.open(session_id, Path(shared["runs_root"]))
-            run.register_process(worker_id, Owner.current())
+            runs_root = Path(shared["runs_root"])
         return cls(
             settings,
             session_id=session_id,
             backends=backends,
             owner=owner,
-            run=run,
             kept=kept,
             coordinator=shared is None,
             worker_id=worker_id,
             project=project,
+            shared=True,
+            runs_root=runs_root,
         )
 
     def share(self) -> dict[str, Any]:
-        """What a worker needs to join this run (JSON-able, for xdist's workerinput)."""
-        if self.run is None:
+        """What a worker needs to join this run (JSON-able, for xdist's workerinput).
+
+        Chooses the runs root (all workers must use the same) but makes no run dir.
+        """
+        if not self.shared:
             raise RuntimeError("this ServerSet has no run directory to share")
         return {
             "session": self.session_id,
             "owner": self.owner.labels(),
-            "runs_root": str(self.run.path.parent),
+            "runs_root": str(self._root()),
         }
+
+    def _root(self) -> Path:
+        with self._run_lock:
+            if self._runs_root is None:
+                self._runs_root, note = choose_runs_root()
+                if note is not None:
+                    self.notes.append(note)
+            return self._runs_root
+
+    def _run_dir(self) -> RunDirectory:
+        """The run directory, made (or joined) now if this is the first need of it."""
+        root = self._root()
+        with self._run_lock:
+            if self.run is None:
+                try:
+                    run = RunDirectory.create(self.session_id, self.owner, root)
+                    if not self.coordinator:
+                        run.register_process(self.worker_id, Owner.current())
+                except OSError as exc:
+                    raise ServerStartError(
+                        f"cannot use the directory of this run in {root}: {exc}"
+                    ) from None
+                self.run = run
+            return self.run
+
+    def _known_run(self) -> RunDirectory | None:
+        """The run directory if any process of the run made it (without making it)."""
+        if self.run is not None:
+            return self.run
+        if self._runs_root is None:
+            return None
+        path = self._runs_root / self.session_id
+        return RunDirectory(path) if path.is_dir() and not path.is_symlink() else None
 
     @property
     def reuse(self) -> bool:
@@ -203,9 +252,9 @@ class ServerSet:
                 str(self.settings[f"{name}_backend"]) in ("auto", "docker")
                 for name in REGISTRY.names()
             )
-            reaper = Reaper(
-                runs_root=self.run.path.parent if self.run else None, docker=docker_used
-            )
+            # Every safe runs root of this user (a library user's own root only).
+            root = None if self.shared and self.run is None else self._runs_root
+            reaper = Reaper(runs_root=root, docker=docker_used)
             self.reaped = reaper.reap_dead()
 
         if not background:
@@ -289,10 +338,11 @@ class ServerSet:
             return future
 
     def _obtain(self, request: ServerRequest) -> RunningServer:
-        if self.run is None:
+        if not self.shared:
             return self._provide(request)[0]
+        run = self._run_dir()
         timeout = (request.startup_timeout or float(self.settings["startup_timeout"])) + LOCK_MARGIN
-        lock = self.run.lock(request.key, timeout)
+        lock = run.lock(request.key, timeout)
         try:
             lock.acquire()
         except Timeout:
@@ -301,7 +351,7 @@ class ServerSet:
                 f"{spec_for(request.service).title} (lock {lock.lock_file})"
             ) from None
         try:
-            return self._obtain_shared(request, self.run)
+            return self._obtain_shared(request, run)
         finally:
             lock.release()
 
@@ -468,8 +518,9 @@ class ServerSet:
 
     def summary(self) -> list[ServerRecord]:
         """Every server of the run (all workers'), for the end-of-session report."""
-        if self.run is not None and self.coordinator:
-            return [r for r in self.run.records() if r.error_kind is None]
+        run = self._known_run()
+        if run is not None and self.coordinator:
+            return [r for r in run.records() if r.error_kind is None]
         return [
             ServerRecord(
                 key=r.request.key,
@@ -501,23 +552,26 @@ class ServerSet:
         self.reaping_done()
         with self._lock:
             started, self._started = self._started, {}
-        if self.run is None:
+        run = self._known_run()
+        if run is None:
             for key, server in reversed(started.items()):
                 if key not in self._kept_keys:
                     server.stop()
+            if self.coordinator and self._runs_root is not None:
+                discard_fallback_root(self._runs_root)
             return
         if not self.coordinator:
             _forget_children(started.values())
             return
-        for record in reversed(self.run.records()):
+        for record in reversed(run.records()):
             if record.endpoint is None or record.kept:
                 continue
             server = started.get(record.key) or attach(record)
             server.stop()
         _forget_children(started.values())
-        docker_used = any(r.backend == "docker" for r in self.run.records())
-        Reaper(runs_root=self.run.path.parent, docker=docker_used).reap_session(self.session_id)
-        self.run.remove()
+        docker_used = any(r.backend == "docker" for r in run.records())
+        Reaper(runs_root=run.path.parent, docker=docker_used).reap_session(self.session_id)
+        run.remove()
 
 
 def _answers(server: RunningServer) -> bool:

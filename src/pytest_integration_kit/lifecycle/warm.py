@@ -19,7 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_integration_kit.lifecycle.records import digest, private_dir, read_json, write_json
+from pytest_integration_kit.lifecycle.paths import private_dir
+from pytest_integration_kit.lifecycle.records import digest, read_json, write_json
 from pytest_integration_kit.services.spec import Credentials
 
 if TYPE_CHECKING:

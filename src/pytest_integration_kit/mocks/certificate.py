@@ -1,98 +1,62 @@
-"""A throwaway self-signed certificate for 127.0.0.1/localhost, so the mock server can speak TLS.
+"""A throwaway certificate authority and a server certificate it issued, so the mock server
+can speak TLS that every client accepts.
 
-Made with ``cryptography`` when it is installed, else with the ``openssl`` command.
+Made with trustme: a CA certificate (what clients trust) and a separate end-entity
+certificate for ``127.0.0.1``, ``::1`` and ``localhost`` with the extensions strict
+verifiers want (rustls refuses a self-signed certificate that is its own CA; OpenSSL's
+``VERIFY_X509_STRICT`` wants key identifiers). Files live in a private temp directory.
 """
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import shutil
 import ssl
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["ThrowawayCertificate"]
 
+#: The names the server certificate is valid for: the mock server's own addresses.
+IDENTITIES = ("127.0.0.1", "::1", "localhost")
+
 
 @dataclass(frozen=True)
 class ThrowawayCertificate:
-    """A certificate and key in a temp directory; the certificate is its own CA."""
+    """A CA (``ca_path``) and the server's certificate chain and key, in a temp directory."""
 
     directory: Path
 
     @property
+    def ca_path(self) -> Path:
+        """The CA certificate: what a client trusts (``verify=``, ``--cacert``)."""
+        return self.directory / "ca.pem"
+
+    @property
     def cert_path(self) -> Path:
-        return self.directory / "cert.pem"
+        """The server's certificate chain (the server certificate, then its CA)."""
+        return self.directory / "server.pem"
 
     @property
     def key_path(self) -> Path:
-        return self.directory / "key.pem"
+        return self.directory / "server.key"
 
     @classmethod
     def create(cls) -> ThrowawayCertificate:
-        made = cls(Path(tempfile.mkdtemp(prefix="pik-cert-")))
+        import trustme  # noqa: PLC0415 - part of the optional "http" extra
+
+        made = cls(Path(tempfile.mkdtemp(prefix="pik-cert-")))  # 0700, ours alone
         try:
-            made._write_with_cryptography()
-        except ImportError:
-            made._write_with_openssl()
+            authority = trustme.CA(organization_name="pytest-integration-kit")
+            issued = authority.issue_cert(*IDENTITIES)
+            authority.cert_pem.write_to_path(str(made.ca_path))
+            issued.private_key_pem.write_to_path(str(made.key_path))
+            for index, blob in enumerate(issued.cert_chain_pems):
+                blob.write_to_path(str(made.cert_path), append=index > 0)
+        except BaseException:
+            made.remove()
+            raise
         return made
-
-    def _write_with_cryptography(self) -> None:
-        from cryptography import x509  # noqa: PLC0415 - optional dependency
-        from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
-        from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
-        from cryptography.x509.oid import NameOID  # noqa: PLC0415
-
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pytest-integration-kit")])
-        now = datetime.datetime.now(datetime.timezone.utc)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [
-                        x509.DNSName("localhost"),
-                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                        x509.IPAddress(ipaddress.ip_address("::1")),
-                    ]
-                ),
-                critical=False,
-            )
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )
-        self.key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        self.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-    def _write_with_openssl(self) -> None:
-        openssl = shutil.which("openssl")
-        if openssl is None:
-            raise RuntimeError("HTTPS needs the cryptography package or the openssl command")
-        subprocess.run(
-            [
-                openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                "-nodes", "-days", "1", "-subj", "/CN=pytest-integration-kit",
-                "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1",
-                "-keyout", str(self.key_path), "-out", str(self.cert_path),
-            ],
-            check=True,
-            capture_output=True,
-        )  # fmt: skip
 
     def server_context(self) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -100,8 +64,8 @@ class ThrowawayCertificate:
         return context
 
     def client_context(self) -> ssl.SSLContext:
-        """A client context trusting only this certificate."""
-        return ssl.create_default_context(cafile=str(self.cert_path))
+        """A client context trusting only this CA."""
+        return ssl.create_default_context(cafile=str(self.ca_path))
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)

@@ -2,20 +2,20 @@
 
 The routes are a plain ``respx.Router`` (same patterns, side effects and ``route.calls``
 as ``http_mock``); the server turns each request on its socket into an ``httpx.Request``,
-resolves it and writes the response back. Faults from
-:mod:`pytest_integration_kit.faults.http` are really done to the connection.
-Keep-alive, ``TCP_NODELAY``; HTTPS with a throwaway certificate on request.
+resolves it and writes the response back. HTTP/1.1 framing (request parsing, chunked
+bodies, ``Expect: 100-continue``, keep-alive and pipelining, response heads) is h11's;
+the faults of :mod:`pytest_integration_kit.faults.http` are really done to the
+connection around it. ``TCP_NODELAY``; HTTPS on request, with a throwaway CA (trustme).
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-import struct
 import traceback
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+import h11
 import httpx
 import respx
 from respx.models import AllMockedAssertionError
@@ -23,6 +23,15 @@ from respx.models import AllMockedAssertionError
 from pytest_integration_kit.faults.http import ON_SOCKET, Plan, SocketFault
 from pytest_integration_kit.faults.loop_thread import LoopThread
 from pytest_integration_kit.mocks.router import describe_request, describe_routes
+from pytest_integration_kit.mocks.wire import (
+    MAX_HEAD,
+    READ_SIZE,
+    next_event,
+    raw_body,
+    refuse,
+    reset,
+    response_head,
+)
 
 if TYPE_CHECKING:
     import ssl
@@ -31,14 +40,6 @@ if TYPE_CHECKING:
     from pytest_integration_kit.mocks.certificate import ThrowawayCertificate
 
 __all__ = ["MockServer"]
-
-MAX_HEAD = 64 * 1024
-#: Hop-by-hop or framing headers the server writes itself.
-OWN_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
-
-
-class BadRequest(Exception):
-    """The bytes on the socket are not an HTTP/1.x request we can serve."""
 
 
 class MockServer:
@@ -92,7 +93,7 @@ class MockServer:
 
     async def _listen(self, context: ssl.SSLContext | None) -> asyncio.Server:
         return await asyncio.start_server(
-            self._serve, self.host, self._requested_port, ssl=context, limit=MAX_HEAD
+            self._serve, self.host, self._requested_port, ssl=context, limit=READ_SIZE
         )
 
     def stop(self) -> None:
@@ -130,11 +131,12 @@ class MockServer:
 
     @property
     def ca_path(self) -> Path | None:
-        """The certificate to trust (``verify=server.ca_path``) when serving HTTPS."""
-        return self.certificate.cert_path if self.certificate else None
+        """The CA certificate to trust (``verify=str(server.ca_path)``, ``curl --cacert``)
+        when serving HTTPS."""
+        return self.certificate.ca_path if self.certificate else None
 
     def client_ssl_context(self) -> ssl.SSLContext:
-        """A client context trusting only this server's certificate (``verify=`` for httpx)."""
+        """A client context trusting only this server's CA (``verify=`` for httpx)."""
         if self.certificate is None:
             raise RuntimeError("this mock server does not serve HTTPS (https=True)")
         return self.certificate.client_context()
@@ -219,21 +221,24 @@ class MockServer:
         if raw is not None:
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._connections.add(writer)
+        connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         try:
-            keep_alive = True
-            while keep_alive:
+            while True:
                 try:
-                    request, keep_alive = await self._read_request(reader, writer)
-                except (asyncio.IncompleteReadError, ConnectionError):
+                    request = await self._read_request(connection, reader, writer)
+                except h11.RemoteProtocolError as exc:
+                    await refuse(connection, writer, exc)
                     break
-                except (BadRequest, asyncio.LimitOverrunError, ValueError) as exc:
-                    body = f"bad request: {exc}\n".encode()
-                    writer.write(_head(400, {"content-type": "text/plain"}, len(body), False))
-                    writer.write(body)
-                    await writer.drain()
+                if request is None:  # the client closed between requests
                     break
                 plan = await self._resolve(request)
-                keep_alive = await self._carry_out(plan, request, reader, writer, keep_alive)
+                if not await self._carry_out(plan, request, connection, reader, writer):
+                    break
+                if connection.our_state is not h11.DONE:
+                    break
+                if connection.their_state is not h11.DONE:
+                    break  # Connection: close, or HTTP/1.0: h11 says MUST_CLOSE
+                connection.start_next_cycle()
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
@@ -242,41 +247,44 @@ class MockServer:
                 writer.close()
 
     async def _read_request(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> tuple[httpx.Request, bool]:
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        try:
-            method, target, version = lines[0].split(" ")
-        except ValueError:
-            raise BadRequest(f"request line {lines[0]!r}") from None
-        if not version.startswith("HTTP/1."):
-            raise BadRequest(f"version {version!r}")
-        headers: list[tuple[str, str]] = []
-        for line in lines[1:]:
-            if not line:
-                continue
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise BadRequest(f"header line {line!r}")
-            headers.append((name.strip(), value.strip()))
-        fields = {name.lower(): value for name, value in headers}
-        connection = fields.get("connection", "").lower()
-        keep_alive = (
-            "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
+        self,
+        connection: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> httpx.Request | None:
+        """The next request on the connection (None if the client closed), body and all."""
+        event = await next_event(connection, reader)
+        if not isinstance(event, h11.Request):
+            return None
+        if connection.they_are_waiting_for_100_continue:
+            writer.write(
+                connection.send(
+                    h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+                )
+            )
+        parts: list[bytes] = []
+        while not isinstance(body_event := await next_event(connection, reader), h11.EndOfMessage):
+            if isinstance(body_event, h11.Data):
+                parts.append(bytes(body_event.data))
+            else:  # ConnectionClosed mid-body: h11 raises before this, but be sure
+                raise h11.RemoteProtocolError("the request body was cut short", 400)
+        body = b"".join(parts)
+        chunked = any(
+            name.lower() == b"transfer-encoding" and b"chunked" in value.lower()
+            for name, value in event.headers.raw_items()
         )
-        if fields.get("expect", "").lower() == "100-continue":
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if "chunked" in fields.get("transfer-encoding", "").lower():
-            body = await _read_chunked(reader)
-            headers = [(n, v) for n, v in headers if n.lower() != "transfer-encoding"]
+        headers = [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in event.headers.raw_items()
+            if not (chunked and name.lower() == b"transfer-encoding")
+        ]
+        if chunked:
             headers.append(("Content-Length", str(len(body))))
-        else:
-            body = await reader.readexactly(int(fields.get("content-length", "0")))
+        target = event.target.decode("latin-1")
         if target.startswith(("http://", "https://")):
             target = "/" + target.split("/", 3)[3] if target.count("/") >= 3 else "/"
-        request = httpx.Request(method, self.url + target, headers=headers, content=body)
-        return request, keep_alive
+        method = event.method.decode("ascii")
+        return httpx.Request(method, self.url + target, headers=headers, content=body)
 
     async def _resolve(self, request: httpx.Request) -> Plan:
         token = ON_SOCKET.set(True)
@@ -310,78 +318,45 @@ class MockServer:
         self,
         plan: Plan,
         request: httpx.Request,
+        connection: h11.Connection,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        keep_alive: bool,
     ) -> bool:
-        """Do the plan to the connection; return whether the connection stays open."""
+        """Do the plan to the connection; return whether it may serve another request."""
         if plan.delay:
             await asyncio.sleep(plan.delay)
         if plan.action == "timeout":
-            while await reader.read(65536):  # hold the connection until the client leaves
+            while await reader.read(READ_SIZE):  # hold the connection until the client leaves
                 pass
             return False
         if plan.action == "reset":
-            _reset(writer)
+            reset(writer)
             return False
-        body = await _raw_body(plan.response)
-        with_body = request.method != "HEAD"
-        head = _head(plan.response.status_code, plan.response.headers, len(body), keep_alive)
-        if plan.action == "truncate":
-            writer.write(head + body[: plan.truncate_at])
-            await writer.drain()
-            writer.close()
-            return False
-        if plan.action == "dribble" and with_body:
-            writer.write(head)
-            for start in range(0, len(body), plan.chunk_size):
-                if start:
-                    await asyncio.sleep(plan.interval)
-                writer.write(body[start : start + plan.chunk_size])
+        body = await raw_body(plan.response)
+        with_body = request.method != "HEAD" and bool(body)
+        try:
+            head = connection.send(response_head(plan.response, len(body)))
+            if plan.action == "truncate":
+                sent = body[: plan.truncate_at] if with_body else b""
+                writer.write(head + (connection.send(h11.Data(data=sent)) if sent else b""))
                 await writer.drain()
-            return keep_alive
-        writer.write(head + body if with_body else head)
+                writer.close()  # the rest of the promised body never comes
+                return False
+            if plan.action == "dribble" and with_body:
+                writer.write(head)
+                for start in range(0, len(body), plan.chunk_size):
+                    if start:
+                        await asyncio.sleep(plan.interval)
+                    piece = body[start : start + plan.chunk_size]
+                    writer.write(connection.send(h11.Data(data=piece)))
+                    await writer.drain()
+                writer.write(connection.send(h11.EndOfMessage()))
+                return True
+            data = connection.send(h11.Data(data=body)) if with_body else b""
+            writer.write(head + data + connection.send(h11.EndOfMessage()))
+        except h11.LocalProtocolError as exc:  # a route's response HTTP/1.1 cannot carry
+            self.errors.append(f"{describe_request(request)}: cannot send the response: {exc}")
+            reset(writer)
+            return False
         await writer.drain()
-        return keep_alive
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    parts: list[bytes] = []
-    while True:
-        size_line = await reader.readuntil(b"\r\n")
-        size = int(size_line.split(b";", 1)[0].strip(), 16)
-        if size == 0:
-            while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
-                pass
-            return b"".join(parts)
-        parts.append(await reader.readexactly(size))
-        await reader.readexactly(2)
-
-
-async def _raw_body(response: httpx.Response) -> bytes:
-    """The body as it goes on the wire (not content-decoded)."""
-    stream = response.stream
-    if isinstance(stream, httpx.SyncByteStream):
-        return b"".join(stream)
-    return b"".join([chunk async for chunk in stream])
-
-
-def _head(status: int, headers: Any, length: int, keep_alive: bool) -> bytes:
-    try:
-        reason = HTTPStatus(status).phrase
-    except ValueError:
-        reason = ""
-    lines = [f"HTTP/1.1 {status} {reason}"]
-    items = headers.multi_items() if isinstance(headers, httpx.Headers) else headers.items()
-    lines += [f"{name}: {value}" for name, value in items if name.lower() not in OWN_HEADERS]
-    lines.append(f"Content-Length: {length}")
-    lines.append("Connection: keep-alive" if keep_alive else "Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-def _reset(writer: asyncio.StreamWriter) -> None:
-    """Close with SO_LINGER 0, so the peer gets a TCP RST: "connection reset by peer"."""
-    raw = writer.get_extra_info("socket")
-    if raw is not None:
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.transport.abort()
+        return True

@@ -1,0 +1,253 @@
+"""Every code block in README.md and docs/*.md runs as a test, collected by Sybil.
+
+How a page's blocks become a user's project (the conventions authors follow):
+
+- A fenced block whose first line is ``# <path>`` (``# conftest.py``, ``# pytest.ini``,
+  ``# myapp/models.py``) is that file; a python block may hold several files, each
+  starting with such a line. ``<!-- doc-file: <path>`` … ``-->`` is a file the reader
+  need not see (the app a page's tests import). Files accumulate through the page.
+- An ``ini`` block with ``[pytest]`` is the page's ``pytest.ini``; a ``toml`` block with
+  ``[tool.pytest`` is its ``pyproject.toml``.
+- A python block with tests (unnamed ones become ``test_<page>_<line>.py``) runs with
+  the page's files so far, in a fresh directory, through ``pytest`` in a subprocess on
+  the local backend in strict mode: everything must pass, nothing may be skipped.
+  A python block without tests must run on its own (``exec``), imports included.
+- Each line of a ``sh`` block is a command, checked for what it is: ``pytest …`` runs
+  with ``--help`` in the page's project (its options parse and its settings validate),
+  ``python -m pytest_integration_kit …`` runs, ``pip install …`` names extras that
+  exist, ``./dev X`` and ``nox -s X`` name commands and sessions that exist. An unknown
+  command fails: teach this file about it rather than leave it unchecked.
+- ``yaml`` blocks (CI recipes) must parse. ``text`` blocks are output, not run.
+- ``<!-- doc-wrap:`` + lines of code + ``-->`` before a snippet that is not a test
+  makes the snippet the body of the wrapper's last line (``def test_x(postgres_server):``),
+  so a "from a script" example runs against a real server; the wrapper may set up
+  names the snippet uses.
+- ``<!-- skip: next -->`` (Sybil's) skips the next block; say why in the prose.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import tomllib
+from sybil import Region, Sybil
+from sybil.parsers.markdown.lexers import DirectiveInHTMLCommentLexer, FencedCodeBlockLexer
+from sybil.parsers.markdown.skip import SkipParser
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    import pytest
+    from sybil import Document, Example
+
+ROOT = Path(__file__).resolve().parent
+FILE_LINE = re.compile(r"^# ([\w./-]+\.(?:py|ini|toml|cfg|sql|txt|json|ya?ml))[ \t]*$", re.M)
+TEST_DEF = re.compile(r"^(?:async )?def test_", re.M)
+RUN_ENV = {"INTEGRATION_BACKEND": "local", "INTEGRATION_MISSING": "fail"}
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+EXTRAS = set(PYPROJECT["project"]["optional-dependencies"])
+DEV_COMMANDS = set(re.findall(r"^    (\w+)\)$", (ROOT / "dev").read_text(), re.M))
+
+
+def _files_of(source: str, default: str | None) -> dict[str, str]:
+    """Split a block into the files it names; an unnamed block is ``default``."""
+    parts = FILE_LINE.split(source)
+    files: dict[str, str] = {}
+    if parts[0].strip() and default is not None:
+        files[default] = parts[0]
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        files[name] = files.get(name, "") + body.lstrip("\n")
+    return files
+
+
+def _project(example: Example) -> dict[str, str]:
+    files: dict[str, str] = example.namespace.setdefault("files", {})
+    return files
+
+
+def _write(directory: Path, files: dict[str, str]) -> None:
+    for name, body in files.items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(body)
+
+
+def _run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    import os  # noqa: PLC0415 - only the subprocesses need the environment
+
+    env = {**os.environ, **RUN_ENV, "PYTHONPATH": str(cwd)}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    return subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def _evaluate_python(example: Example) -> None:
+    source = str(example.parsed)
+    line = example.line
+    stem = Path(example.path).stem.lower().replace("-", "_")
+    blocks = _files_of(source, None if not TEST_DEF.search(source) else f"test_{stem}_{line}.py")
+    tests = {n: b for n, b in blocks.items() if Path(n).name.startswith("test_")}
+    project = _project(example)
+    for name, body in blocks.items():
+        if name not in tests:  # a page adds to its modules as a reader would
+            project[name] = project.get(name, "") + body if name.endswith(".py") else body
+    wrapper = example.namespace.pop("wrap", None)
+    if not blocks and wrapper is not None:  # a snippet that runs inside a test
+        last = wrapper.rstrip().splitlines()[-1]
+        opens = 4 if last.rstrip().endswith(":") else 0
+        indent = " " * (len(last) - len(last.lstrip()) + opens)
+        body = "\n".join(indent + text if text else text for text in source.splitlines())
+        blocks = tests = {f"test_{stem}_{line}.py": f"{wrapper.rstrip()}\n{body}\n"}
+    elif not blocks:  # a snippet: it runs on its own
+        exec(compile(source, f"{example.path}:{line}", "exec"), {"__name__": "snippet"})  # noqa: S102
+        return
+    if not tests:
+        return
+    tmp: pytest.Pytester = example.namespace["pytester"]
+    _write(tmp.path, {**project, **tests})
+    result = _run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:randomly",
+            "-p",
+            "no:cacheprovider",
+            "-rA",
+            *tests,
+        ],
+        tmp.path,
+    )
+    summary = re.findall(r"(\d+) (passed|failed|errors?|skipped|xfailed)", result.stdout)
+    counts = {word: int(number) for number, word in summary}
+    wanted = sum(len(TEST_DEF.findall(body)) for body in tests.values())
+    ok = (
+        result.returncode == 0
+        and counts.get("passed", 0) >= wanted
+        and not {"failed", "error", "errors", "skipped"} & counts.keys()
+    )
+    assert ok, f"the example at {example.path}:{line} failed:\n{result.stdout}\n{result.stderr}"
+
+
+def _evaluate_config(example: Example) -> None:
+    source = str(example.parsed)
+    language = example.region.lexemes["language"]
+    named = _files_of(source, None)
+    if named:
+        _project(example).update(named)
+    elif language == "ini" and "[pytest]" in source:
+        _project(example)["pytest.ini"] = source
+    elif language == "toml" and "[tool.pytest" in source:
+        _project(example)["pyproject.toml"] = source
+    if language == "toml":
+        tomllib.loads(FILE_LINE.sub("", source))
+
+
+def _evaluate_yaml(example: Example) -> None:
+    import yaml  # noqa: PLC0415 - only pages with CI recipes need it
+
+    list(yaml.safe_load_all(str(example.parsed)))
+
+
+def _check_command(words: list[str], example: Example) -> None:
+    where = f"{example.path}:{example.line}: {shlex.join(words)}"
+    program, args = words[0], words[1:]
+    if program in {"pytest", "py.test"} or words[:3] == ["python", "-m", "pytest"]:
+        args = words[3:] if program == "python" else args
+        tmp: pytest.Pytester = example.namespace["pytester"]
+        _write(tmp.path, _project(example))
+        result = _run([sys.executable, "-m", "pytest", *args, "--help"], tmp.path, timeout=120)
+        assert result.returncode == 0, f"{where}\n{result.stdout[-2000:]}\n{result.stderr}"
+    elif words[:3] == ["python", "-m", "pytest_integration_kit"]:
+        rest = words[3:]
+        if any(w.isupper() for w in rest):  # a placeholder such as NAME
+            rest = [w for w in rest if not w.isupper()] + ["--help"]
+        result = _run([sys.executable, "-m", "pytest_integration_kit", *rest], ROOT, timeout=120)
+        assert result.returncode == 0, f"{where}\n{result.stdout}\n{result.stderr}"
+    elif program == "pip" and args[:1] == ["install"]:
+        for requirement in args[1:]:
+            extras = re.fullmatch(r"pytest-integration-kit(?:\[([\w,-]+)\])?", requirement)
+            if extras is None:
+                continue  # another project's package
+            unknown = set((extras.group(1) or "").split(",")) - EXTRAS - {""}
+            assert not unknown, f"{where}: no such extra {sorted(unknown)}"
+    elif program == "./dev":
+        assert args[:1], f"{where}: ./dev needs a command"
+        assert args[0] in DEV_COMMANDS, f"{where}: ./dev has {sorted(DEV_COMMANDS)}"
+    elif program == "nox":
+        listed = _run([sys.executable, "-m", "nox", "-l"], ROOT, timeout=120).stdout
+        sessions = set(re.findall(r"^[*-] ([\w-]+)", listed, re.M))
+        named = [args[i + 1] for i, a in enumerate(args[:-1]) if a in {"-s", "--session"}]
+        assert named, f"{where}: name the session with -s"
+        assert set(named) <= sessions, f"{where}: nox has {sorted(sessions)}"
+    else:
+        raise AssertionError(f"{where}: unknown command; teach conftest.py how to check it")
+
+
+def _evaluate_shell(example: Example) -> None:
+    for raw in str(example.parsed).splitlines():
+        line = raw.split("  #", 1)[0].strip().removeprefix("$ ")
+        if not line or line.startswith("#"):
+            continue
+        words = shlex.split(line)
+        while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):
+            words = words[1:]  # VAR=value before a command
+        if words:
+            _check_command(words, example)
+
+
+EVALUATORS = {
+    "python": _evaluate_python,
+    "ini": _evaluate_config,
+    "toml": _evaluate_config,
+    "sh": _evaluate_shell,
+    "bash": _evaluate_shell,
+    "yaml": _evaluate_yaml,
+}
+
+
+class BlockParser:
+    """Fenced blocks by language, and hidden ``doc-file`` comments, in page order."""
+
+    def __call__(self, document: Document) -> Iterable[Region]:
+        for region in FencedCodeBlockLexer(language=r"[\w-]+")(document):
+            evaluator = EVALUATORS.get(region.lexemes["language"])
+            if evaluator is not None:
+                region.parsed = region.lexemes["source"]
+                region.evaluator = evaluator
+                yield region
+        for region in DirectiveInHTMLCommentLexer(directive="doc-file", arguments=r"\S+")(document):
+            region.parsed = region.lexemes["arguments"]
+            region.evaluator = _hidden_file
+            yield region
+        for region in DirectiveInHTMLCommentLexer(directive="doc-wrap")(document):
+            region.parsed = region.lexemes["source"]
+            region.evaluator = _wrap_next
+            yield region
+
+
+def _hidden_file(example: Example) -> None:
+    _project(example)[str(example.parsed)] = str(example.region.lexemes["source"])
+
+
+def _wrap_next(example: Example) -> None:
+    example.namespace["wrap"] = str(example.parsed)
+
+
+def _setup(namespace: dict[str, Any]) -> None:
+    namespace["files"] = {}
+
+
+pytest_collect_file = Sybil(
+    parsers=[SkipParser(), BlockParser()],
+    patterns=["README.md", "docs/*.md"],
+    fixtures=["pytester"],
+    setup=_setup,
+).pytest()

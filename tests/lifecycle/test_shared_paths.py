@@ -1,0 +1,156 @@
+"""Paths in shared directories: nothing planted by another user is followed, chmod-ed,
+written into or trusted, and a run never crashes because of it."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from user_project import make_project
+
+from pytest_integration_kit.lifecycle.paths import UnsafeDirectory, private_dir
+
+NO_SERVER = "def test_plain():\n    assert 1 + 1 == 2\n"
+WITH_SERVERS = """
+import redis, psycopg
+
+def test_plain():
+    assert 1 + 1 == 2
+
+def test_redis(redis_server):
+    client = redis.Redis(host=redis_server.host, port=redis_server.port,
+                         password=redis_server.password)
+    assert client.ping()
+    client.close()
+
+def test_postgres(postgres_server):
+    with psycopg.connect(host=postgres_server.host, port=postgres_server.port,
+                         user=postgres_server.user, password=postgres_server.password,
+                         dbname=postgres_server.database) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+"""
+
+
+def _uid() -> int:
+    return os.geteuid()
+
+
+@pytest.fixture
+def shared_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A TMPDIR of the inner runs' own, shared like /tmp (1777): what a planter sees."""
+    path = Path(tempfile.mkdtemp(prefix="pik-shared-"))
+    path.chmod(0o1777)
+    monkeypatch.setenv("TMPDIR", str(path))
+    monkeypatch.setenv("INTEGRATION_BACKEND", "local")
+    yield path
+    subprocess.run(["rm", "-rf", str(path)], check=False)
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A directory of ours with known mode and contents, the target of planted links."""
+    path = Path(tempfile.mkdtemp(prefix="pik-scratch-"))
+    path.chmod(0o755)
+    (path / "keep.txt").write_text("untouched\n")
+    yield path
+    subprocess.run(["rm", "-rf", str(path)], check=False)
+
+
+def _snapshot(path: Path) -> tuple[int, int, list[str]]:
+    info = path.stat()
+    return stat.S_IMODE(info.st_mode), info.st_uid, sorted(os.listdir(path))
+
+
+def test_a_symlink_planted_as_the_runs_dir_is_never_followed(
+    pytester: pytest.Pytester, shared_tmp: Path, scratch: Path
+) -> None:
+    planted = shared_tmp / f"pytest-integration-kit.runs-{_uid()}"
+    planted.symlink_to(scratch)
+    before = _snapshot(scratch)
+    project = make_project(pytester.path / "app", WITH_SERVERS)
+
+    result = project.run("-v")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout
+    assert _snapshot(scratch) == before  # not chmod-ed, nothing written into it
+    assert planted.is_symlink()
+    # The run said where it went instead, and cleaned that up.
+    assert f"{planted} is not a directory of its own" in result.stdout, result.stdout
+    assert not list(shared_tmp.glob(f"{planted.name}-*"))
+
+
+def test_a_symlink_planted_as_the_runs_dir_with_xdist(
+    pytester: pytest.Pytester, shared_tmp: Path, scratch: Path
+) -> None:
+    planted = shared_tmp / f"pytest-integration-kit.runs-{_uid()}"
+    planted.symlink_to(scratch)
+    before = _snapshot(scratch)
+    project = make_project(pytester.path / "app", WITH_SERVERS)
+
+    result = project.run("-n", "2")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout
+    assert _snapshot(scratch) == before
+
+
+@pytest.fixture
+def nobody() -> pwd.struct_passwd:
+    if os.geteuid() != 0:
+        pytest.skip("planting a directory as another user needs root")
+    return pwd.getpwnam("nobody")
+
+
+def _plant_foreign_dir(path: Path, user: pwd.struct_passwd) -> None:
+    """What `mkdir -m 777 <path>` run as ``user`` leaves."""
+    path.mkdir()
+    os.chown(path, user.pw_uid, user.pw_gid)
+    path.chmod(0o777)
+
+
+def test_a_runs_dir_another_user_made_breaks_no_run(
+    pytester: pytest.Pytester, shared_tmp: Path, nobody: pwd.struct_passwd
+) -> None:
+    planted = shared_tmp / f"pytest-integration-kit.runs-{_uid()}"
+    _plant_foreign_dir(planted, nobody)
+
+    # A suite that uses no server does not need the runs dir at all: not even a note.
+    plain = make_project(pytester.path / "plain", NO_SERVER)
+    result = plain.run()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "INTERNALERROR" not in result.stdout + result.stderr
+    assert "refusing" not in result.stdout
+
+    # One that uses servers runs them from a private directory of its own, and says so.
+    servers = make_project(pytester.path / "servers", WITH_SERVERS)
+    result = servers.run()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout
+    assert f"{planted} belongs to uid {nobody.pw_uid}" in result.stdout, result.stdout
+    assert os.listdir(planted) == []  # nothing of ours was written into it
+    assert stat.S_IMODE(planted.stat().st_mode) == 0o777
+    assert planted.stat().st_uid == nobody.pw_uid
+
+
+def test_runs_dirs_writable_by_others_are_refused(tmp_path: Path) -> None:
+    """Library level: an existing directory is checked, never chmod-ed."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(UnsafeDirectory, match="writable by other users"):
+        private_dir(shared)
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o777
+    link = tmp_path / "link"
+    link.symlink_to(shared)
+    with pytest.raises(UnsafeDirectory, match="not a directory of its own"):
+        private_dir(link)
+    made = private_dir(tmp_path / "a" / "b")
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    assert private_dir(made) == made  # our own private one: used as it is
