@@ -168,24 +168,28 @@ def test_registered_service_gets_settings_marker_reports_and_sharing(
     assert "@pytest.mark.requires_redis:" in markers
 
 
-@ON_HOST
 def test_registered_service_is_kept_and_reused(
-    backend_env: str, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, cache_dir: Path
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, cache_dir: Path
 ) -> None:
-    # One test for both ways: `kept remove` at a test's end removes every kept container
-    # on the host, so two reuse tests side by side would remove each other's.
-    for how in ("conftest", "entry_point"):
-        with monkeypatch.context() as patch:
-            project = _echo_project(pytester.path / how, ECHO_TESTS, how, patch)
-            first = project.run("--integration-reuse=yes", "-n", "2")
-            assert first.returncode == 0, first.stdout + first.stderr
-            (line,) = _summary_lines(first.stdout, "echo")
-            assert "kept" in line
-            second = project.run("--integration-reuse=yes")
-            assert second.returncode == 0, second.stdout + second.stderr
-            (line,) = _summary_lines(second.stdout, "echo")
-            assert "reused (kept)" in line, (how, line)
-            assert len({r["port"] for r in project.reports()}) == 1
+    # One test for every backend and both ways: `kept remove` at a test's end removes
+    # every kept container on the host, so reuse tests side by side remove each other's.
+    monkeypatch.setenv("INTEGRATION_MISSING", "fail")
+    chosen = os.environ.get("PIK_TEST_BACKENDS", "docker,local").split(",")
+    for backend in [b for b in ("docker", "local") if b in chosen]:
+        for how in ("conftest", "entry_point"):
+            with monkeypatch.context() as patch:
+                patch.setenv("INTEGRATION_BACKEND", backend)
+                project = _echo_project(pytester.path / f"{backend}-{how}", ECHO_TESTS, how, patch)
+                first = project.run("--integration-reuse", "-n", "2")
+                assert first.returncode == 0, first.stdout + first.stderr
+                (line,) = _summary_lines(first.stdout, "echo")
+                assert "kept" in line
+                assert backend in line
+                second = project.run("--integration-reuse")
+                assert second.returncode == 0, second.stdout + second.stderr
+                (line,) = _summary_lines(second.stdout, "echo")
+                assert "reused (kept)" in line, (backend, how, line)
+                assert len({r["port"] for r in project.reports()}) == 1
 
 
 @ON_HOST
