@@ -189,9 +189,18 @@ def _cache_dir_default(_: Mapping[str, Any], env: Mapping[str, str]) -> tuple[Pa
     return default_cache_dir(env), "default"
 
 
+#: Docker's reference grammar, loosely: [registry[:port]/]name[/name…][:tag][@digest].
+_IMAGE = re.compile(
+    r"(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
+)
+
+
 def _image(raw: str) -> str:
     value = raw.strip()
-    if not value or any(ch.isspace() or not ch.isprintable() for ch in value):
+    if len(value) > 512 or not _IMAGE.fullmatch(value):
         raise ValueError
     return value
 
@@ -477,6 +486,92 @@ def settings_table(specs: Iterable[ServiceSpec] | None = None) -> tuple[Setting,
             bad_example="10.0.0.0/33",
         )
     )
+    # -- apps: the user's application wired in (integration_env and friends) ------------
+    from pytest_integration_kit.apps.config import (  # noqa: PLC0415 - the apps settings' parsers, kept with them
+        module_attrs,
+        parse_env,
+    )
+
+    table += [
+        Setting(
+            "env",
+            "Environment variables set before conftest.py and test modules are imported, "
+            "naming this worker's isolated databases: NAME=template entries separated by "
+            "newlines or spaces (a list in TOML).",
+            parse_env,
+            allowed="NAME={service.field} or NAME={service.url:driver} entries; fields url, "
+            "host, port, user, password, database",
+            metavar="NAME=TEMPLATE",
+            kind="list",
+            example="DATABASE_URL={postgres.url:asyncpg}",
+            bad_example="DATABASE_URL={postgres.uri}",
+        ),
+        Setting(
+            "sessionmaker",
+            "The application's own sessionmaker(s), bound into each test's transaction so "
+            "what the code under test commits is rolled back: module:attr, comma-separated.",
+            module_attrs,
+            allowed="comma-separated module:attr, e.g. myapp.db:SessionLocal",
+            metavar="MODULE:ATTR",
+            kind="list",
+            example="myapp.db:SessionLocal",
+            bad_example="myapp.db.SessionLocal",
+        ),
+    ]
+
+    # -- apps: clients into the user's application (app_client, live_server, …) ---------
+    def openapi_source(raw: str) -> bool | str:
+        """A boolean, or the path of a JSON or YAML OpenAPI document."""
+        word = raw.strip().lower()
+        if word in TRUE_WORDS or word in FALSE_WORDS:
+            return word in TRUE_WORDS
+        path = str(_path(raw))
+        if not path.endswith((".json", ".yaml", ".yml")):
+            raise ValueError
+        return path
+
+    table += [
+        Setting(
+            "app",
+            "Your ASGI or WSGI application, for app_client, app_async_client and live_server.",
+            _module_attr,
+            allowed="module:attr, e.g. app.main:app",
+            metavar="MODULE:ATTR",
+            example="app.main:app",
+            bad_example="app.main",
+        ),
+        Setting(
+            "app_session",
+            "A FastAPI session dependency (e.g. get_session) that app clients answer with "
+            "the test's own postgres_session / mysql_session.",
+            _module_attr,
+            allowed="module:attr, e.g. app.db:get_session",
+            metavar="MODULE:ATTR",
+            example="app.db:get_session",
+            bad_example="get_session",
+        ),
+        Setting(
+            "login",
+            "A callable given an app client and a user, returning headers or cookies: what "
+            "app_client.as_user(user) carries (made once per user and run).",
+            _module_attr,
+            allowed="module:attr, e.g. tests.auth:login",
+            metavar="MODULE:ATTR",
+            example="tests.auth:login",
+            bad_example="tests/auth.py",
+        ),
+        Setting(
+            "openapi",
+            "Check every app client response against the OpenAPI document: true (the "
+            "application's own, FastAPI or Litestar) or the path of a JSON/YAML document.",
+            openapi_source,
+            allowed=f"{BOOL_ALLOWED}, or a path ending in .json, .yaml or .yml",
+            default=False,
+            metavar="BOOL|PATH",
+            example="openapi.json",
+            bad_example="openapi.txt",
+        ),
+    ]
     return tuple(table)
 
 
@@ -500,7 +595,8 @@ def service_settings(spec: ServiceSpec) -> list[Setting]:
             f"{service}_image",
             f"Docker image for {spec.title}.",
             _image,
-            allowed="a Docker image reference without spaces, e.g. " + spec.default_image,
+            allowed="a Docker image reference ([registry/]name[:tag][@digest]), e.g. "
+            + spec.default_image,
             default=spec.default_image,
             metavar="IMAGE",
             example=f"registry.example.com/{service}:1",

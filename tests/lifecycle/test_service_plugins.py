@@ -136,7 +136,7 @@ def test_registered_service_gets_settings_marker_reports_and_sharing(
         monkeypatch,
         ini="integration_echo_image = pytest-integration-kit/base:bookworm\n",
     )
-    result = project.run("-n", "2", f"--integration-echo-backend={backend_env}")
+    result = project.run("-v", "-n", "2", f"--integration-echo-backend={backend_env}")
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     # Settings from each source, shown in the service's own header line.

@@ -14,11 +14,19 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pytest_integration_kit.backends.base import Backend, RunningServer, ServerOptions, mask
+from pytest_integration_kit.backends.base import (
+    Backend,
+    RunningServer,
+    ServerOptions,
+    ServerStopError,
+    mask,
+)
 from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
 from pytest_integration_kit.services.readiness import wait_until_ready
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pytest_integration_kit.services.endpoint import Endpoint
 
 __all__ = [
@@ -28,6 +36,7 @@ __all__ = [
     "DockerServer",
     "engine_address",
     "preload_docker_modules",
+    "remove_container",
 ]
 
 LABEL_PREFIX = "pytest-integration-kit"
@@ -72,6 +81,29 @@ def engine_address(base_url: str, docker_host: str | None = None) -> tuple[str, 
     return override or host, "0.0.0.0"  # noqa: S104 - a remote engine's loopback is unreachable
 
 
+def _pull(client: Any, image: str, progress: Callable[[str], None] | None) -> None:
+    """Pull ``image``, telling ``progress`` how far it got (every half second at most)."""
+    from docker.utils import parse_repository_tag  # noqa: PLC0415
+
+    repository, tag = parse_repository_tag(image)
+    if progress is not None:
+        progress(f"pulling {image} (not present on the Docker engine)…")
+    layers: dict[str, tuple[int, int]] = {}
+    shown = time.monotonic()
+    for event in client.api.pull(repository, tag=tag or "latest", stream=True, decode=True):
+        if "error" in event:
+            raise ServerStartError(str(event["error"]))
+        detail = event.get("progressDetail") or {}
+        if event.get("id") and detail.get("total"):
+            layers[str(event["id"])] = (int(detail.get("current", 0)), int(detail["total"]))
+        if progress is not None and layers and time.monotonic() - shown > 0.5:
+            done = sum(current for current, _ in layers.values()) / 1e6
+            total = sum(size for _, size in layers.values()) / 1e6
+            progress(f"pulling {image}: {done:.0f}/{total:.0f} MB")
+            shown = time.monotonic()
+    client.images.get(image)  # raises ImageNotFound if the pull brought nothing
+
+
 class DockerServer(RunningServer):
     def __init__(self, container: Any, endpoint: Endpoint, seconds_to_ready: float) -> None:
         self.container = container
@@ -86,9 +118,8 @@ class DockerServer(RunningServer):
     def stop(self) -> None:
         if self._stopped:
             return
+        remove_container(self.container.get_wrapped_container(), self.container_id)
         self._stopped = True
-        with contextlib.suppress(Exception):  # already gone is fine
-            self.container.get_wrapped_container().remove(force=True, v=True)
 
     def log_tail(self, lines: int = 40) -> str:
         return _container_log_tail(self.container, lines, self.endpoint.password)
@@ -143,7 +174,7 @@ class DockerBackend(Backend):
             client.images.get(options.image)
         except docker.errors.ImageNotFound:
             try:
-                client.images.pull(options.image)
+                _pull(client, options.image, options.progress)
             except Exception as exc:
                 return (
                     f"the image {options.image} is not present and could not be pulled "
@@ -225,6 +256,29 @@ class DockerBackend(Backend):
             ) from None
         endpoint = dataclasses.replace(endpoint, version=version)
         return DockerServer(container, endpoint, time.monotonic() - started)
+
+
+def remove_container(container: Any, container_id: str) -> None:
+    """Remove ``container`` and its volumes; one already gone is fine.
+
+    Raises :class:`ServerStopError` when the engine cannot be asked (it went away).
+    """
+    import docker.errors  # noqa: PLC0415 - the docker extra is optional
+
+    try:
+        container.remove(force=True, v=True)
+    except docker.errors.NotFound:
+        return
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409 and "in progress" in str(exc):  # removed by someone else
+            return
+        raise ServerStopError(
+            f"container {container_id[:12]} could not be removed: {_one_line(exc)}"
+        ) from None
+    except Exception as exc:
+        raise ServerStopError(
+            f"container {container_id[:12]} could not be removed: {_one_line(exc)}"
+        ) from None
 
 
 def _image_present(client: Any, image: str) -> bool:

@@ -45,6 +45,7 @@ class MySQLSpec(ServiceSpec):
     default_database = "integration"
     os_user = "mysql"
     extra = "mysql"
+    driver_packages = ("pymysql", "MySQLdb", "aiomysql", "asyncmy")
 
     def container_env(self, credentials: Credentials) -> dict[str, str]:
         return {
@@ -105,10 +106,9 @@ class MySQLSpec(ServiceSpec):
         runner: LocalRunner,
     ) -> LocalLaunch:
         data = workdir / "data"
-        sockets = workdir / "sockets"
-        for directory in (data, sockets):
-            directory.mkdir()
-            runner.own(directory)
+        sockets = runner.sockets
+        data.mkdir()
+        runner.own(data)
         runner.initialise(
             [
                 str(binaries["install_db"]),

@@ -43,7 +43,9 @@ class PostgresSpec(ServiceSpec):
     default_database = "postgres"
     os_user = "postgres"
     stop_signal = signal.SIGINT  # "fast" shutdown: no waiting for clients to leave
+    password_in_data_dir = True  # initdb --pwfile
     extra = "postgres"
+    driver_packages = ("psycopg", "psycopg2", "asyncpg")
 
     def container_env(self, credentials: Credentials) -> dict[str, str]:
         return {
@@ -111,9 +113,7 @@ class PostgresSpec(ServiceSpec):
         runner: LocalRunner,
     ) -> LocalLaunch:
         data = workdir / "data"
-        sockets = workdir / "sockets"
-        sockets.mkdir()
-        runner.own(sockets)
+        sockets = runner.sockets
         pwfile = workdir / "pwfile"
         runner.write_secret(pwfile, credentials.password + "\n")
         runner.initialise(

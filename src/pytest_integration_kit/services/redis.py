@@ -32,6 +32,7 @@ class RedisSpec(ServiceSpec):
     default_database = "0"
     os_user = "redis"
     extra = "redis"
+    driver_packages = ("redis",)
 
     def container_env(self, credentials: Credentials) -> dict[str, str]:
         return {}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import unquote, urlsplit
 
-from pytest_integration_kit.errors import BackendUnavailable
+from pytest_integration_kit.errors import BackendUnavailable, MissingExtra
 from pytest_integration_kit.services.endpoint import Endpoint
 
 if TYPE_CHECKING:
@@ -79,8 +79,14 @@ class ServiceSpec(ABC):
     #: The unprivileged OS user the local backend prefers when run as root.
     os_user: ClassVar[str] = "nobody"
     stop_signal: ClassVar[int] = signal.SIGTERM
+    #: The local init command bakes the password into the data directory, so servers
+    #: copied from one warm entry share it. False: each server sets its own at start.
+    password_in_data_dir: ClassVar[bool] = False
     #: The extra that installs the driver the probe needs.
     extra: ClassVar[str] = ""
+    #: Top-level packages whose exceptions mean a failure involved this server (the
+    #: failing test's report then carries the tail of the server's log).
+    driver_packages: ClassVar[tuple[str, ...]] = ()
 
     @property
     def markers(self) -> tuple[str, ...]:
@@ -176,9 +182,9 @@ class ServiceSpec(ABC):
     def probe(self, endpoint: Endpoint, timeout: float) -> str:
         """One protocol round trip (``SELECT 1``, ``PING``); returns the server version."""
 
-    def missing_driver(self, module: str) -> BackendUnavailable:
+    def missing_driver(self, module: str) -> MissingExtra:
         hint = f"pytest-integration-kit[{self.extra}]" if self.extra else module
-        return BackendUnavailable(
+        return MissingExtra(
             f"{self.title} needs the Python driver {module!r}, which is not installed: "
             f"pip install '{hint}'"
         )
@@ -202,10 +208,40 @@ def find_executable(
         if found:
             return Path(found), searched
     searched.append("PATH")
-    for directory in extra_dirs:
+    for directory in [*extra_dirs, *homebrew_dirs(names)]:
         for name in names:
             candidate = directory / name
             if candidate.is_file() and os.access(candidate, os.X_OK):
                 return candidate, searched
         searched.append(str(directory))
     return None, searched
+
+
+#: Where Homebrew lives: Apple silicon, Intel macs, Linux; ``HOMEBREW_PREFIX`` comes first.
+HOMEBREW_PREFIXES = ("/opt/homebrew", "/usr/local", "/home/linuxbrew/.linuxbrew")
+
+
+def homebrew_dirs(names: Iterable[str]) -> list[Path]:
+    """Homebrew ``opt/<formula>/bin`` directories holding one of ``names`` (keg-only
+    formulae such as ``postgresql@17`` are never on PATH), newest version first, then
+    each prefix's ``bin``. Prefixes without an ``opt`` directory are not Homebrew's."""
+    wanted = list(names)
+    prefixes = [os.environ.get("HOMEBREW_PREFIX", ""), *HOMEBREW_PREFIXES]
+    found: list[Path] = []
+    for prefix in dict.fromkeys(p for p in prefixes if p):
+        opt = Path(prefix) / "opt"
+        if not opt.is_dir():
+            continue
+        kegs = {path.parent for name in wanted for path in opt.glob(f"*/bin/{name}")}
+        found += sorted(kegs, key=lambda d: _formula_version(d.parent.name), reverse=True)
+        found.append(Path(prefix) / "bin")
+    return found
+
+
+def _formula_version(formula: str) -> tuple[int, ...]:
+    """``postgresql@9.6`` → (9, 6); unversioned formulae sort after every version."""
+    _, _, version = formula.partition("@")
+    try:
+        return tuple(int(part) for part in version.split(".")) if version else (-1,)
+    except ValueError:
+        return (-1,)
