@@ -281,5 +281,5 @@ def test_the_writing_a_service_example_runs(backend_env: str, pytester: pytest.P
     )
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
-        [f"integration echo: backend={backend_env} (cli)*", f"echo *{backend_env} *Echo 1.0*"]
+        [f"integration: echo {backend_env} (from cli)*", f"echo *{backend_env} *Echo 1.0*"]
     )
