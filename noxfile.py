@@ -79,3 +79,29 @@ def chaos(session: nox.Session) -> None:
     """
     session.install("-e", ".[all]", *TEST_DEPS)
     session.run("python", "-m", "chaos", *session.posargs)
+
+
+@nox.session(python="3.11")
+@nox.parametrize("pytest_version", ["7.4.4", "9.1.1"])
+def pytest_versions(session: nox.Session, pytest_version: str) -> None:
+    """The settings layer and a first run on pytest's floor (7.4) and on 9.1.
+
+    9.0 and 9.1 type-check ``[tool.pytest]`` values one type per key; 9.2 (the tests
+    session) takes unions. Only what needs no server runs here, without the plugins
+    that need a newer pytest; the ini's ``filterwarnings = error`` is dropped because
+    pytest 7.4 with a current pluggy warns about its own usage errors.
+    """
+    session.install("-e", ".[all]", "alembic", "sybil>=9", f"pytest=={pytest_version}")
+    session.run(
+        "pytest",
+        "-o",
+        "addopts=-p pytester -p no:cacheprovider",
+        "-o",
+        "filterwarnings=ignore::pytest.PytestConfigWarning",
+        "tests/services/test_settings.py",
+        "tests/services/test_settings_fuzz.py",
+        "tests/services/test_reference_docs.py",
+        "-k",
+        "not url_run and not warned_once",
+        *session.posargs,
+    )

@@ -486,6 +486,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             )
         for line in lines:
             terminalreporter.line(line)
+        # Each line above ended itself: no blank line before pytest's closing one.
+        terminalreporter.currentfspath = None
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -98,11 +98,9 @@ INI = """
 integration_schema = app.models:Base.metadata
 integration_seed = seed.sql
 integration_env =
-    DATABASE_URL={{postgres.url}}
-integration_sessionmaker = app.db:SessionLocal
+    DATABASE_URL={{postgres.url{driver}}}
 integration_app = app.main:app
 integration_login = tests.auth:login
-integration_openapi = true
 asyncio_mode = auto
 asyncio_default_fixture_loop_scope = function
 filterwarnings =
@@ -111,8 +109,23 @@ filterwarnings =
 """
 
 
-def write_project(pytester: pytest.Pytester, main: str, *, extra: str = "") -> None:
-    """The ``app`` package with ``main`` as app/main.py, tests/auth.py, seed and ini."""
+#: The ini lines a FastAPI application on sync SQLAlchemy needs beyond the common ones.
+SYNC_LINES = """
+integration_sessionmaker = app.db:SessionLocal
+integration_openapi = true
+"""
+
+
+def write_project(
+    pytester: pytest.Pytester,
+    main: str,
+    *,
+    extra: str = SYNC_LINES,
+    driver: str = "",
+    files: dict[str, str] | None = None,
+) -> None:
+    """The ``app`` package with ``main`` as app/main.py, tests/auth.py, seed and ini;
+    ``files`` adds or replaces files (``app/db.py``, ``conftest.py``)."""
     package = pytester.mkpydir("app")
     (package / "models.py").write_text(textwrap.dedent(MODELS))
     (package / "db.py").write_text(textwrap.dedent(DB))
@@ -121,7 +134,10 @@ def write_project(pytester: pytest.Pytester, main: str, *, extra: str = "") -> N
     tests = pytester.mkpydir("tests")
     (tests / "auth.py").write_text(textwrap.dedent(AUTH))
     pytester.path.joinpath("seed.sql").write_text(SEED)
-    pytester.makefile(".ini", pytest=textwrap.dedent(INI).format(extra=extra))
+    ini = textwrap.dedent(INI).format(extra=textwrap.dedent(extra).strip(), driver=driver)
+    pytester.makefile(".ini", pytest=ini)
+    for name, body in (files or {}).items():
+        pytester.path.joinpath(name).write_text(textwrap.dedent(body))
 
 
 def lines_of(pytester: pytest.Pytester, name: str) -> list[str]:

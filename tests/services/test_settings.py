@@ -112,7 +112,11 @@ def test_bad_value_is_a_usage_error_naming_setting_value_and_allowed(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     err = result.stderr.str()
     assert setting.ini in err
-    assert repr(setting.bad_example) in err
+    shown = [repr(setting.bad_example)]
+    if source == "ini" and setting.kind in ("int", "float"):
+        # pytest 9.0 and 9.1 convert a typed ini value before the kit sees it: -1 -> -1.0
+        shown.append(str({"int": int, "float": float}[setting.kind](setting.bad_example)))
+    assert any(value in err for value in shown), err
     assert setting.allowed in err
     where = {"cli": setting.cli, "env": setting.env, "ini": setting.ini}[source]
     assert f"set by {where}" in err

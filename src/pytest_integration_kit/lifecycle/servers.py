@@ -44,6 +44,7 @@ from pytest_integration_kit.lifecycle.run import (
     RunDirectory,
     choose_runs_root,
     discard_fallback_root,
+    runs_root,
 )
 from pytest_integration_kit.services import REGISTRY, spec_for
 from pytest_integration_kit.settings import mask_url_password
@@ -222,7 +223,11 @@ class ServerSet:
     def _root(self) -> Path:
         with self._run_lock:
             if self._runs_root is None:
-                self._runs_root, note = choose_runs_root()
+                try:
+                    self._runs_root, note = choose_runs_root()
+                except OSError:
+                    # A temp dir we cannot write to: the first server request says so.
+                    self._runs_root, note = runs_root(), None
                 if note is not None:
                     self.notes.append(note)
             return self._runs_root
