@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING
 
 from pytest_integration_kit.errors import IntegrationKitError
 from pytest_integration_kit.isolation import tracking
-from pytest_integration_kit.isolation.admin import CleanReport, DatabaseAdmin, admin_for
+from pytest_integration_kit.isolation.admin import (
+    LOCK_TIMEOUT_SECONDS,
+    CleanReport,
+    DatabaseAdmin,
+    admin_for,
+    lock_timeout_setting,
+)
 from pytest_integration_kit.isolation.loops import LoopEngines
 from pytest_integration_kit.isolation.schema import SchemaSource
 
@@ -148,6 +154,8 @@ class IsolatedDatabases:
         self.template_built: bool | None = None
         self._worker: str | None = None
         self._engines: dict[str, Engine] = {}
+        #: Engines running the clean routine, where it needs another isolation level.
+        self._cleaners: dict[str, Engine] = {}
         self._async_engines: dict[tuple[str, str], AsyncEngine] = {}
         #: Pooled AsyncEngines for tests sharing a wider-than-function event loop.
         self.loop_engines = LoopEngines()
@@ -260,10 +268,12 @@ class IsolatedDatabases:
     def drop(self, name: str) -> None:
         with self._lock:
             engine = self._engines.pop(name, None)
+            cleaner = self._cleaners.pop(name, None)
             async_engines = [e for (n, _), e in self._async_engines.items() if n == name]
             self._async_engines = {k: e for k, e in self._async_engines.items() if k[0] != name}
-        if engine is not None:
-            engine.dispose()
+        for sync_engine in (engine, cleaner):
+            if sync_engine is not None:
+                sync_engine.dispose()
         for async_engine in async_engines:
             async_engine.sync_engine.dispose()  # pool-less: nothing waits on a loop
         with self.admin_engine.connect() as conn:
@@ -352,10 +362,49 @@ class IsolatedDatabases:
         The report names the tables other connections than the kit's wrote to, and
         those whose columns changed (their seed rows are not restored: :meth:`rebuild`).
         """
-        with self.engine(database).connect() as conn:
+        name = database or self.worker_database()
+        try:
+            return self._clean(name)
+        except Exception as exc:
+            setting = lock_timeout_setting(exc)
+            if setting is None:
+                raise
+        # A transaction left open holds rows the clean must delete: end it, clean again
+        # (a second failure propagates), and say what happened. Raised outside the
+        # except block: the report shows no chained traceback.
+        with self.admin_engine.connect() as admin:
+            held = self.admin.open_transactions(admin, name)
+            self.admin.end_transactions(admin, name)
+        self._clean(name)
+        raise IsolationError(
+            f"cleaning {name!r} after the test waited {LOCK_TIMEOUT_SECONDS} s for a lock "
+            f"({setting}): a connection was still inside a transaction on it, left open "
+            "by this test or an earlier one"
+            + (f" ({'; '.join(held)})" if held else "")
+            + ". The kit ended it and cleaned, so later tests are not affected. Commit or "
+            "roll back what the code under test opens and give connections back to their "
+            "pool (integration_leak_check = true names such leftovers after every test)."
+        )
+
+    def _clean(self, name: str) -> CleanReport:
+        with self._cleaner(name).connect() as conn:
             row = conn.exec_driver_sql(self.admin.clean_statement).first()
             conn.commit()
         return self.admin.clean_report(row)
+
+    def _cleaner(self, database: str | None) -> Engine:
+        isolation = self.admin.clean_isolation
+        if isolation is None:
+            return self.engine(database)
+        name = database or self.worker_database()
+        with self._lock:
+            engine = self._cleaners.get(name)
+            if engine is None:
+                engine = self.admin.kit_engine(
+                    self.endpoint, name, isolation_level=isolation, pool_size=1
+                )
+                self._cleaners[name] = engine
+            return engine
 
     def rebuild(self, name: str) -> None:
         """Make ``name`` anew from the template (after a test changed its schema)."""
@@ -399,7 +448,8 @@ class IsolatedDatabases:
         if self._pool is not None:
             self._pool.close()
         with self._lock:
-            engines, self._engines = list(self._engines.values()), {}
+            engines = [*self._engines.values(), *self._cleaners.values()]
+            self._engines, self._cleaners = {}, {}
             async_engines, self._async_engines = list(self._async_engines.values()), {}
             made, self._made = list(self._made), []
         for engine in engines:
