@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+from pathlib import Path
 
 import nox
 
@@ -107,3 +108,61 @@ def pytest_versions(session: nox.Session, pytest_version: str) -> None:
         "not url_run and not warned_once",
         *session.posargs,
     )
+
+
+#: What the lowest session runs with the floors: test tools, no web frameworks (their own
+#: floors are far above ours).
+LOWEST_TEST_DEPS = [
+    "pytest-xdist",
+    "pytest-asyncio",
+    "pytest-randomly",
+    "factory_boy",
+    "alembic",
+    "requests",
+    "pytest-socket",
+    "sybil>=9",
+    "pyyaml",
+    "psycopg2-binary",
+    "asyncmy",
+]
+#: A meaningful subset: servers on every backend, isolation sync and async, Redis, mocks
+#: (httpx, respx), the docker backend (testcontainers), integration_env and the URLs.
+LOWEST_TESTS = [
+    "tests/services/test_servers.py",
+    "tests/isolation/test_sessions.py",
+    "tests/isolation/test_async.py",
+    "tests/isolation/test_redis.py",
+    "tests/mocks/test_mock_fixtures.py",
+    "tests/mocks/test_mock_server.py",
+    "tests/apps/test_environment.py",
+    "tests/apps/test_databases.py",
+    "tests/apps/test_redis_password.py",
+]
+
+
+@nox.session(python="3.11")
+def lowest(session: nox.Session) -> None:
+    """The suite's core on the lowest versions pyproject.toml allows (what users may have).
+
+    uv resolves the package's own requirements to their floors (``lowest-direct``); the
+    test tools then install around them, held by those pins (pytest excepted: it runs
+    the suite, and its floor is the pytest_versions session's).
+    """
+    session.install("uv")
+    python = str(Path(session.virtualenv.location) / "bin" / "python")
+    session.run(
+        "uv", "pip", "install", "--python", python, "--resolution", "lowest-direct", "-e", ".[all]"
+    )
+    frozen = session.run("uv", "pip", "freeze", "--python", python, silent=True)
+    pins = [
+        line
+        for line in str(frozen).splitlines()
+        if "==" in line and not line.startswith(("pytest==", "pytest-integration-kit"))
+    ]
+    constraints = Path(session.create_tmp()) / "floors.txt"
+    constraints.write_text("\n".join(pins) + "\n")
+    session.run(
+        "uv", "pip", "install", "--python", python, "-c", str(constraints), *LOWEST_TEST_DEPS
+    )
+    session.run("uv", "pip", "freeze", "--python", python)
+    session.run("pytest", *(session.posargs or LOWEST_TESTS))

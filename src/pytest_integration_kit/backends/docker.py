@@ -113,7 +113,7 @@ class DockerServer(RunningServer):
 
     @property
     def container_id(self) -> str:
-        return str(self.container.get_container_id())
+        return str(self.container.get_wrapped_container().id)  # every testcontainers 4.x
 
     def stop(self) -> None:
         if self._stopped:
@@ -205,22 +205,29 @@ class DockerBackend(Backend):
         credentials = spec.credentials(options.password)
         port_key = f"{spec.container_port}/tcp"
         started = time.monotonic()
-        container = DockerContainer(
-            options.image,
-            command=spec.container_command(credentials),  # type: ignore[arg-type]
-            env=spec.container_env(credentials),
-        )
+        # Through the methods every testcontainers 4.x has: before 4.9 constructor keywords
+        # land in the run kwargs, which with_kwargs below replaces.
+        container = DockerContainer(options.image)
+        command = spec.container_command(credentials)
+        if command is not None:
+            container.with_command(command)  # a list goes to docker-py as it is
+        for key, value in spec.container_env(credentials).items():
+            container.with_env(key, value)
         # A (host_ip,) binding publishes on that address with a random host port;
         # testcontainers types the value as a port, docker-py takes the tuple.
         container.ports[port_key] = (bind_ip,)  # type: ignore[assignment]
-        container.tmpfs.update(spec.container_tmpfs())
-        container.with_kwargs(
-            labels={
+        run_kwargs: dict[str, Any] = {
+            "labels": {
                 SESSION_LABEL: options.session_id,
                 f"{LABEL_PREFIX}.service": spec.name,
                 **options.labels,
             }
-        )
+        }
+        if hasattr(container, "tmpfs"):  # testcontainers >= 4.9 passes it to docker itself
+            container.tmpfs.update(spec.container_tmpfs())
+        elif spec.container_tmpfs():
+            run_kwargs["tmpfs"] = spec.container_tmpfs()
+        container.with_kwargs(**run_kwargs)
         try:
             container.start()
             wrapped = container.get_wrapped_container()
