@@ -29,15 +29,20 @@ from pytest_integration_kit.fixtures.services import (
     server_fixture_factory,
 )
 from pytest_integration_kit.services.endpoint import Endpoint
+from pytest_integration_kit.services.registry import register_service
+from pytest_integration_kit.services.spec import Credentials, LocalLaunch, ServiceSpec
 
 __all__ = [
     "BackendUnavailable",
     "ConfigError",
+    "Credentials",
     "Endpoint",
     "IntegrationKitError",
     "IntegrationKitWarning",
+    "LocalLaunch",
     "ServerNotReady",
     "ServerStartError",
+    "ServiceSpec",
     "fault_proxy_factory",
     "http_mock_factory",
     "mock_server_factory",
@@ -52,5 +57,6 @@ __all__ = [
     "redis_async_client_factory",
     "redis_client_factory",
     "redis_server_factory",
+    "register_service",
     "server_fixture_factory",
 ]

@@ -50,30 +50,32 @@ from pytest_integration_kit.fixtures.mocks import http_mock_factory, mock_server
 from pytest_integration_kit.fixtures.services import (
     SERVER_SET,
     UNAVAILABLE_ATTR,
-    mysql_server_factory,
-    postgres_server_factory,
-    redis_server_factory,
+    server_fixtures,
 )
 from pytest_integration_kit.isolation.schema import SchemaSource
 from pytest_integration_kit.reporting.header import header_line, settings_table
 from pytest_integration_kit.reporting.logtails import LOG_TAIL_LINES, wants_log_tail
 from pytest_integration_kit.reporting.progress import Progress
 from pytest_integration_kit.reporting.summary import RunReport, stopped_line
-from pytest_integration_kit.services import spec_for
+from pytest_integration_kit.services import REGISTRY, spec_for
 from pytest_integration_kit.settings import (
-    SETTINGS,
     Setting,
     Settings,
     conflicts,
     resolve_settings,
+    service_settings,
 )
+from pytest_integration_kit.settings import settings_table as all_settings
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Generator, Iterable
 
     from pytest_integration_kit.lifecycle.servers import ServerRequest, ServerSet
+    from pytest_integration_kit.services.spec import ServiceSpec
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
+#: The registry as it was before this run's conftests registered services.
+REGISTRY_STATE_KEY = pytest.StashKey[dict[str, Any]]()
 #: What the end summary says, gathered during the run.
 REPORT_KEY = pytest.StashKey[RunReport]()
 PROGRESS_KEY = pytest.StashKey[Progress]()
@@ -83,8 +85,6 @@ PYTEST_VERSION = tuple(pytest.version_tuple[:2])
 RUN_KEY = "integration_kit_run"
 
 MARKERS = {
-    "requires_db": "the test uses a PostgreSQL or MySQL server (applied automatically)",
-    "requires_redis": "the test uses a Redis server (applied automatically)",
     "requires_network": "the test may open connections beyond the loopback interface",
     "slow": "the test takes seconds, not milliseconds",
     "http_mock": "http_mock(assert_all_called=True, assert_all_mocked=True, base_url=None, "
@@ -111,8 +111,12 @@ def _ini_type(setting: Setting) -> Any:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    _add_settings(parser, all_settings())
+
+
+def _add_settings(parser: pytest.Parser, settings: Iterable[Setting]) -> None:
     group = parser.getgroup("integration", "pytest-integration-kit")
-    for setting in SETTINGS:
+    for setting in settings:
         where = f"Env {setting.env}, ini {setting.ini}."
         if setting.kind == "bool":
             group.addoption(
@@ -146,13 +150,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _settings_from(config: pytest.Config, namespace: Any = None) -> Settings:
+    table = all_settings()
     if namespace is not None:  # before the command line is fully parsed
-        cli = {s.name: getattr(namespace, s.dest, None) for s in SETTINGS}
+        cli = {s.name: getattr(namespace, s.dest, None) for s in table}
     else:
-        cli = {s.name: config.getoption(s.dest) for s in SETTINGS}
+        cli = {s.name: config.getoption(s.dest) for s in table}
     ini: dict[str, object] = {}
     errors: list[str] = []
-    for setting in SETTINGS:
+    for setting in table:
         try:
             value = config.getini(setting.ini)
         except Exception as exc:  # pytest's own type check of a TOML value
@@ -164,7 +169,7 @@ def _settings_from(config: pytest.Config, namespace: Any = None) -> Settings:
         # list is no entries, as if unset.
         ini[setting.name] = None if value == [] else value
     try:
-        settings = resolve_settings(cli=cli, ini=ini)
+        settings = resolve_settings(cli=cli, ini=ini, table=table)
     except ConfigError as exc:
         errors.append(str(exc))
     if errors:
@@ -172,8 +177,20 @@ def _settings_from(config: pytest.Config, namespace: Any = None) -> Settings:
     return settings
 
 
-def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
-    """integration_env: start what it names and set its variables before conftest import."""
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser) -> None:
+    """Before the conftests load: a service they register gets its options and ini keys
+    at once (pytest parses the command line after), and is forgotten after the run.
+
+    integration_env: start what it names and set its variables before conftest import
+    (so it can name the services of installed packages, not those of conftests).
+    """
+    early_config.stash[REGISTRY_STATE_KEY] = REGISTRY.snapshot()
+    REGISTRY.open()
+
+    def add(spec: ServiceSpec) -> None:
+        _add_settings(parser, service_settings(spec))
+
+    REGISTRY.subscribe(add)
     namespace = early_config.known_args_namespace
     if getattr(namespace, "help", False) or getattr(namespace, "version", False):
         return
@@ -184,15 +201,39 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     prepare_environment(early_config, settings)
 
 
+def service_markers() -> dict[str, str]:
+    """``requires_<name>`` per registered service, and the markers they share."""
+    markers: dict[str, str] = {}
+    shared: dict[str, list[str]] = {}
+    for spec in REGISTRY:
+        markers[f"requires_{spec.name}"] = (
+            f"the test uses a {spec.title} server (applied automatically)"
+        )
+        for marker in spec.markers[1:]:
+            shared.setdefault(marker, []).append(spec.title)
+    for marker, titles in shared.items():
+        markers[marker] = f"the test uses a {' or '.join(titles)} server (applied automatically)"
+    return markers
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    for name, description in MARKERS.items():
+    specs = REGISTRY.specs()
+    if REGISTRY.problems:
+        raise pytest.UsageError(
+            "pytest-integration-kit: a service could not be registered\n"
+            + "\n".join(REGISTRY.problems)
+        )
+    # Settings are resolved now: a service registered later could get none.
+    REGISTRY.close("pytest_configure (the settings are resolved by then)")
+    for name, description in {**service_markers(), **MARKERS}.items():
         config.addinivalue_line("markers", f"{name}: {description}")
     try:
         settings = _settings_from(config)
     except ConfigError as exc:
         raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
     config.stash[SETTINGS_KEY] = settings
+    config.pluginmanager.register(server_fixtures(specs), "integration_kit_servers")
     if getattr(config, "workerinput", None) is None:  # once per run, not per xdist worker
         _check_before_start(config, settings)
     # Made before conftest import when integration_env names servers; else here. An
@@ -241,6 +282,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """Stop the servers if the session did not get to (a usage error, an interrupt)."""
     _stop_servers(config)
     restore_environment(config)
+    state = config.stash.get(REGISTRY_STATE_KEY, None)
+    if state is not None:
+        REGISTRY.restore(state)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -442,6 +486,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             )
         for line in lines:
             terminalreporter.line(line)
+        # Each line above ended itself: no blank line before pytest's closing one.
+        terminalreporter.currentfspath = None
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -457,9 +503,7 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
     return (yield)
 
 
-postgres_server = postgres_server_factory()
-mysql_server = mysql_server_factory()
-redis_server = redis_server_factory()
+# Each registered service's <name>_server fixture is registered in pytest_configure.
 http_mock = http_mock_factory()
 mock_server = mock_server_factory()
 fault_proxy = fault_proxy_factory()

@@ -28,40 +28,20 @@ from pytest_integration_kit.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
 
+    from pytest_integration_kit.services.spec import ServiceSpec
+
 __all__ = [
-    "SERVICES",
-    "SETTINGS",
     "ResolvedSetting",
     "Setting",
     "Settings",
     "conflicts",
     "mask_url_password",
     "resolve_settings",
+    "service_settings",
+    "settings_table",
 ]
 
-#: The services whose servers the plugin provides out of the box.
-SERVICES: Final = ("postgres", "mysql", "redis")
-
 BACKENDS: Final = ("auto", "docker", "local", "url")
-
-DEFAULT_IMAGES: Final = {
-    "postgres": "postgres:17.6",
-    "mysql": "mysql:8.4",
-    "redis": "redis:8.2",
-}
-
-URL_SCHEMES: Final = {
-    "postgres": ("postgresql", "postgres"),
-    "mysql": ("mysql", "mariadb"),
-    "redis": ("redis", "rediss"),
-}
-
-
-URL_EXAMPLES: Final = {
-    "postgres": "postgresql://app:secret@127.0.0.1:5432/app",
-    "mysql": "mysql://root:secret@127.0.0.1:3306/app",
-    "redis": "redis://:secret@127.0.0.1:6379/0",
-}
 
 
 class _Unset:
@@ -225,9 +205,7 @@ def _image(raw: str) -> str:
     return value
 
 
-def _url_for(service: str) -> Callable[[str], str]:
-    schemes = URL_SCHEMES[service]
-
+def _url_for(schemes: tuple[str, ...]) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip()
         if any(not ch.isprintable() for ch in value):
@@ -316,7 +294,13 @@ def _inherit_backend(resolved: Mapping[str, Any], _: Mapping[str, str]) -> tuple
     return resolved["backend"], "from integration_backend"
 
 
-def _build_table() -> tuple[Setting, ...]:
+def settings_table(specs: Iterable[ServiceSpec] | None = None) -> tuple[Setting, ...]:
+    """Every setting: the general ones, then each registered service's (``specs``, by
+    default every service registered now), then the isolation ones."""
+    if specs is None:
+        from pytest_integration_kit.services.registry import REGISTRY  # noqa: PLC0415
+
+        specs = REGISTRY.specs()
     backend_allowed = ", ".join(BACKENDS)
     table: list[Setting] = [
         Setting(
@@ -399,50 +383,8 @@ def _build_table() -> tuple[Setting, ...]:
             bad_example="strict",
         ),
     ]
-    for service in SERVICES:
-        table += [
-            Setting(
-                f"{service}_backend",
-                f"Backend for {service}; inherits integration_backend.",
-                _choice(*BACKENDS),
-                allowed=f"one of {backend_allowed}",
-                default_from=_inherit_backend,
-                metavar="{" + ",".join(BACKENDS) + "}",
-                example="docker",
-                bad_example="k8s",
-            ),
-            Setting(
-                f"{service}_image",
-                f"Docker image for {service}.",
-                _image,
-                allowed="a Docker image reference ([registry/]name[:tag][@digest]), e.g. "
-                + DEFAULT_IMAGES[service],
-                default=DEFAULT_IMAGES[service],
-                metavar="IMAGE",
-                example=f"registry.example.com/{service}:1",
-                bad_example="two words",
-            ),
-            Setting(
-                f"{service}_url",
-                f"URL of an existing {service} server, for the url backend.",
-                _url_for(service),
-                allowed="a URL with a host and scheme "
-                + " or ".join(f"{s}[+driver]://" for s in URL_SCHEMES[service]),
-                metavar="URL",
-                secret=True,
-                example=URL_EXAMPLES[service],
-                bad_example="http://example.com/x",
-            ),
-            Setting(
-                f"{service}_bin_dir",
-                f"Directory holding the {service} server binaries, for the local backend.",
-                _directory,
-                allowed="an existing directory",
-                metavar="DIR",
-                example="/usr/bin",
-                bad_example="/nonexistent/bin",
-            ),
-        ]
+    for spec in specs:
+        table += service_settings(spec)
     table.append(
         Setting(
             "schema",
@@ -633,7 +575,55 @@ def _build_table() -> tuple[Setting, ...]:
     return tuple(table)
 
 
-SETTINGS: Final[tuple[Setting, ...]] = _build_table()
+def service_settings(spec: ServiceSpec) -> list[Setting]:
+    """The settings every service gets, made from its spec, then the spec's own."""
+    service = spec.name
+    backend_allowed = ", ".join(BACKENDS)
+    schemes = spec.accepted_url_schemes
+    return [
+        Setting(
+            f"{service}_backend",
+            f"Backend for {spec.title}; inherits integration_backend.",
+            _choice(*BACKENDS),
+            allowed=f"one of {backend_allowed}",
+            default_from=_inherit_backend,
+            metavar="{" + ",".join(BACKENDS) + "}",
+            example="docker",
+            bad_example="k8s",
+        ),
+        Setting(
+            f"{service}_image",
+            f"Docker image for {spec.title}.",
+            _image,
+            allowed="a Docker image reference ([registry/]name[:tag][@digest]), e.g. "
+            + spec.default_image,
+            default=spec.default_image,
+            metavar="IMAGE",
+            example=f"registry.example.com/{service}:1",
+            bad_example="two words",
+        ),
+        Setting(
+            f"{service}_url",
+            f"URL of an existing {spec.title} server, for the url backend.",
+            _url_for(schemes),
+            allowed="a URL with a host and scheme "
+            + " or ".join(f"{s}[+driver]://" for s in schemes),
+            metavar="URL",
+            secret=True,
+            example=spec.example_url(),
+            bad_example="http://example.com/x" if "http" not in schemes else "ftp://example.com/x",
+        ),
+        Setting(
+            f"{service}_bin_dir",
+            f"Directory holding the {spec.title} server binaries, for the local backend.",
+            _directory,
+            allowed="an existing directory",
+            metavar="DIR",
+            example="/usr/bin",
+            bad_example="/nonexistent/bin",
+        ),
+        *spec.extra_settings(),
+    ]
 
 
 @dataclass(frozen=True)
@@ -701,7 +691,7 @@ def resolve_settings(
     cli: Mapping[str, object],
     ini: Mapping[str, object],
     env: Mapping[str, str] | None = None,
-    table: Iterable[Setting] = SETTINGS,
+    table: Iterable[Setting] | None = None,
 ) -> Settings:
     """Resolve every setting with precedence CLI > env > ini > default.
 
@@ -713,7 +703,7 @@ def resolve_settings(
     environ = os.environ if env is None else env
     resolved: dict[str, ResolvedSetting] = {}
     errors: list[str] = []
-    for setting in table:
+    for setting in settings_table() if table is None else table:
         raw: object = UNSET
         source = ""
         where = ""
@@ -761,8 +751,10 @@ def conflicts(settings: Settings) -> list[str]:
     Today: a service's URL when its backend is not ``url`` (``auto`` never picks the
     url backend), which would otherwise be ignored without a word.
     """
+    from pytest_integration_kit.services.registry import REGISTRY  # noqa: PLC0415
+
     found: list[str] = []
-    for service in SERVICES:
+    for service in REGISTRY.names():
         url = settings.resolved.get(f"{service}_url")
         backend = settings.resolved.get(f"{service}_backend")
         if url is None or url.value is None or backend is None or backend.value == "url":

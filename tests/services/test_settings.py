@@ -10,13 +10,16 @@ import alembic.config
 import alembic.script
 import pytest
 
+from pytest_integration_kit.services import REGISTRY
 from pytest_integration_kit.settings import (
     MAX_CLONE_POOL_SIZE,
-    SERVICES,
-    SETTINGS,
     Setting,
     mask_url_password,
+    settings_table,
 )
+
+SETTINGS = settings_table(REGISTRY.builtin())
+SERVICES = tuple(REGISTRY.names())
 
 PRELOADED = (alembic.config, alembic.script)
 SOURCES = ("cli", "env", "ini")

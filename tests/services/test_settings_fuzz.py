@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 
 from pytest_integration_kit.errors import ConfigError
-from pytest_integration_kit.settings import SETTINGS, Setting, resolve_settings
+from pytest_integration_kit.services import REGISTRY
+from pytest_integration_kit.settings import Setting, resolve_settings, settings_table
 
 HOSTILE = {
     "empty": "",
@@ -53,6 +54,7 @@ def test_db(postgres_server):
     pass
 """
 
+SETTINGS = settings_table(REGISTRY.builtin())
 FLAGS = [s for s in SETTINGS if s.kind == "bool"]
 VALUED = [s for s in SETTINGS if s.kind != "bool"]
 

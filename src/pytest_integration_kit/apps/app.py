@@ -63,15 +63,32 @@ def app_kind(app: Any, spec: str = "integration_app") -> Kind:
     )
 
 
+def _failure(kind: str, message: str) -> str:
+    """A failed lifespan step in a line (a traceback's last line first), then the rest."""
+    step = "startup" if "startup" in kind else "shutdown"
+    lines = [line for line in str(message).strip().splitlines() if line.strip()]
+    if not lines:
+        return f"the application's lifespan {step} failed"
+    head = f"the application's lifespan {step} failed: {lines[-1].strip()}"
+    return head if len(lines) == 1 else head + "\n" + "\n".join(lines)
+
+
 class AppHost:
     """An application, its event loop thread (ASGI) and its lifespan, run once.
 
     Use as a context manager, or :meth:`start` and :meth:`close`.
     """
 
-    def __init__(self, app: Any, *, kind: Kind | None = None, lifespan: bool = True) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        kind: Kind | None = None,
+        lifespan: bool = True,
+        spec: str = "integration_app",
+    ) -> None:
         self.app = app
-        self.kind: Kind = kind or app_kind(app)
+        self.kind: Kind = kind or app_kind(app, spec)
         self.lifespan = lifespan
         #: What the lifespan put in its ``state``; copied into every request's scope.
         self.state: dict[str, Any] = {}
@@ -169,7 +186,7 @@ class AppHost:
             if done is None or done.done():
                 return
             if kind.endswith(".failed"):
-                done.set_exception(AppStartupError(message.get("message") or kind))
+                done.set_exception(AppStartupError(_failure(kind, message.get("message", ""))))
             else:
                 done.set_result(None)
 

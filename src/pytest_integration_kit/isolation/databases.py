@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING
 
 from pytest_integration_kit.errors import IntegrationKitError
 from pytest_integration_kit.isolation import tracking
-from pytest_integration_kit.isolation.admin import CleanReport, DatabaseAdmin, admin_for
+from pytest_integration_kit.isolation.admin import (
+    LOCK_TIMEOUT_SECONDS,
+    CleanReport,
+    DatabaseAdmin,
+    admin_for,
+    lock_timeout_setting,
+)
 from pytest_integration_kit.isolation.loops import LoopEngines
 from pytest_integration_kit.isolation.schema import SchemaSource
 
@@ -352,7 +358,32 @@ class IsolatedDatabases:
         The report names the tables other connections than the kit's wrote to, and
         those whose columns changed (their seed rows are not restored: :meth:`rebuild`).
         """
-        with self.engine(database).connect() as conn:
+        name = database or self.worker_database()
+        try:
+            return self._clean(name)
+        except Exception as exc:
+            setting = lock_timeout_setting(exc)
+            if setting is None:
+                raise
+        # A transaction left open holds rows the clean must delete: end it, clean again
+        # (a second failure propagates), and say what happened. Raised outside the
+        # except block: the report shows no chained traceback.
+        with self.admin_engine.connect() as admin:
+            held = self.admin.open_transactions(admin, name)
+            self.admin.end_transactions(admin, name)
+        self._clean(name)
+        raise IsolationError(
+            f"cleaning {name!r} after the test waited {LOCK_TIMEOUT_SECONDS} s for a lock "
+            f"({setting}): a connection was still inside a transaction on it, left open "
+            "by this test or an earlier one"
+            + (f" ({'; '.join(held)})" if held else "")
+            + ". The kit ended it and cleaned, so later tests are not affected. Commit or "
+            "roll back what the code under test opens and give connections back to their "
+            "pool (integration_leak_check = true names such leftovers after every test)."
+        )
+
+    def _clean(self, name: str) -> CleanReport:
+        with self.engine(name).connect() as conn:
             row = conn.exec_driver_sql(self.admin.clean_statement).first()
             conn.commit()
         return self.admin.clean_report(row)

@@ -22,7 +22,7 @@ from pytest_integration_kit.backends.docker import DockerServer, remove_containe
 from pytest_integration_kit.backends.local import LocalServer, remove_workdir
 from pytest_integration_kit.backends.url import UrlServer
 from pytest_integration_kit.lifecycle.owner import pid_alive
-from pytest_integration_kit.services import spec_for
+from pytest_integration_kit.services import REGISTRY
 
 if TYPE_CHECKING:
     from pytest_integration_kit.lifecycle.records import ServerRecord
@@ -136,7 +136,10 @@ class AttachedProcess(RunningServer):
         return pid_alive(self.pid) and self.pid in processes_under(self.workdir)
 
     def stop(self) -> None:
-        stop_process_tree(self.workdir, spec_for(self.endpoint.service).stop_signal, self.pid)
+        # A kept server's service may not be registered in this run: SIGTERM then.
+        spec = REGISTRY.get(self.endpoint.service)
+        stop_signal = spec.stop_signal if spec is not None else signal.SIGTERM
+        stop_process_tree(self.workdir, stop_signal, self.pid)
         remove_workdir(self.workdir)
 
     def log_tail(self, lines: int = 40) -> str:

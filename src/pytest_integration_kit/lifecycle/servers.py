@@ -46,7 +46,7 @@ from pytest_integration_kit.lifecycle.run import (
     discard_fallback_root,
     runs_root,
 )
-from pytest_integration_kit.services import spec_for
+from pytest_integration_kit.services import REGISTRY, spec_for
 from pytest_integration_kit.settings import mask_url_password
 
 if TYPE_CHECKING:
@@ -268,8 +268,8 @@ class ServerSet:
 
         def reap() -> None:
             docker_used = any(
-                str(self.settings[f"{s}_backend"]) in ("auto", "docker")
-                for s in ("postgres", "mysql", "redis")
+                str(self.settings[f"{name}_backend"]) in ("auto", "docker")
+                for name in REGISTRY.names()
             )
             # Every safe runs root of this user (a library user's own root only).
             root = None if self.shared and self.run is None else self._runs_root

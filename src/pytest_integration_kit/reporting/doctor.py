@@ -16,8 +16,8 @@ from pytest_integration_kit.backends.base import ServerOptions
 from pytest_integration_kit.backends.local import LocalBackend
 from pytest_integration_kit.errors import BackendUnavailable
 from pytest_integration_kit.reporting.inifile import find_ini
-from pytest_integration_kit.services import spec_for
-from pytest_integration_kit.settings import SERVICES, mask_url_password, resolve_settings
+from pytest_integration_kit.services import REGISTRY
+from pytest_integration_kit.settings import mask_url_password, resolve_settings
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -149,8 +149,8 @@ def doctor_lines(cwd: Path, env: dict[str, str] | None = None) -> list[str]:
     settings = resolve_settings(cli={}, ini=ini, env=env)
     engine = Engine()
     lines = [f"docker engine: {engine.describe()}"]
-    for service in SERVICES:
-        lines += _service(spec_for(service), settings, engine)
+    for spec in REGISTRY.specs():
+        lines += _service(spec, settings, engine)
     where = str(ini_path) if ini_path is not None else "no pytest configuration file"
     lines.append(f"settings (from {where} and the environment; CLI options come on top):")
     for resolved in settings:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pytest_integration_kit.settings import SERVICES
+from pytest_integration_kit.services import REGISTRY
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -53,7 +53,7 @@ def header_line(settings: Settings, services: Iterable[str] | None) -> str | Non
     hidden = {"backend"}
     if services is not None:
         needed = list(dict.fromkeys(services))
-        hidden |= {f"{s}_{key}" for s in SERVICES for key in ("backend", *PER_SERVICE)}
+        hidden |= {f"{s}_{key}" for s in REGISTRY.names() for key in ("backend", *PER_SERVICE)}
         for service in needed:
             parts.append(_service_part(settings, service))
             backend = str(settings[f"{service}_backend"]) if _has(settings, service) else ""
@@ -85,12 +85,12 @@ def _service_part(settings: Settings, service: str) -> str:
 def settings_table(settings: Settings) -> list[str]:
     """Every setting with its value and source, general first, then per service (``-v``)."""
     general: list[str] = []
-    per_service: dict[str, list[str]] = {service: [] for service in SERVICES}
+    per_service: dict[str, list[str]] = {service: [] for service in REGISTRY.names()}
     for resolved in settings:
         name = resolved.setting.name
-        service, _, key = name.partition("_")
-        if service in per_service and key:
-            per_service[service].append(f"{key}={_shown(resolved)}")
+        service = next((s for s in per_service if name.startswith(f"{s}_")), None)
+        if service is not None:
+            per_service[service].append(f"{name[len(service) + 1 :]}={_shown(resolved)}")
         else:
             general.append(f"{name}={_shown(resolved)}")
     lines = ["integration: " + ", ".join(general)]

@@ -37,6 +37,10 @@ class MySQLSpec(ServiceSpec):
     title = "MySQL"
     scheme = "mysql+pymysql"
     container_port = 3306
+    default_image = "mysql:8.4"
+    url_schemes = ("mysql", "mariadb")
+    url_example = "mysql://root:secret@127.0.0.1:3306/app"
+    group_markers = ("requires_db",)
     default_user = "root"
     default_database = "integration"
     os_user = "mysql"

@@ -35,6 +35,10 @@ class PostgresSpec(ServiceSpec):
     title = "PostgreSQL"
     scheme = "postgresql+psycopg"
     container_port = 5432
+    default_image = "postgres:17.6"
+    url_schemes = ("postgresql", "postgres")
+    url_example = "postgresql://app:secret@127.0.0.1:5432/app"
+    group_markers = ("requires_db",)
     default_user = "postgres"
     default_database = "postgres"
     os_user = "postgres"

@@ -25,6 +25,9 @@ class RedisSpec(ServiceSpec):
     title = "Redis"
     scheme = "redis"
     container_port = 6379
+    default_image = "redis:8.2"
+    url_schemes = ("redis", "rediss")
+    url_example = "redis://:secret@127.0.0.1:6379/0"
     default_user = "default"
     default_database = "0"
     os_user = "redis"

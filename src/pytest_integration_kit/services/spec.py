@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import unquote, urlsplit
 
-from pytest_integration_kit.errors import MissingExtra
+from pytest_integration_kit.errors import BackendUnavailable, MissingExtra
 from pytest_integration_kit.services.endpoint import Endpoint
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from pytest_integration_kit.backends.local import LocalRunner
+    from pytest_integration_kit.settings import Setting
 
 __all__ = ["Credentials", "LocalLaunch", "ServiceSpec", "find_executable"]
 
@@ -45,31 +46,67 @@ class LocalLaunch:
 class ServiceSpec(ABC):
     """Everything the backends need to know about one kind of server.
 
-    Subclass it to add a service; the built-in ones are
+    Subclass it and register an instance (:func:`~pytest_integration_kit.register_service`
+    or the entry point group ``pytest_integration_kit.services``) to add a service; the
+    built-in ones are
     :class:`~pytest_integration_kit.services.postgres.PostgresSpec`,
     :class:`~pytest_integration_kit.services.mysql.MySQLSpec` and
-    :class:`~pytest_integration_kit.services.redis.RedisSpec`.
+    :class:`~pytest_integration_kit.services.redis.RedisSpec`. A subclass sets the class
+    attributes without defaults and implements :meth:`probe`; the docker backend needs
+    nothing more, the local backend :meth:`find_binaries` and :meth:`prepare_local`.
     """
 
+    #: Lower case: it names the settings (``integration_<name>_…``), the marker
+    #: (``requires_<name>``) and the fixture (``<name>_server``).
     name: ClassVar[str]
     #: Human name used in messages and the start-up report.
     title: ClassVar[str]
     #: SQLAlchemy / client URL scheme with the default sync driver.
     scheme: ClassVar[str]
     container_port: ClassVar[int]
-    default_user: ClassVar[str]
-    default_database: ClassVar[str]
+    #: The image the docker backend runs unless ``integration_<name>_image`` says otherwise.
+    default_image: ClassVar[str]
+    #: URL schemes ``integration_<name>_url`` accepts (``scheme[+driver]://``); empty:
+    #: just :attr:`scheme`.
+    url_schemes: ClassVar[tuple[str, ...]] = ()
+    #: A URL for the configuration reference; empty: made from the scheme and port.
+    url_example: ClassVar[str] = ""
+    #: Markers shared with other services (``requires_db`` for the SQL ones), applied
+    #: besides ``requires_<name>``.
+    group_markers: ClassVar[tuple[str, ...]] = ()
+    default_user: ClassVar[str] = ""
+    default_database: ClassVar[str] = ""
     #: The unprivileged OS user the local backend prefers when run as root.
-    os_user: ClassVar[str]
+    os_user: ClassVar[str] = "nobody"
     stop_signal: ClassVar[int] = signal.SIGTERM
     #: The local init command bakes the password into the data directory, so servers
     #: copied from one warm entry share it. False: each server sets its own at start.
     password_in_data_dir: ClassVar[bool] = False
     #: The extra that installs the driver the probe needs.
-    extra: ClassVar[str]
+    extra: ClassVar[str] = ""
     #: Top-level packages whose exceptions mean a failure involved this server (the
     #: failing test's report then carries the tail of the server's log).
     driver_packages: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        """The markers a test using this service gets: ``requires_<name>`` first."""
+        own = f"requires_{self.name}"
+        return (own, *(m for m in self.group_markers if m != own))
+
+    @property
+    def accepted_url_schemes(self) -> tuple[str, ...]:
+        return self.url_schemes or (self.scheme.split("+", 1)[0],)
+
+    def extra_settings(self) -> Sequence[Setting]:
+        """Settings of this service beyond backend, image, url and bin_dir; each named
+        ``<name>_<key>``, so the report header shows it among the service's."""
+        return ()
+
+    def example_url(self) -> str:
+        if self.url_example:
+            return self.url_example
+        return f"{self.accepted_url_schemes[0]}://127.0.0.1:{self.container_port}"
 
     def credentials(self) -> Credentials:
         return Credentials(self.default_user, secrets.token_urlsafe(18), self.default_database)
@@ -106,9 +143,9 @@ class ServiceSpec(ABC):
 
     # -- docker ---------------------------------------------------------------------
 
-    @abstractmethod
     def container_env(self, credentials: Credentials) -> dict[str, str]:
-        """Environment for the official image's contract."""
+        """Environment for the image's contract (passwords, database names)."""
+        return {}
 
     def container_command(self, credentials: Credentials) -> list[str] | None:
         """Command (or arguments) for the container; None keeps the image's."""
@@ -120,11 +157,13 @@ class ServiceSpec(ABC):
 
     # -- local ----------------------------------------------------------------------
 
-    @abstractmethod
     def find_binaries(self, bin_dir: Path | None) -> dict[str, Path]:
         """Locate the server binaries or raise BackendUnavailable saying where we looked."""
+        raise BackendUnavailable(
+            f"{self.title} has no local launch (its spec does not implement find_binaries); "
+            f"use the docker or url backend (integration_{self.name}_backend)"
+        )
 
-    @abstractmethod
     def prepare_local(
         self,
         *,
@@ -135,6 +174,7 @@ class ServiceSpec(ABC):
         runner: LocalRunner,
     ) -> LocalLaunch:
         """Initialise a data directory in ``workdir`` and say how to start the server."""
+        raise BackendUnavailable(f"{self.title} has no local launch")
 
     # -- protocol -------------------------------------------------------------------
 
@@ -143,9 +183,10 @@ class ServiceSpec(ABC):
         """One protocol round trip (``SELECT 1``, ``PING``); returns the server version."""
 
     def missing_driver(self, module: str) -> MissingExtra:
+        hint = f"pytest-integration-kit[{self.extra}]" if self.extra else module
         return MissingExtra(
             f"{self.title} needs the Python driver {module!r}, which is not installed: "
-            f"pip install 'pytest-integration-kit[{self.extra}]'"
+            f"pip install '{hint}'"
         )
 
 
