@@ -103,33 +103,38 @@ class RedisKeyspace:
             **options,
         }
 
-    def client(self, **options: object) -> redis_sync.Redis:
-        """A new client on this process's db index, on a pool shared by equal options.
+    def client(self, client_class: type | None = None, **options: object) -> redis_sync.Redis:
+        """A new client (of ``client_class``, a ``redis.Redis`` subclass) on this db index.
 
-        Closing the client leaves the pool's connections open for the next test's
-        client; :meth:`close` closes them. Options that cannot be compared (a ``retry``
-        object, say) get a pool of their own, closed with the client.
+        It stands on a connection pool shared by clients with equal options: closing
+        the client leaves the pool's connections open for the next test's client;
+        :meth:`close` closes them. Options that cannot be compared (a ``retry`` object,
+        say) get a pool of their own, closed with the client.
         """
         import redis as redis_sync  # noqa: PLC0415 - optional dependency, imported when used
 
+        cls = client_class or redis_sync.Redis
         try:
             key = tuple(sorted(options.items()))
             hash(key)
         except TypeError:
-            return redis_sync.Redis(**self._connection(options))  # type: ignore[arg-type]
+            return cls(**self._connection(options))  # type: ignore[no-any-return]
         with self._lock:
             pool = self._pools.get(key)
         if pool is None:
             pool = redis_sync.ConnectionPool(**self._connection(options))  # type: ignore[arg-type]
             with self._lock:
                 pool = self._pools.setdefault(key, pool)
-        return redis_sync.Redis(connection_pool=pool)
+        return cls(connection_pool=pool)  # type: ignore[no-any-return]
 
-    def async_client(self, **options: object) -> redis_async.Redis:
-        """A new asyncio client on this process's db index."""
+    def async_client(
+        self, client_class: type | None = None, **options: object
+    ) -> redis_async.Redis:
+        """A new asyncio client (of ``client_class``) on this process's db index."""
         import redis.asyncio as redis_async  # noqa: PLC0415 - optional dependency, imported when used
 
-        return redis_async.Redis(**self._connection(options))  # type: ignore[arg-type]
+        cls = client_class or redis_async.Redis
+        return cls(**self._connection(options))  # type: ignore[no-any-return]
 
     def clean(self) -> int:
         """Empty this keyspace; returns how many keys there were (one round trip if none)."""
