@@ -229,7 +229,7 @@ def _clean_run(
     result.leaks.extend(verdict.leaks)
     result.hangs.extend(run.hangs)
     result.failures.extend(verdict.failures)
-    if run.returncode != 0 and not run.hangs and not verdict.failures:
+    if run.returncode != 0 and not run.hangs and not verdict.failed_reports:
         result.failures.append(Failure(f"<clean run after {label}>", "session", run.tail(12)))
 
 
@@ -288,6 +288,7 @@ def kill_phase(ctx: Context, *, bounded: bool, backend: Target) -> list[PhaseRes
         result.leftovers = find_leftovers(tmp, sessions, pids=pids)
         result.leftovers += [f"database {d}" for d in sorted(backend.databases() - databases)]
         kill_leftover_processes(tmp)
+        ctx.remove_tmp(tmp)
         result.seconds = round(time.monotonic() - started, 1)
         results.append(result)
     return results
@@ -343,13 +344,14 @@ def concurrent_phase(
             result.failures.append(
                 Failure(f"<session {name}>", "session", f"not done in {ctx.run_timeout:.0f}s")
             )
-        elif run.returncode != 0 and not run.hangs and not verdict.failures:
+        elif run.returncode != 0 and not run.hangs and not verdict.failed_reports:
             result.failures.append(
                 Failure(f"<session {name} ({strategy})>", "session", run.tail(12))
             )
         ctx.say(f"  {name} ({strategy}): exit {run.returncode} in {run.seconds}s")
     result.leftovers = find_leftovers(tmp, sessions_seen(tmp))
     kill_leftover_processes(tmp)
+    ctx.remove_tmp(tmp)
     result.seconds = round(time.monotonic() - started, 1)
     return result
 
@@ -409,15 +411,17 @@ def soak_phase(ctx: Context, counts: dict[str, int]) -> PhaseResult:
     events = read_events(path / "logs" / "run")
     result.trials = sum(1 for e in events if e.get("ev") == "end")
     result.hangs = run.hangs
-    result.failures = judge(events, []).failures
+    soak_verdict = judge(events, [])
+    result.failures = soak_verdict.failures
     for service in counts:
         growth = _connection_growth(path / "logs" / "run" / f"connections-{service}.txt")
         if growth is not None:
             result.failures.append(Failure(f"<clone soak {service}>", "session", growth))
-    if run.returncode != 0 and not result.failures and not run.hangs:
+    if run.returncode != 0 and not soak_verdict.failed_reports and not run.hangs:
         result.failures.append(Failure("<clone soak>", "session", run.tail(12)))
     result.leftovers = find_leftovers(tmp, sessions_seen(tmp))
     kill_leftover_processes(tmp)
+    ctx.remove_tmp(tmp)
     result.seconds = round(time.monotonic() - started, 1)
     return result
 
