@@ -86,7 +86,8 @@ def test_nothing_named_nothing_started(pytester: pytest.Pytester, backend_env: s
     pytester.makepyfile(test_app="def test_plain(): pass")
     result = run(pytester, "-p", "no:randomly")
     result.assert_outcomes(passed=1)
-    assert "integration services" not in result.stdout.str()
+    # No server started (the section may still report what was reaped from dead sessions).
+    assert " ready in " not in result.stdout.str()
 
 
 @pytest.mark.parametrize(
