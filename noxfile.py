@@ -27,8 +27,10 @@ TEST_DEPS = [
     "litestar",
     "flask",
     "flask-sqlalchemy",
-    "sqlmodel",
+    "sqlmodel",  # also the apps tests: the app's own Session class
     "uvicorn",
+    "psycopg2-binary",  # Endpoint.url_for is tried with every driver
+    "asyncmy",
 ]
 
 

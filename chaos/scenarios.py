@@ -229,7 +229,7 @@ def _clean_run(
     result.leaks.extend(verdict.leaks)
     result.hangs.extend(run.hangs)
     result.failures.extend(verdict.failures)
-    if run.returncode != 0 and not run.hangs and not verdict.failures:
+    if run.returncode != 0 and not run.hangs and not verdict.failed_reports:
         result.failures.append(Failure(f"<clean run after {label}>", "session", run.tail(12)))
 
 
@@ -343,7 +343,7 @@ def concurrent_phase(
             result.failures.append(
                 Failure(f"<session {name}>", "session", f"not done in {ctx.run_timeout:.0f}s")
             )
-        elif run.returncode != 0 and not run.hangs and not verdict.failures:
+        elif run.returncode != 0 and not run.hangs and not verdict.failed_reports:
             result.failures.append(
                 Failure(f"<session {name} ({strategy})>", "session", run.tail(12))
             )
@@ -409,12 +409,13 @@ def soak_phase(ctx: Context, counts: dict[str, int]) -> PhaseResult:
     events = read_events(path / "logs" / "run")
     result.trials = sum(1 for e in events if e.get("ev") == "end")
     result.hangs = run.hangs
-    result.failures = judge(events, []).failures
+    soak_verdict = judge(events, [])
+    result.failures = soak_verdict.failures
     for service in counts:
         growth = _connection_growth(path / "logs" / "run" / f"connections-{service}.txt")
         if growth is not None:
             result.failures.append(Failure(f"<clone soak {service}>", "session", growth))
-    if run.returncode != 0 and not result.failures and not run.hangs:
+    if run.returncode != 0 and not soak_verdict.failed_reports and not run.hangs:
         result.failures.append(Failure("<clone soak>", "session", run.tail(12)))
     result.leftovers = find_leftovers(tmp, sessions_seen(tmp))
     kill_leftover_processes(tmp)

@@ -63,6 +63,8 @@ class Failure:
 @dataclass
 class Verdict:
     trials: int = 0
+    #: Failed test reports, documented ones included: they explain a run's exit status.
+    failed_reports: int = 0
     observed: list[str] = field(default_factory=list)
     leaks: list[Leak] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
@@ -173,6 +175,7 @@ def judge(events: list[dict[str, Any]], plans: list[dict[str, Any]]) -> Verdict:
             if event["outcome"] == "failed" or (
                 event["outcome"] == "skipped" and not event["xfail"]
             ):
+                verdict.failed_reports += 1
                 schema = _schema_change_failure(event, plans)
                 if schema is not None:
                     verdict.leaks.append(schema)

@@ -265,6 +265,15 @@ async def count(db=Depends(get_db)):
     return {"notes": await db.scalar(select(func.count()).select_from(Note))}
 """
 
+#: query_counter sees the application's async engine, in the application's loop thread.
+ASYNC_QUERY_COUNT = """
+async def test_query_counter_counts_async_engines(app_async_client, query_counter):
+    with query_counter() as q:
+        assert (await app_async_client.get("/count")).json() == {"notes": 0}
+    assert q.count == 1, q.statements
+    assert "count(*)" in q.statements[0]
+"""
+
 SQLMODEL_DB = """
 import os
 
@@ -363,6 +372,7 @@ CASES = {
         "driver": ":asyncpg",
         "extra": "integration_sessionmaker = app.db:AsyncSessionLocal\nintegration_openapi = true",
         "files": {"app/db.py": FASTAPI_ASYNC_DB},
+        "tests": ASYNC_QUERY_COUNT,
     },
     "sqlmodel": {
         "main": SQLMODEL,
@@ -385,9 +395,9 @@ def test_framework(
         files=case.get("files"),
     )
     monkeypatch.setenv("LOGIN_LOG", str(pytester.path / "logins.txt"))
-    pytester.makepyfile(test_app=TESTS)
+    pytester.makepyfile(test_app=TESTS + case.get("tests", ""))
     result = pytester.runpytest_subprocess("-n", "2", "-p", "randomly")
-    result.assert_outcomes(passed=10)
+    result.assert_outcomes(passed=10 + case.get("tests", "").count("def test_"))
     logins = lines_of(pytester, "logins.txt")
     for worker in ("gw0", "gw1"):  # once per user and worker, not per test
         mine = [line for line in logins if line.startswith(worker)]

@@ -231,13 +231,15 @@ def docker_available() -> None:
 
 
 def session_containers(image: str) -> list[str]:
+    """Containers created from the tag ``image`` itself (``ancestor=`` would also match
+    every container of an image built on the same base: other sessions' servers)."""
     out = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"ancestor={image}"],
+        ["docker", "ps", "-a", "--filter", f"ancestor={image}", "--format", "{{.ID}} {{.Image}}"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    return out.split()
+    return [line.split()[0] for line in out.splitlines() if line.split()[1:] == [image]]
 
 
 @pytest.mark.usefixtures("docker_available")

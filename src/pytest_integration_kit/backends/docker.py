@@ -203,7 +203,7 @@ class DockerBackend(Backend):
             options.ryuk and _image_present(client, testcontainers_config.ryuk_image)
         )
         host, bind_ip = engine_address(client.api.base_url, os.environ.get("DOCKER_HOST"))
-        credentials = spec.credentials()
+        credentials = spec.credentials(options.password)
         port_key = f"{spec.container_port}/tcp"
         started = time.monotonic()
         container = DockerContainer(

@@ -217,9 +217,10 @@ class LocalBackend(Backend):
                 f"port {options.port} on 127.0.0.1 is already in use; choose another port "
                 f"or let {spec.title} pick a free one (port=None)"
             )
-        credentials = spec.credentials()
+        credentials = spec.credentials(options.password)
         warm = None
-        if options.warm_dir is not None:
+        # A fixed password is the user's: no warm entry's credentials replace it.
+        if options.warm_dir is not None and options.password is None:
             # Imported here: the lifecycle layer imports this module.
             from pytest_integration_kit.lifecycle.warm import WarmDataDirs  # noqa: PLC0415
 

@@ -107,8 +107,6 @@ class DatabaseAdmin(ABC):
     clean_statement: ClassVar[str]
     #: The statement that opens every table in a new connection (clones, ahead of use).
     warm_statement: ClassVar[str]
-    #: The isolation level :attr:`clean_statement` needs, if not the server's default.
-    clean_isolation: ClassVar[str | None] = None
 
     def engine(self, endpoint: Endpoint, database: str | None = None, **kwargs: object) -> Engine:
         from sqlalchemy import create_engine  # noqa: PLC0415 - optional dependency, imported when used
@@ -377,9 +375,6 @@ class MySQLAdmin(DatabaseAdmin):
     service = "mysql"
     async_drivers = ("aiomysql", "asyncmy")
     clean_statement = f"CALL {tracking.MYSQL_PREFIX}clean()"
-    # InnoDB's DELETE under REPEATABLE READ locks every row it scans, so it would wait
-    # on rows a transaction the test left open inserted; READ COMMITTED skips them.
-    clean_isolation = "READ COMMITTED"
     warm_statement = f"CALL {tracking.MYSQL_PREFIX}warm()"
 
     def kit_connect_args(self, url: URL) -> dict[str, Any]:

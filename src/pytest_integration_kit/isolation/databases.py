@@ -154,8 +154,6 @@ class IsolatedDatabases:
         self.template_built: bool | None = None
         self._worker: str | None = None
         self._engines: dict[str, Engine] = {}
-        #: Engines running the clean routine, where it needs another isolation level.
-        self._cleaners: dict[str, Engine] = {}
         self._async_engines: dict[tuple[str, str], AsyncEngine] = {}
         #: Pooled AsyncEngines for tests sharing a wider-than-function event loop.
         self.loop_engines = LoopEngines()
@@ -268,12 +266,10 @@ class IsolatedDatabases:
     def drop(self, name: str) -> None:
         with self._lock:
             engine = self._engines.pop(name, None)
-            cleaner = self._cleaners.pop(name, None)
             async_engines = [e for (n, _), e in self._async_engines.items() if n == name]
             self._async_engines = {k: e for k, e in self._async_engines.items() if k[0] != name}
-        for sync_engine in (engine, cleaner):
-            if sync_engine is not None:
-                sync_engine.dispose()
+        if engine is not None:
+            engine.dispose()
         for async_engine in async_engines:
             async_engine.sync_engine.dispose()  # pool-less: nothing waits on a loop
         with self.admin_engine.connect() as conn:
@@ -387,24 +383,10 @@ class IsolatedDatabases:
         )
 
     def _clean(self, name: str) -> CleanReport:
-        with self._cleaner(name).connect() as conn:
+        with self.engine(name).connect() as conn:
             row = conn.exec_driver_sql(self.admin.clean_statement).first()
             conn.commit()
         return self.admin.clean_report(row)
-
-    def _cleaner(self, database: str | None) -> Engine:
-        isolation = self.admin.clean_isolation
-        if isolation is None:
-            return self.engine(database)
-        name = database or self.worker_database()
-        with self._lock:
-            engine = self._cleaners.get(name)
-            if engine is None:
-                engine = self.admin.kit_engine(
-                    self.endpoint, name, isolation_level=isolation, pool_size=1
-                )
-                self._cleaners[name] = engine
-            return engine
 
     def rebuild(self, name: str) -> None:
         """Make ``name`` anew from the template (after a test changed its schema)."""
@@ -448,8 +430,7 @@ class IsolatedDatabases:
         if self._pool is not None:
             self._pool.close()
         with self._lock:
-            engines = [*self._engines.values(), *self._cleaners.values()]
-            self._engines, self._cleaners = {}, {}
+            engines, self._engines = list(self._engines.values()), {}
             async_engines, self._async_engines = list(self._async_engines.values()), {}
             made, self._made = list(self._made), []
         for engine in engines:

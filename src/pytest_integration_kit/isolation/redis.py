@@ -102,17 +102,21 @@ class RedisKeyspace:
             **options,
         }
 
-    def client(self, **options: object) -> redis_sync.Redis:
-        """A new client on this process's db index."""
+    def client(self, client_class: type | None = None, **options: object) -> redis_sync.Redis:
+        """A new client (of ``client_class``, a ``redis.Redis`` subclass) on this db index."""
         import redis as redis_sync  # noqa: PLC0415 - optional dependency, imported when used
 
-        return redis_sync.Redis(**self._connection(options))  # type: ignore[arg-type]
+        cls = client_class or redis_sync.Redis
+        return cls(**self._connection(options))  # type: ignore[no-any-return]
 
-    def async_client(self, **options: object) -> redis_async.Redis:
-        """A new asyncio client on this process's db index."""
+    def async_client(
+        self, client_class: type | None = None, **options: object
+    ) -> redis_async.Redis:
+        """A new asyncio client (of ``client_class``) on this process's db index."""
         import redis.asyncio as redis_async  # noqa: PLC0415 - optional dependency, imported when used
 
-        return redis_async.Redis(**self._connection(options))  # type: ignore[arg-type]
+        cls = client_class or redis_async.Redis
+        return cls(**self._connection(options))  # type: ignore[no-any-return]
 
     def clean(self) -> int:
         """Empty this keyspace; returns how many keys there were (one round trip if none)."""

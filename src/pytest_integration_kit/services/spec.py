@@ -122,8 +122,10 @@ class ServiceSpec(ABC):
             return self.url_example
         return f"{self.accepted_url_schemes[0]}://127.0.0.1:{self.container_port}"
 
-    def credentials(self) -> Credentials:
-        return Credentials(self.default_user, secrets.token_urlsafe(18), self.default_database)
+    def credentials(self, password: str | None = None) -> Credentials:
+        """Who logs in: ``password`` when given, else a random one for this session."""
+        chosen = secrets.token_urlsafe(18) if password is None else password
+        return Credentials(self.default_user, chosen, self.default_database)
 
     def endpoint(
         self, *, host: str, port: int, credentials: Credentials, backend: str, version: str = ""
