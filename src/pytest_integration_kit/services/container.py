@@ -126,8 +126,9 @@ class ContainerSpec(ServiceSpec):
     #: For the local backend: the command to run, ``{port}`` replaced by a free port.
     launch: Sequence[str] | None = None
 
-    def credentials(self) -> Credentials:
-        return Credentials("", "", "")  # no password contract: env= sets one if needed
+    def credentials(self, password: str | None = None) -> Credentials:
+        # No password contract (env= sets one if the image needs it), unless one is given.
+        return Credentials("", password or "", "")
 
     def container_env(self, credentials: Credentials) -> dict[str, str]:
         return dict(self.env)
