@@ -47,6 +47,10 @@ LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 PING_TIMEOUT = 5
 
 
+#: Held while docker-py is first imported: the reaper's thread may import it too.
+_PRELOAD_LOCK = threading.Lock()
+
+
 def preload_docker_modules() -> None:
     """Import docker-py and testcontainers now, in the calling thread.
 
@@ -55,7 +59,7 @@ def preload_docker_modules() -> None:
     ("module 'requests' has no attribute 'exceptions'"). Call this from the main thread
     before starting them. Without the docker extra it does nothing.
     """
-    with contextlib.suppress(ImportError):
+    with _PRELOAD_LOCK, contextlib.suppress(ImportError):
         import docker  # noqa: PLC0415
         import docker.errors  # noqa: F401,PLC0415
         import testcontainers.core.config  # noqa: PLC0415

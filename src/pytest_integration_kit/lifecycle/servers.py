@@ -279,7 +279,8 @@ class ServerSet:
         if not background:
             reap()
             return
-        preload_docker_modules()
+        # The reaper imports docker-py itself (under preload's lock) only when the
+        # engine lists a dead session's container: most runs never import it.
         self._reaping = threading.Thread(target=reap, name="integration-reaper", daemon=True)
         self._reaping.start()
 
