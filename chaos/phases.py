@@ -23,6 +23,9 @@ from chaos.verdict import Failure, Leak, judge
 
 __all__ = ["Context", "PhaseResult", "fuzz_phase", "inner_env"]
 
+#: Where the phases' TMPDIRs go, whatever TMPDIR says: short, as server sockets live there.
+SHORT_TMP = Path("/tmp")  # noqa: S108 - a fresh mkdtemp under it, private to the phase
+
 REAP_MODULE = '''\
 """A plain test on both services: its run reaps what dead sessions left."""
 
@@ -53,7 +56,7 @@ class Context:
         Short by default; a long one (60) checks that server sockets do not live under
         it (a Unix socket path has about 107 bytes).
         """
-        path = Path(tempfile.mkdtemp(prefix=f"pikc{name[:3]}-", dir="/tmp"))
+        path = Path(tempfile.mkdtemp(prefix=f"pikc{name[:3]}-", dir=SHORT_TMP))
         # Like /tmp itself: servers run as their own user when we are root, and must
         # be able to reach their directories under it.
         path.chmod(0o711)
@@ -62,6 +65,12 @@ class Context:
             path.mkdir(mode=0o711)
             path.chmod(0o711)
         return path
+
+    def remove_tmp(self, path: Path) -> None:
+        """Remove a phase's TMPDIR (from its top under /tmp) once it has been judged."""
+        top = SHORT_TMP / path.relative_to(SHORT_TMP).parts[0]
+        if top.name.startswith("pikc"):
+            shutil.rmtree(top, ignore_errors=True)
 
     def say(self, text: str) -> None:
         print(text, flush=True)
@@ -222,6 +231,7 @@ def fuzz_phase(  # noqa: PLR0915 - one run, then its rows
             total.failures.append(Failure("<reaping run>", "session", reap.tail(15)))
     total.leftovers = find_leftovers(tmp, sessions)
     kill_leftover_processes(tmp)
+    ctx.remove_tmp(tmp)
     by_test = {plan.test: plan for plan in plans}
     rows = []
     for strategy in strategies:

@@ -288,6 +288,7 @@ def kill_phase(ctx: Context, *, bounded: bool, backend: Target) -> list[PhaseRes
         result.leftovers = find_leftovers(tmp, sessions, pids=pids)
         result.leftovers += [f"database {d}" for d in sorted(backend.databases() - databases)]
         kill_leftover_processes(tmp)
+        ctx.remove_tmp(tmp)
         result.seconds = round(time.monotonic() - started, 1)
         results.append(result)
     return results
@@ -350,6 +351,7 @@ def concurrent_phase(
         ctx.say(f"  {name} ({strategy}): exit {run.returncode} in {run.seconds}s")
     result.leftovers = find_leftovers(tmp, sessions_seen(tmp))
     kill_leftover_processes(tmp)
+    ctx.remove_tmp(tmp)
     result.seconds = round(time.monotonic() - started, 1)
     return result
 
@@ -419,6 +421,7 @@ def soak_phase(ctx: Context, counts: dict[str, int]) -> PhaseResult:
         result.failures.append(Failure("<clone soak>", "session", run.tail(12)))
     result.leftovers = find_leftovers(tmp, sessions_seen(tmp))
     kill_leftover_processes(tmp)
+    ctx.remove_tmp(tmp)
     result.seconds = round(time.monotonic() - started, 1)
     return result
 

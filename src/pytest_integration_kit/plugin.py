@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_integration_kit.errors import ConfigError, IntegrationKitWarning
+from pytest_integration_kit.fixtures.app_classes import load_app_classes
 from pytest_integration_kit.fixtures.apps import (
     app_async_client_factory,
     app_client_factory,
@@ -266,8 +267,9 @@ def _check_before_start(config: pytest.Config, settings: Settings) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """integration_sessionmaker: import the app's sessionmakers (a bad one: usage error)."""
+    """Import the app's sessionmakers and classes the settings name (bad ones: usage error)."""
     load_sessionmakers(session.config)
+    load_app_classes(session.config)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -490,6 +490,7 @@ def settings_table(specs: Iterable[ServiceSpec] | None = None) -> tuple[Setting,
     from pytest_integration_kit.apps.config import (  # noqa: PLC0415 - the apps settings' parsers, kept with them
         module_attrs,
         parse_env,
+        secret_text,
     )
 
     table += [
@@ -516,6 +517,38 @@ def settings_table(specs: Iterable[ServiceSpec] | None = None) -> tuple[Setting,
             kind="list",
             example="myapp.db:SessionLocal",
             bad_example="myapp.db.SessionLocal",
+        ),
+        Setting(
+            "session_class",
+            "The Session class of the session fixtures (e.g. sqlmodel:Session; the async "
+            "ones use it as their sync_session_class), or an AsyncSession subclass for the "
+            "async ones.",
+            _module_attr,
+            allowed="module:attr, e.g. sqlmodel:Session",
+            metavar="MODULE:ATTR",
+            example="sqlmodel:Session",
+            bad_example="sqlmodel",
+        ),
+        Setting(
+            "redis_client_class",
+            "The client class of redis_client (a redis.Redis subclass) or of "
+            "redis_async_client (a redis.asyncio.Redis subclass).",
+            _module_attr,
+            allowed="module:attr, e.g. myapp.queue:QueueRedis",
+            metavar="MODULE:ATTR",
+            example="myapp.queue:QueueRedis",
+            bad_example="QueueRedis",
+        ),
+        Setting(
+            "redis_password",
+            "The password of Redis servers the kit starts; empty for none (the server still "
+            "listens on 127.0.0.1 only). Unset: a random one per session.",
+            secret_text,
+            allowed="a password without whitespace, or empty for no password",
+            metavar="PASSWORD",
+            secret=True,
+            example="s3cret",
+            bad_example="two words",
         ),
     ]
 

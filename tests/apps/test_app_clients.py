@@ -3,6 +3,7 @@ cache, a bare WSGI callable, and what a user sees when the setup is wrong."""
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import pytest
@@ -62,6 +63,7 @@ INI = """
 [pytest]
 integration_app = {app}
 integration_login = auth:login
+integration_openapi = false
 asyncio_mode = auto
 asyncio_default_fixture_loop_scope = function
 filterwarnings =
@@ -73,7 +75,7 @@ def write(pytester: pytest.Pytester, app: str = "asgi_app:app", **ini: str) -> N
     pytester.makepyfile(asgi_app=ASGI, wsgi_app=WSGI, auth=AUTH)
     text = textwrap.dedent(INI).format(app=app)
     for key, value in ini.items():
-        text = text.replace(f"integration_{key} = ", f"integration_{key} = {value} #", 1)
+        text = re.sub(rf"(?m)^integration_{key} = .*$", f"integration_{key} = {value}", text)
     pytester.makefile(".ini", pytest=text)
 
 
@@ -211,3 +213,50 @@ def test_failing_startup_is_reported(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         ["*integration_app: the application?s lifespan startup failed: RuntimeError: no cache*"]
     )
+
+
+#: An OpenAPI 3.0 document kept next to the code: `user` may be null, `answer` drifted.
+OPENAPI_YAML = """
+openapi: 3.0.3
+info: {title: whoami, version: "1"}
+paths:
+  /whoami:
+    get:
+      responses:
+        "200":
+          description: who is asking
+          content:
+            application/json:
+              schema: {$ref: "#/components/schemas/Who"}
+components:
+  schemas:
+    Who:
+      type: object
+      required: [user, answer]
+      properties:
+        user: {type: string, nullable: true}
+        answer: {type: string}
+"""
+
+
+def test_openapi_document_from_a_yaml_file(pytester: pytest.Pytester) -> None:
+    write(pytester, openapi="docs/openapi.yaml")
+    pytester.mkdir("docs").joinpath("openapi.yaml").write_text(OPENAPI_YAML)
+    pytester.makepyfile(
+        test_x="""
+        def test_anonymous(app_client):
+            app_client.get("/whoami")
+
+        def test_undocumented_path_is_not_checked(app_client):
+            app_client.post("/login", params={"name": "ada"})
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ResponseMismatch: response does not match the OpenAPI document: GET /whoami → 200",
+            "*answer: 42 is not of type 'string'",
+        ]
+    )
+    assert "user:" not in result.stdout.str()  # null is allowed: nullable: true

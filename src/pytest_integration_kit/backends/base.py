@@ -42,6 +42,8 @@ class ServerOptions:
     warm_dir: Path | None = None
     #: Let testcontainers' Ryuk reap the container too, if its image is present.
     ryuk: bool = False
+    #: A fixed password (``integration_<service>_password``; "" for none); None: random.
+    password: str | None = field(default=None, repr=False)
     #: Told what takes time (``pulling postgres:17.6: 12/80 MB``); called from any thread.
     progress: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 

@@ -23,9 +23,10 @@ from pytest_integration_kit.backends.base import (
 )
 from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
 from pytest_integration_kit.services.readiness import wait_until_ready
+from pytest_integration_kit.services.spec import ServerContext
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from pytest_integration_kit.services.endpoint import Endpoint
 
@@ -46,6 +47,10 @@ LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 PING_TIMEOUT = 5
 
 
+#: Held while docker-py is first imported: the reaper's thread may import it too.
+_PRELOAD_LOCK = threading.Lock()
+
+
 def preload_docker_modules() -> None:
     """Import docker-py and testcontainers now, in the calling thread.
 
@@ -54,7 +59,7 @@ def preload_docker_modules() -> None:
     ("module 'requests' has no attribute 'exceptions'"). Call this from the main thread
     before starting them. Without the docker extra it does nothing.
     """
-    with contextlib.suppress(ImportError):
+    with _PRELOAD_LOCK, contextlib.suppress(ImportError):
         import docker  # noqa: PLC0415
         import docker.errors  # noqa: F401,PLC0415
         import testcontainers.core.config  # noqa: PLC0415
@@ -202,7 +207,7 @@ class DockerBackend(Backend):
             options.ryuk and _image_present(client, testcontainers_config.ryuk_image)
         )
         host, bind_ip = engine_address(client.api.base_url, os.environ.get("DOCKER_HOST"))
-        credentials = spec.credentials()
+        credentials = spec.credentials(options.password)
         port_key = f"{spec.container_port}/tcp"
         started = time.monotonic()
         container = DockerContainer(
@@ -234,8 +239,9 @@ class DockerBackend(Backend):
                 wrapped.reload()
                 return wrapped.status in ("created", "running")
 
+            context = _ContainerContext(wrapped)
             version = wait_until_ready(
-                lambda seconds: spec.probe(endpoint, timeout=seconds),
+                lambda seconds: spec.ready(endpoint, seconds, context),
                 what=f"{spec.title} (docker, {options.image})",
                 timeout=options.startup_timeout,
                 log_tail=lambda: _container_log_tail(container, 40, credentials.password),
@@ -279,6 +285,22 @@ def remove_container(container: Any, container_id: str) -> None:
         raise ServerStopError(
             f"container {container_id[:12]} could not be removed: {_one_line(exc)}"
         ) from None
+
+
+class _ContainerContext(ServerContext):
+    """Readiness's view of a container: its log, and commands run in it."""
+
+    available = True
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+
+    def log(self) -> str:
+        return bytes(self.container.logs()).decode(errors="replace")
+
+    def run(self, command: Sequence[str], timeout: float) -> tuple[int, str]:
+        code, output = self.container.exec_run(list(command))
+        return int(code), bytes(output or b"").decode(errors="replace")
 
 
 def _image_present(client: Any, image: str) -> bool:

@@ -10,6 +10,7 @@ environment variable, never on a command line other users can read.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from typing import TYPE_CHECKING, Final
@@ -67,10 +68,16 @@ def upgrade_in_subprocess(
             f"{what} did not finish in {MIGRATION_TIMEOUT:g} s (stopped)"
         ) from None
     if result.returncode != 0:
-        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-TAIL_LINES:])
+        lines = [line for line in (result.stderr or result.stdout).strip().splitlines() if line]
+        error = next(
+            (line for line in reversed(lines) if re.match(r"[\w.]*(Error|Exception)\b", line)),
+            lines[-1] if lines else "no output",
+        )
         variables = ", ".join(sorted(environment)) or "none"
+        tail = "\n".join(lines[-TAIL_LINES:])
+        # The first line says it all: callers may show only that one.
         raise IntegrationKitError(
-            f"{what} failed (exit {result.returncode}); the servers are up, the migration "
-            f"failed. It ran with integration_env's variables ({variables}) naming the "
-            f"template database.\n{tail}"
+            f"{what} failed (exit {result.returncode}): {error} — the servers are up, the "
+            f"migration failed; it ran with integration_env's variables ({variables}) "
+            f"naming the template database\n{tail}"
         )

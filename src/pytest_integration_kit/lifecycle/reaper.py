@@ -20,13 +20,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_integration_kit.backends.docker import LABEL_PREFIX, SESSION_LABEL
+from pytest_integration_kit.backends.docker import (
+    LABEL_PREFIX,
+    SESSION_LABEL,
+    preload_docker_modules,
+)
 from pytest_integration_kit.backends.local import (
     WORKDIR_PREFIX,
     orphaned_socket_dirs,
     remove_workdir,
 )
 from pytest_integration_kit.lifecycle.attached import docker_client, stop_process_tree
+from pytest_integration_kit.lifecycle.engine import labelled_containers
 from pytest_integration_kit.lifecycle.kept import REUSE_LABEL
 from pytest_integration_kit.lifecycle.owner import Owner
 from pytest_integration_kit.lifecycle.run import RunDirectory
@@ -125,6 +130,9 @@ class Reaper:
         if not self.docker:
             return
         label = f"{SESSION_LABEL}={session}" if session is not None else SESSION_LABEL
+        if session is None and not self._dead_containers_listed(label):
+            return  # nothing to remove: docker-py not even imported
+        preload_docker_modules()  # in this thread, under the lock servers' threads use
         try:
             containers = docker_client().containers.list(all=True, filters={"label": label})
         except Exception as exc:
@@ -150,6 +158,21 @@ class Reaper:
                 report.errors.append(f"container {container.short_id}: {exc}")
                 continue
             report.containers.append(str(container.id))
+
+    @staticmethod
+    def _dead_containers_listed(label: str) -> bool:
+        """Whether the engine lists a container of a dead session (True when unsure)."""
+        listed = labelled_containers(label)
+        if listed is None:  # not a local unix socket: let docker-py look
+            return True
+        for container in listed:
+            labels = container["labels"]
+            if REUSE_LABEL in labels:
+                continue
+            owner = Owner.from_labels(labels)
+            if owner is not None and not owner.is_alive():
+                return True
+        return False
 
     # -- local servers ----------------------------------------------------------------
 

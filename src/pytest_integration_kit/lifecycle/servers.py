@@ -279,7 +279,8 @@ class ServerSet:
         if not background:
             reap()
             return
-        preload_docker_modules()
+        # The reaper imports docker-py itself (under preload's lock) only when the
+        # engine lists a dead session's container: most runs never import it.
         self._reaping = threading.Thread(target=reap, name="integration-reaper", daemon=True)
         self._reaping.start()
 
@@ -311,7 +312,14 @@ class ServerSet:
             # shared with other processes or kept for later runs.
             ryuk=bool(self.settings["ryuk"]) and self.coordinator and not self.reuse,
             progress=lambda text: self._progress(service, "pull", text),
+            password=self._password(service),
         )
+
+    def _password(self, service: str) -> str | None:
+        """``integration_<service>_password`` where the service has one; None: random."""
+        resolved = self.settings.resolved.get(f"{service}_password")
+        value = resolved.value if resolved is not None else None
+        return None if value is None else str(getattr(value, "reveal", lambda: value)())
 
     def _progress(self, service: str, kind: str, text: str) -> None:
         if self.on_progress is not None:
@@ -326,6 +334,7 @@ class ServerSet:
             backend.name,
             request.port,
             str(self.settings["schema"]),
+            digest(options.password) if options.password is not None else "random password",
         ]
         if backend.name == "docker":
             identity.append(options.image)
