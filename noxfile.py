@@ -45,7 +45,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    paths = ["src", "tests", "examples", "bench", "noxfile.py", "conftest.py"]
+    paths = ["src", "tests", "examples", "bench", "chaos", "noxfile.py", "conftest.py"]
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)
 

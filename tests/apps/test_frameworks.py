@@ -163,7 +163,8 @@ LITESTAR = """
 from typing import Any
 
 from litestar import Litestar, Request, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody
 from litestar.exceptions import NotAuthorizedException
 from sqlalchemy import func, select
 
@@ -172,13 +173,16 @@ from app.models import Note, User
 from app.security import check_password, token_for, user_id_from
 
 
+Db = NamedDependency[Any]  # the session provide_db yields
+
+
 def provide_db():
     with SessionLocal() as session:
         yield session
 
 
 @post("/login", status_code=200, sync_to_thread=False)
-def login(data: dict[str, str], db: Any) -> dict[str, str]:
+def login(data: JSONBody[dict[str, str]], db: Db) -> dict[str, str]:
     user = db.scalar(select(User).where(User.name == data["name"]))
     if user is None or not check_password(user.password, data["password"]):
         raise NotAuthorizedException()
@@ -186,7 +190,7 @@ def login(data: dict[str, str], db: Any) -> dict[str, str]:
 
 
 @post("/notes", sync_to_thread=False)
-def add_note(request: Request, data: dict[str, str], db: Any) -> dict[str, Any]:
+def add_note(request: Request, data: JSONBody[dict[str, str]], db: Db) -> dict[str, Any]:
     user_id = user_id_from(request.headers.get("authorization", "").removeprefix("Bearer "))
     user = db.get(User, user_id) if user_id else None
     if user is None:
@@ -198,7 +202,7 @@ def add_note(request: Request, data: dict[str, str], db: Any) -> dict[str, Any]:
 
 
 @get("/count", sync_to_thread=False)
-def count(db: Any) -> dict[str, int]:
+def count(db: Db) -> dict[str, int]:
     return {"notes": db.scalar(select(func.count()).select_from(Note))}
 
 

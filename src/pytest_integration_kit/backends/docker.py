@@ -23,9 +23,10 @@ from pytest_integration_kit.backends.base import (
 )
 from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
 from pytest_integration_kit.services.readiness import wait_until_ready
+from pytest_integration_kit.services.spec import ServerContext
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from pytest_integration_kit.services.endpoint import Endpoint
 
@@ -245,8 +246,9 @@ class DockerBackend(Backend):
                 wrapped.reload()
                 return wrapped.status in ("created", "running")
 
+            context = _ContainerContext(wrapped)
             version = wait_until_ready(
-                lambda seconds: spec.probe(endpoint, timeout=seconds),
+                lambda seconds: spec.ready(endpoint, seconds, context),
                 what=f"{spec.title} (docker, {options.image})",
                 timeout=options.startup_timeout,
                 log_tail=lambda: _container_log_tail(container, 40, credentials.password),
@@ -290,6 +292,22 @@ def remove_container(container: Any, container_id: str) -> None:
         raise ServerStopError(
             f"container {container_id[:12]} could not be removed: {_one_line(exc)}"
         ) from None
+
+
+class _ContainerContext(ServerContext):
+    """Readiness's view of a container: its log, and commands run in it."""
+
+    available = True
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+
+    def log(self) -> str:
+        return bytes(self.container.logs()).decode(errors="replace")
+
+    def run(self, command: Sequence[str], timeout: float) -> tuple[int, str]:
+        code, output = self.container.exec_run(list(command))
+        return int(code), bytes(output or b"").decode(errors="replace")
 
 
 def _image_present(client: Any, image: str) -> bool:

@@ -26,8 +26,11 @@ from pytest_integration_kit.backends.workdirs import (
 )
 from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
 from pytest_integration_kit.services.readiness import wait_until_ready
+from pytest_integration_kit.services.spec import ServerContext
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pytest_integration_kit.lifecycle.warm import WarmStart
     from pytest_integration_kit.services.endpoint import Endpoint
     from pytest_integration_kit.services.spec import Credentials, ServiceSpec
@@ -287,8 +290,9 @@ class LocalBackend(Backend):
                 host="127.0.0.1", port=port, credentials=credentials, backend=self.name
             )
             try:
+                context = _ProcessContext(log, workdir, {**env, **launch.env})
                 version = wait_until_ready(
-                    lambda seconds: spec.probe(endpoint, timeout=seconds),
+                    lambda seconds: spec.ready(endpoint, seconds, context),
                     what=f"{spec.title} (local, {binaries[next(iter(binaries))]})",
                     timeout=options.startup_timeout,
                     log_tail=lambda: _tail(log, 40, credentials.password),
@@ -361,6 +365,33 @@ def _terminate(process: subprocess.Popen[bytes], sig: int, grace: float = 15.0) 
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=grace)
+
+
+class _ProcessContext(ServerContext):
+    """Readiness's view of a local server: its log file, and commands run on this host
+    in its directory with its environment."""
+
+    available = True
+
+    def __init__(self, log: Path, workdir: Path, env: dict[str, str]) -> None:
+        self.log_path, self.workdir, self.env = log, workdir, env
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def run(self, command: Sequence[str], timeout: float) -> tuple[int, str]:
+        done = subprocess.run(
+            list(command),
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+        return done.returncode, (done.stdout + done.stderr).decode(errors="replace")
 
 
 def _tail(path: Path, lines: int, secret: str) -> str:

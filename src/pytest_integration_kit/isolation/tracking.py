@@ -43,7 +43,7 @@ TRUNCATE_FROM_BYTES = 256 * 1024
 POSTGRES_SCHEMA = "_pik"
 MYSQL_PREFIX = "_pik_"
 #: Bumped whenever the bookkeeping below changes: part of the template's name.
-TRACKING_VERSION = "4"
+TRACKING_VERSION = "5"
 #: What the kit's own connections set when they connect: the PostgreSQL setting
 #: ``pik.kit`` (a custom placeholder, free in the start-up packet) and the MySQL user
 #: variable ``@pik_kit``. Marks made by connections without it are "foreign".
@@ -255,8 +255,14 @@ BEGIN
       PREPARE pik_stmt FROM @pik_q;
       EXECUTE pik_stmt;
       DEALLOCATE PREPARE pik_stmt;
-      {_MY_COLUMNS.format(table="t").replace(chr(10), chr(10) + "      ")}
-        INTO now_c, now_g;
+      -- Literal names: information_schema then opens this one table, not them all.
+      SET @pik_q = CONCAT(
+        {_my_literal(_MY_COLUMNS.format(table="?").replace(chr(10), " "))}, ' INTO @pik_c, @pik_g');
+      SET @pik_t = t;
+      PREPARE pik_stmt FROM @pik_q;
+      EXECUTE pik_stmt USING @pik_t;
+      DEALLOCATE PREPARE pik_stmt;
+      SET now_c = @pik_c, now_g = @pik_g;
       SET done = 0;
       IF NOT (now_g <=> g) THEN
         SET changed = CONCAT_WS(', ', changed, t);

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from pytest_integration_kit.backends.local import LocalRunner
     from pytest_integration_kit.settings import Setting
 
-__all__ = ["Credentials", "LocalLaunch", "ServiceSpec", "find_executable"]
+__all__ = ["Credentials", "LocalLaunch", "ServerContext", "ServiceSpec", "find_executable"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,20 @@ class LocalLaunch:
     env: dict[str, str] = field(default_factory=dict)
     #: Files holding secrets that can go once the server is ready.
     remove_when_ready: Sequence[Path] = ()
+
+
+class ServerContext:
+    """What readiness may look at besides the endpoint: the server's log, and a command
+    run where the server runs (in its container, or on this host for local). The url
+    backend has neither (:attr:`available` False)."""
+
+    available = False
+
+    def log(self) -> str:
+        return ""
+
+    def run(self, command: Sequence[str], timeout: float) -> tuple[int, str]:
+        raise NotImplementedError("the url backend runs no command where the server runs")
 
 
 class ServiceSpec(ABC):
@@ -179,6 +193,10 @@ class ServiceSpec(ABC):
         raise BackendUnavailable(f"{self.title} has no local launch")
 
     # -- protocol -------------------------------------------------------------------
+
+    def ready(self, endpoint: Endpoint, timeout: float, server: ServerContext) -> str:
+        """One readiness check (raises until ready); by default :meth:`probe`."""
+        return self.probe(endpoint, timeout)
 
     @abstractmethod
     def probe(self, endpoint: Endpoint, timeout: float) -> str:
