@@ -80,7 +80,10 @@ def _write(directory: Path, files: dict[str, str]) -> None:
 def _run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     import os  # noqa: PLC0415 - only the subprocesses need the environment
 
-    env = {**os.environ, **RUN_ENV, "PYTHONPATH": str(cwd)}
+    # The page's project first, then the caller's path (a worktree's src/ before the
+    # installed copy, so a helper's docs run against its own code).
+    path = os.pathsep.join(p for p in (str(cwd), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, **RUN_ENV, "PYTHONPATH": path}
     env.pop("PYTEST_XDIST_WORKER", None)
     return subprocess.run(
         args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+from pathlib import Path
 
 import nox
 
@@ -21,6 +22,16 @@ TEST_DEPS = [
     "pytest-socket",  # the network guard honours its markers and --allow-hosts
     "sybil>=9",
     "pyyaml",
+    # the frameworks the app-client tests and docs/frameworks.md run
+    "fastapi",
+    "starlette",
+    "litestar",
+    "flask",
+    "flask-sqlalchemy",
+    "sqlmodel",  # also the apps tests: the app's own Session class
+    "uvicorn",
+    "psycopg2-binary",  # Endpoint.url_for is tried with every driver
+    "asyncmy",
 ]
 
 
@@ -34,14 +45,16 @@ def tests(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    paths = ["src", "tests", "examples", "bench", "noxfile.py", "conftest.py"]
+    paths = ["src", "tests", "examples", "bench", "chaos", "noxfile.py", "conftest.py"]
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)
 
 
 @nox.session(python="3.11")
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[all]", "mypy", "types-requests", "cryptography", *TEST_DEPS)
+    session.install(
+        "-e", ".[all]", "mypy", "types-requests", "types-psutil", "cryptography", *TEST_DEPS
+    )
     session.run("mypy")
 
 
@@ -58,6 +71,101 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[all]", *TEST_DEPS)
     for script in sorted(glob.glob("bench/bench_*.py")):
         session.run("python", script, *session.posargs)
+
+
+@nox.session(python="3.11")
+def chaos(session: nox.Session) -> None:
+    """The chaos and fuzz suite: isolation fuzz, kill -9 at every stage, concurrent runs.
+
+    ``nox -s chaos`` runs it in full; ``nox -s chaos -- --budget 240`` (or CHAOS_BUDGET)
+    is the bounded form CI runs. Exit status 1 on any undocumented leak, hang, leftover.
+    """
+    session.install("-e", ".[all]", *TEST_DEPS)
+    session.run("python", "-m", "chaos", *session.posargs)
+
+
+@nox.session(python="3.11")
+@nox.parametrize("pytest_version", ["7.4.4", "9.1.1"])
+def pytest_versions(session: nox.Session, pytest_version: str) -> None:
+    """The settings layer and a first run on pytest's floor (7.4) and on 9.1.
+
+    9.0 and 9.1 type-check ``[tool.pytest]`` values one type per key; 9.2 (the tests
+    session) takes unions. Only what needs no server runs here, without the plugins
+    that need a newer pytest; the ini's ``filterwarnings = error`` is dropped because
+    pytest 7.4 with a current pluggy warns about its own usage errors.
+    """
+    session.install("-e", ".[all]", "alembic", "sybil>=9", f"pytest=={pytest_version}")
+    session.run(
+        "pytest",
+        "-o",
+        "addopts=-p pytester -p no:cacheprovider",
+        "-o",
+        "filterwarnings=ignore::pytest.PytestConfigWarning",
+        "tests/services/test_settings.py",
+        "tests/services/test_settings_fuzz.py",
+        "tests/services/test_reference_docs.py",
+        "-k",
+        "not url_run and not warned_once",
+        *session.posargs,
+    )
+
+
+#: What the lowest session runs with the floors: test tools, no web frameworks (their own
+#: floors are far above ours).
+LOWEST_TEST_DEPS = [
+    "pytest-xdist",
+    "pytest-asyncio",
+    "pytest-randomly",
+    "factory_boy",
+    "alembic",
+    "requests",
+    "pytest-socket",
+    "sybil>=9",
+    "pyyaml",
+    "psycopg2-binary",
+    "asyncmy",
+]
+#: A meaningful subset: servers on every backend, isolation sync and async, Redis, mocks
+#: (httpx, respx), the docker backend (testcontainers), integration_env and the URLs.
+LOWEST_TESTS = [
+    "tests/services/test_servers.py",
+    "tests/isolation/test_sessions.py",
+    "tests/isolation/test_async.py",
+    "tests/isolation/test_redis.py",
+    "tests/mocks/test_mock_fixtures.py",
+    "tests/mocks/test_mock_server.py",
+    "tests/apps/test_environment.py",
+    "tests/apps/test_databases.py",
+    "tests/apps/test_redis_password.py",
+]
+
+
+@nox.session(python="3.11")
+def lowest(session: nox.Session) -> None:
+    """The suite's core on the lowest versions pyproject.toml allows (what users may have).
+
+    uv resolves the package's own requirements to their floors (``lowest-direct``); the
+    test tools then install around them, held by those pins (pytest excepted: it runs
+    the suite, and its floor is the pytest_versions session's).
+    """
+    session.install("uv")
+    python = str(Path(session.virtualenv.location) / "bin" / "python")
+    session.run(
+        "uv", "pip", "install", "--python", python, "--resolution", "lowest-direct", "-e", ".[all]"
+    )
+    frozen = session.run("uv", "pip", "freeze", "--python", python, silent=True)
+    pins = [
+        line
+        for line in str(frozen).splitlines()
+        if "==" in line and not line.startswith(("pytest==", "pytest-integration-kit"))
+    ]
+    constraints = Path(session.create_tmp()) / "floors.txt"
+    constraints.write_text("\n".join(pins) + "\n")
+    session.run(
+        "uv", "pip", "install", "--python", python, "-c", str(constraints), *LOWEST_TEST_DEPS
+    )
+    session.run("uv", "pip", "freeze", "--python", python)
+    session.run("pytest", *(session.posargs or LOWEST_TESTS))
 
 
 @nox.session(name="bench-anchors", python="3.11")

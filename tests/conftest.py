@@ -100,5 +100,6 @@ def backend_env(
 def _clean_integration_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Inner runs start from a user's blank slate, not from this run's settings."""
     for name in list(os.environ):
-        if name.startswith("INTEGRATION_"):
+        # An outer xdist worker's variables would make an inner run believe it is one.
+        if name.startswith(("INTEGRATION_", "PYTEST_XDIST_")):
             monkeypatch.delenv(name)

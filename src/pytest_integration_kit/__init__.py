@@ -23,21 +23,33 @@ from pytest_integration_kit.fixtures.isolation import (
 )
 from pytest_integration_kit.fixtures.mocks import http_mock_factory, mock_server_factory
 from pytest_integration_kit.fixtures.services import (
+    container_server_factory,
     mysql_server_factory,
     postgres_server_factory,
     redis_server_factory,
     server_fixture_factory,
 )
+from pytest_integration_kit.services.container import Command, Http, LogLine, Tcp
 from pytest_integration_kit.services.endpoint import Endpoint
+from pytest_integration_kit.services.registry import register_service
+from pytest_integration_kit.services.spec import Credentials, LocalLaunch, ServiceSpec
 
 __all__ = [
     "BackendUnavailable",
+    "Command",
     "ConfigError",
+    "Credentials",
     "Endpoint",
+    "Http",
     "IntegrationKitError",
     "IntegrationKitWarning",
+    "LocalLaunch",
+    "LogLine",
     "ServerNotReady",
     "ServerStartError",
+    "ServiceSpec",
+    "Tcp",
+    "container_server_factory",
     "fault_proxy_factory",
     "http_mock_factory",
     "mock_server_factory",
@@ -52,5 +64,6 @@ __all__ = [
     "redis_async_client_factory",
     "redis_client_factory",
     "redis_server_factory",
+    "register_service",
     "server_fixture_factory",
 ]

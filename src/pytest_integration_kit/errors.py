@@ -5,7 +5,9 @@ The hierarchy::
     IntegrationKitError
     ├── ConfigError            a setting has a bad value (pytest turns it into a usage error)
     ├── BackendUnavailable     the chosen backend cannot run here (no engine, no binaries,
-    │                          no URL); the missing-backend policy decides skip or fail
+    │   │                      no URL); under ``auto`` the missing-backend policy decides
+    │   │                      skip or fail, a backend chosen by name always fails
+    │   └── MissingExtra       a pip extra (a driver) is not installed: always an error
     └── ServerStartError       the backend ran but the server did not come up
         └── ServerNotReady     the readiness probe never succeeded in time
 
@@ -23,6 +25,7 @@ __all__ = [
     "ConfigError",
     "IntegrationKitError",
     "IntegrationKitWarning",
+    "MissingExtra",
     "ServerNotReady",
     "ServerStartError",
 ]
@@ -39,7 +42,20 @@ class ConfigError(IntegrationKitError):
 class BackendUnavailable(IntegrationKitError):
     """The backend cannot provide the service on this machine.
 
-    The message says what was tried and how to fix it, naming the setting.
+    The message says what was tried and how to fix it, naming the setting; ``tried``
+    lists, for ``auto``, why each backend could not (``"docker: …"``).
+    """
+
+    def __init__(self, message: object = "", *, tried: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.tried = tried
+
+
+class MissingExtra(BackendUnavailable):
+    """A package the service needs (its Python driver) is not installed.
+
+    Not a matter of this machine's servers: installing the extra is the fix, so it is
+    an error whatever ``integration_missing`` says.
     """
 
 

@@ -6,12 +6,31 @@ are instantiated from the public factories at the bottom.
 
 from __future__ import annotations
 
-import uuid
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_integration_kit.errors import ConfigError
+from pytest_integration_kit.errors import ConfigError, IntegrationKitWarning
+from pytest_integration_kit.fixtures.app_classes import load_app_classes
+from pytest_integration_kit.fixtures.apps import (
+    app_async_client_factory,
+    app_client_factory,
+    app_host_factory,
+    live_server_factory,
+    query_counter_factory,
+)
+from pytest_integration_kit.fixtures.binding import (
+    load_sessionmakers,
+    sessionmaker_binding_factory,
+)
+from pytest_integration_kit.fixtures.environment import (
+    database_fixture_factory,
+    environment_databases_factory,
+    make_server_set,
+    prepare_environment,
+    restore_environment,
+)
 from pytest_integration_kit.fixtures.faults import fault_proxy_factory, network_guard_factory
 from pytest_integration_kit.fixtures.isolation import (
     collect_worker_summary,
@@ -31,34 +50,42 @@ from pytest_integration_kit.fixtures.meta import fixture_metas
 from pytest_integration_kit.fixtures.mocks import http_mock_factory, mock_server_factory
 from pytest_integration_kit.fixtures.services import (
     SERVER_SET,
-    mysql_server_factory,
-    postgres_server_factory,
-    redis_server_factory,
+    UNAVAILABLE_ATTR,
+    server_fixtures,
 )
-from pytest_integration_kit.services import spec_for
+from pytest_integration_kit.isolation.schema import SchemaSource
+from pytest_integration_kit.reporting.header import header_line, settings_table
+from pytest_integration_kit.reporting.logtails import LOG_TAIL_LINES, wants_log_tail
+from pytest_integration_kit.reporting.progress import Progress
+from pytest_integration_kit.reporting.summary import RunReport, stopped_line
+from pytest_integration_kit.services import REGISTRY, spec_for
 from pytest_integration_kit.settings import (
-    SERVICES,
-    SETTINGS,
     Setting,
     Settings,
+    conflicts,
     resolve_settings,
+    service_settings,
 )
+from pytest_integration_kit.settings import settings_table as all_settings
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Generator, Iterable
 
-    from pytest_integration_kit.lifecycle.servers import ServerRequest
+    from pytest_integration_kit.lifecycle.servers import ServerRequest, ServerSet
+    from pytest_integration_kit.services.spec import ServiceSpec
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
+#: The registry as it was before this run's conftests registered services.
+REGISTRY_STATE_KEY = pytest.StashKey[dict[str, Any]]()
+#: What the end summary says, gathered during the run.
+REPORT_KEY = pytest.StashKey[RunReport]()
+PROGRESS_KEY = pytest.StashKey[Progress]()
+STOPPED_KEY = pytest.StashKey[bool]()
 PYTEST_VERSION = tuple(pytest.version_tuple[:2])
 #: The workerinput key carrying the controller's run to xdist workers.
 RUN_KEY = "integration_kit_run"
-#: Lines of server log attached to a failing test's report.
-LOG_TAIL_LINES = 40
 
 MARKERS = {
-    "requires_db": "the test uses a PostgreSQL or MySQL server (applied automatically)",
-    "requires_redis": "the test uses a Redis server (applied automatically)",
     "requires_network": "the test may open connections beyond the loopback interface",
     "slow": "the test takes seconds, not milliseconds",
     "http_mock": "http_mock(assert_all_called=True, assert_all_mocked=True, base_url=None, "
@@ -85,8 +112,12 @@ def _ini_type(setting: Setting) -> Any:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    _add_settings(parser, all_settings())
+
+
+def _add_settings(parser: pytest.Parser, settings: Iterable[Setting]) -> None:
     group = parser.getgroup("integration", "pytest-integration-kit")
-    for setting in SETTINGS:
+    for setting in settings:
         where = f"Env {setting.env}, ini {setting.ini}."
         if setting.kind == "bool":
             group.addoption(
@@ -119,11 +150,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         )
 
 
-def _settings_from(config: pytest.Config) -> Settings:
-    cli = {s.name: config.getoption(s.dest) for s in SETTINGS}
+def _settings_from(config: pytest.Config, namespace: Any = None) -> Settings:
+    table = all_settings()
+    if namespace is not None:  # before the command line is fully parsed
+        cli = {s.name: getattr(namespace, s.dest, None) for s in table}
+    else:
+        cli = {s.name: config.getoption(s.dest) for s in table}
     ini: dict[str, object] = {}
     errors: list[str] = []
-    for setting in SETTINGS:
+    for setting in table:
         try:
             value = config.getini(setting.ini)
         except Exception as exc:  # pytest's own type check of a TOML value
@@ -135,7 +170,7 @@ def _settings_from(config: pytest.Config) -> Settings:
         # list is no entries, as if unset.
         ini[setting.name] = None if value == [] else value
     try:
-        settings = resolve_settings(cli=cli, ini=ini)
+        settings = resolve_settings(cli=cli, ini=ini, table=table)
     except ConfigError as exc:
         errors.append(str(exc))
     if errors:
@@ -143,33 +178,98 @@ def _settings_from(config: pytest.Config) -> Settings:
     return settings
 
 
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser) -> None:
+    """Before the conftests load: a service they register gets its options and ini keys
+    at once (pytest parses the command line after), and is forgotten after the run.
+
+    integration_env: start what it names and set its variables before conftest import
+    (so it can name the services of installed packages, not those of conftests).
+    """
+    early_config.stash[REGISTRY_STATE_KEY] = REGISTRY.snapshot()
+    REGISTRY.open()
+
+    def add(spec: ServiceSpec) -> None:
+        _add_settings(parser, service_settings(spec))
+
+    REGISTRY.subscribe(add)
+    namespace = early_config.known_args_namespace
+    if getattr(namespace, "help", False) or getattr(namespace, "version", False):
+        return
+    try:
+        settings = _settings_from(early_config, namespace)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
+    prepare_environment(early_config, settings)
+
+
+def service_markers() -> dict[str, str]:
+    """``requires_<name>`` per registered service, and the markers they share."""
+    markers: dict[str, str] = {}
+    shared: dict[str, list[str]] = {}
+    for spec in REGISTRY:
+        markers[f"requires_{spec.name}"] = (
+            f"the test uses a {spec.title} server (applied automatically)"
+        )
+        for marker in spec.markers[1:]:
+            shared.setdefault(marker, []).append(spec.title)
+    for marker, titles in shared.items():
+        markers[marker] = f"the test uses a {' or '.join(titles)} server (applied automatically)"
+    return markers
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    for name, description in MARKERS.items():
+    specs = REGISTRY.specs()
+    if REGISTRY.problems:
+        raise pytest.UsageError(
+            "pytest-integration-kit: a service could not be registered\n"
+            + "\n".join(REGISTRY.problems)
+        )
+    # Settings are resolved now: a service registered later could get none.
+    REGISTRY.close("pytest_configure (the settings are resolved by then)")
+    for name, description in {**service_markers(), **MARKERS}.items():
         config.addinivalue_line("markers", f"{name}: {description}")
     try:
         settings = _settings_from(config)
     except ConfigError as exc:
         raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
     config.stash[SETTINGS_KEY] = settings
+    config.pluginmanager.register(server_fixtures(specs), "integration_kit_servers")
+    if getattr(config, "workerinput", None) is None:  # once per run, not per xdist worker
+        _check_before_start(config, settings)
+    # Made before conftest import when integration_env names servers; else here. An
+    # xdist worker joins the run its controller created; anyone else coordinates one.
+    if config.stash.get(SERVER_SET, None) is None:
+        workerinput = getattr(config, "workerinput", None)
+        shared = workerinput.get(RUN_KEY) if workerinput is not None else None
+        config.stash[SERVER_SET] = make_server_set(config, settings, shared)
+    config.stash[REPORT_KEY] = report = RunReport()
+    config.pluginmanager.register(_Tally(report), "integration-kit-tally")
 
-    from pytest_integration_kit.backends import default_backends  # noqa: PLC0415
-    from pytest_integration_kit.lifecycle.servers import ServerSet  # noqa: PLC0415
 
-    # An xdist worker joins the run its controller created; anyone else coordinates one.
-    workerinput = getattr(config, "workerinput", None)
-    servers = ServerSet.for_process(
-        settings,
-        backends=default_backends(),
-        session_id=uuid.uuid4().hex[:12],
-        shared=workerinput.get(RUN_KEY) if workerinput is not None else None,
-        worker_id=str(workerinput["workerid"]) if workerinput is not None else "main",
-        project=str(config.rootpath),
-        cache_dir=settings["cache_dir"],
+def _check_before_start(config: pytest.Config, settings: Settings) -> None:
+    """What needs no server, checked before any starts: a usage error, or a warning."""
+    source = SchemaSource(
+        schema=settings["schema"],
+        alembic_config=settings["alembic_config"],
+        seed=tuple(settings["seed"] or ()),
+        root=config.rootpath,
     )
-    if servers.coordinator:
-        servers.reap_dead_sessions(background=True)
-    config.stash[SERVER_SET] = servers
+    try:
+        source.check()
+    except ConfigError as exc:
+        raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
+    for message in conflicts(settings):
+        try:
+            config.issue_config_time_warning(IntegrationKitWarning(message), stacklevel=2)
+        except IntegrationKitWarning:  # filterwarnings = error: said as a usage error
+            raise pytest.UsageError(f"pytest-integration-kit: {message}") from None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Import the app's sessionmakers and classes the settings name (bad ones: usage error)."""
+    load_sessionmakers(session.config)
+    load_app_classes(session.config)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -181,30 +281,36 @@ def pytest_configure_node(node: Any) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    servers = config.stash.get(SERVER_SET, None)
-    if servers is not None:
-        servers.stop_all()
+    """Stop the servers if the session did not get to (a usage error, an interrupt)."""
+    _stop_servers(config)
+    restore_environment(config)
+    state = config.stash.get(REGISTRY_STATE_KEY, None)
+    if state is not None:
+        REGISTRY.restore(state)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    """Each resolved setting and where it came from (cli, env, ini, default)."""
+    """``-v``: every setting and its source. On xdist's controller, which does not
+    collect: the changed settings. Otherwise the one line comes after collection."""
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is None:
         return []
-    general: list[str] = []
-    per_service: dict[str, list[str]] = {service: [] for service in SERVICES}
-    for resolved in settings:
-        name = resolved.setting.name
-        service, _, key = name.partition("_")
-        if service in per_service and key:
-            per_service[service].append(f"{key}={resolved.describe()}")
-        else:
-            general.append(f"{name}={resolved.describe()}")
-    lines = ["integration: " + ", ".join(general)]
-    lines += [
-        f"integration {service}: " + ", ".join(parts) for service, parts in per_service.items()
-    ]
-    return lines
+    if int(config.option.verbose) > 0:
+        return settings_table(settings)
+    if config.pluginmanager.has_plugin("dsession"):
+        line = header_line(settings, None)
+        return [line] if line else []
+    return []
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """One line: the services the selected tests need, their backends, changed settings."""
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is None or int(config.option.verbose) < 0:
+        return []
+    needed = [m.server.service for item in items for m in fixture_metas(item) if m.server]
+    line = header_line(settings, needed)
+    return [line] if line else []
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -215,8 +321,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(name)
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start, all at once, every server the selected tests need; none that they don't."""
+    """Start, all at once, every server the selected tests need; none that they don't.
+
+    Before the first test runs, says what is starting (and shows an image pull)."""
     if session.config.option.collectonly:
         return
     servers = session.config.stash.get(SERVER_SET, None)
@@ -227,60 +336,160 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         for meta in fixture_metas(item):
             if meta.server is not None:
                 needed[meta.server] = None
+    progress = _progress(session.config, servers)
     servers.start_all(needed)
+    while any(not servers.done(r) and r.service not in progress.announced for r in needed):
+        time.sleep(0.02)
+        progress.flush()
+    progress.flush()
+
+
+def _isatty(reporter: Any) -> bool:
+    """``TerminalReporter.isatty``: a bool before pytest 8, callable since."""
+    isatty = reporter.isatty
+    return bool(isatty() if callable(isatty) else isatty)
+
+
+def _progress(config: pytest.Config, servers: ServerSet) -> Progress:
+    """This process's progress printer, wired to the servers' events (quiet with -q)."""
+    progress = config.stash.get(PROGRESS_KEY, None)
+    if progress is not None:
+        return progress
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or getattr(config, "workerinput", None) is not None:
+        progress = Progress(lambda line: None, enabled=False)
+    else:
+        progress = Progress(
+            reporter.write_line,
+            (lambda line: reporter.rewrite(line, erase=True)) if _isatty(reporter) else None,
+            verbose=int(config.option.verbose) > 0,
+            enabled=int(config.option.verbose) >= 0,
+        )
+    servers.on_progress = progress.event
+    servers.on_wait = progress.flush
+    config.stash[PROGRESS_KEY] = progress
+    return progress
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, Any, None]:
-    """A failing test's report carries the tail of the logs of the servers it used."""
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    """Tag a test skipped or errored for a missing server (for the summary), and attach
+    a server's log tail where the failure involves that server (reporting.logtails)."""
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
-    if not report.failed:
+    exc = call.excinfo.value if call.excinfo is not None else None
+    unavailable = getattr(exc, UNAVAILABLE_ATTR, None)
+    if unavailable is not None:
+        setattr(report, UNAVAILABLE_ATTR, unavailable)  # crosses to xdist's controller
         return
     servers = item.config.stash.get(SERVER_SET, None)
-    if servers is None:
+    if not report.failed or servers is None:
         return
-    requests = {meta.server: None for meta in fixture_metas(item) if meta.server is not None}
-    for request in requests:
+    for request in {m.server: None for m in fixture_metas(item) if m.server is not None}:
+        server = servers.started(request)
+        packages = spec_for(request.service).driver_packages
+        verbose = int(item.config.option.verbose)
+        if server is None or not wants_log_tail(
+            exc=exc, packages=packages, server=server, verbose=verbose
+        ):
+            continue
         tail = servers.log_tail(request, LOG_TAIL_LINES)
         if tail:
             title = f"integration {request.service} server log (last {LOG_TAIL_LINES} lines)"
             report.sections.append((title, tail))
 
 
+class _Tally:
+    """Counts, from every test report (all workers' on xdist's controller), the tests a
+    missing server cost."""
+
+    def __init__(self, report: RunReport) -> None:
+        self.report = report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        unavailable = getattr(report, UNAVAILABLE_ATTR, None)
+        if isinstance(unavailable, dict) and report.when == "setup":
+            self.report.tally.add(unavailable)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop the servers now (the summary says how long it took) and say each decision
+    once, as an IntegrationKitWarning; one made an error by ``-W error`` fails the run."""
+    config = session.config
+    report = config.stash.get(REPORT_KEY, None)
+    if report is None:
+        return
+    _stop_servers(config)
+    servers = config.stash.get(SERVER_SET, None)
+    if servers is not None and servers.stop_failures and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a server is left running
+    if getattr(config, "workerinput", None) is not None:
+        return  # the controller says it, once for the run
+    for text in report.warnings():
+        try:
+            config.issue_config_time_warning(IntegrationKitWarning(text), stacklevel=2)
+        except IntegrationKitWarning:
+            report.warning_errors.append(text)
+    if report.warning_errors and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _stop_servers(config: pytest.Config) -> None:
+    """Stop this process's servers once, timed; first keep what the summary needs."""
+    servers = config.stash.get(SERVER_SET, None)
+    report = config.stash.get(REPORT_KEY, None)
+    if servers is None or report is None or config.stash.get(STOPPED_KEY, False):
+        return
+    config.stash[STOPPED_KEY] = True
+    restore_environment(config)  # its workspace holds databases on these servers
+    servers.settle()
+    report.records = servers.summary()
+    report.notes = list(servers.notes)
+    reaped = servers.reaping_done()
+    report.reaped = reaped.describe() if reaped else ""
+    count = kept = 0
+    if servers.coordinator:
+        count = sum(1 for r in report.records if not r.kept)
+        kept = sum(1 for r in report.records if r.kept)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if count and reporter is not None and _isatty(reporter) and int(config.option.verbose) >= 0:
+        reporter.write_line(f"integration: stopping {count} server(s)…")
+    started = time.monotonic()
+    servers.stop_all()
+    report.stopped = stopped_line(count, kept, time.monotonic() - started)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Per server of the run: backend, version, address, start time, reuse hit or not."""
-    isolation = summary_lines(terminalreporter.config)
+    """Servers of the run, decisions made, services that were missing, teardown time."""
+    config = terminalreporter.config
+    isolation = summary_lines(config)
     if isolation:
         terminalreporter.section("integration isolation")
         for line in isolation:
-            terminalreporter.write_line(line)
-    servers = terminalreporter.config.stash.get(SERVER_SET, None)
-    if servers is None:
+            terminalreporter.line(line)
+    report = config.stash.get(REPORT_KEY, None)
+    if report is None:
         return
-    records = servers.summary()
-    reaped = servers.reaping_done()
-    if not records and not reaped and not servers.notes:
-        return
-    terminalreporter.section("integration services")
-    for note in servers.notes:
-        terminalreporter.write_line(f"note: {note}", yellow=True)
-    for record in records:
-        endpoint = record.endpoint_object()
-        title = spec_for(endpoint.service).title
-        if "mariadb" in endpoint.version.lower():
-            title = "MariaDB"
-        if record.reused:
-            how = f"reused (kept), attached in {record.seconds_to_ready:.2f} s"
-        else:
-            how = f"ready in {record.seconds_to_ready:.2f} s" + (", kept" if record.kept else "")
-        by = f" [{record.started_by}]" if record.started_by != "main" else ""
-        terminalreporter.write_line(
-            f"{endpoint.service:<9} {record.backend:<7} {title + ' ' + endpoint.version:<28} "
-            f"{endpoint.address:<22} {how}{by}"
-        )
-    if reaped:
-        terminalreporter.write_line(f"reaped from dead sessions: {reaped.describe()}")
+    lines = report.lines()
+    servers = config.stash.get(SERVER_SET, None)
+    failures = servers.stop_failures if servers is not None else []
+    if lines or report.notes or failures:
+        terminalreporter.section("integration services")
+        for note in report.notes:
+            terminalreporter.line(f"note: {note}", yellow=True)
+        for failure in failures:
+            terminalreporter.line(f"warning: could not stop, still running: {failure}", red=True)
+        if failures:
+            terminalreporter.line(
+                "the next run on this host removes them (their owner is gone); exit status 1",
+                red=True,
+            )
+        for line in lines:
+            terminalreporter.line(line)
+        # Each line above ended itself: no blank line before pytest's closing one.
+        terminalreporter.currentfspath = None
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -296,9 +505,7 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
     return (yield)
 
 
-postgres_server = postgres_server_factory()
-mysql_server = mysql_server_factory()
-redis_server = redis_server_factory()
+# Each registered service's <name>_server fixture is registered in pytest_configure.
 http_mock = http_mock_factory()
 mock_server = mock_server_factory()
 fault_proxy = fault_proxy_factory()
@@ -312,3 +519,13 @@ postgres_async_session = postgres_async_session_factory()
 mysql_async_session = mysql_async_session_factory()
 redis_client = redis_client_factory()
 redis_async_client = redis_async_client_factory()
+postgres_database = database_fixture_factory(server="postgres_server")
+mysql_database = database_fixture_factory(server="mysql_server")
+redis_database = database_fixture_factory(server="redis_server")
+integration_env_databases = environment_databases_factory()
+integration_sessionmaker_binding = sessionmaker_binding_factory()
+integration_app_host = app_host_factory()
+app_client = app_client_factory()
+app_async_client = app_async_client_factory()
+live_server = live_server_factory()
+query_counter = query_counter_factory()

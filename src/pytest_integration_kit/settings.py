@@ -28,40 +28,20 @@ from pytest_integration_kit.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
 
+    from pytest_integration_kit.services.spec import ServiceSpec
+
 __all__ = [
-    "SERVICES",
-    "SETTINGS",
     "ResolvedSetting",
     "Setting",
     "Settings",
     "conflicts",
     "mask_url_password",
     "resolve_settings",
+    "service_settings",
+    "settings_table",
 ]
 
-#: The services whose servers the plugin provides out of the box.
-SERVICES: Final = ("postgres", "mysql", "redis")
-
 BACKENDS: Final = ("auto", "docker", "local", "url")
-
-DEFAULT_IMAGES: Final = {
-    "postgres": "postgres:17.6",
-    "mysql": "mysql:8.4",
-    "redis": "redis:8.2",
-}
-
-URL_SCHEMES: Final = {
-    "postgres": ("postgresql", "postgres"),
-    "mysql": ("mysql", "mariadb"),
-    "redis": ("redis", "rediss"),
-}
-
-
-URL_EXAMPLES: Final = {
-    "postgres": "postgresql://app:secret@127.0.0.1:5432/app",
-    "mysql": "mysql://root:secret@127.0.0.1:3306/app",
-    "redis": "redis://:secret@127.0.0.1:6379/0",
-}
 
 
 class _Unset:
@@ -209,16 +189,23 @@ def _cache_dir_default(_: Mapping[str, Any], env: Mapping[str, str]) -> tuple[Pa
     return default_cache_dir(env), "default"
 
 
+#: Docker's reference grammar, loosely: [registry[:port]/]name[/name…][:tag][@digest].
+_IMAGE = re.compile(
+    r"(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
+)
+
+
 def _image(raw: str) -> str:
     value = raw.strip()
-    if not value or any(ch.isspace() or not ch.isprintable() for ch in value):
+    if len(value) > 512 or not _IMAGE.fullmatch(value):
         raise ValueError
     return value
 
 
-def _url_for(service: str) -> Callable[[str], str]:
-    schemes = URL_SCHEMES[service]
-
+def _url_for(schemes: tuple[str, ...]) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip()
         if any(not ch.isprintable() for ch in value):
@@ -307,7 +294,13 @@ def _inherit_backend(resolved: Mapping[str, Any], _: Mapping[str, str]) -> tuple
     return resolved["backend"], "from integration_backend"
 
 
-def _build_table() -> tuple[Setting, ...]:
+def settings_table(specs: Iterable[ServiceSpec] | None = None) -> tuple[Setting, ...]:
+    """Every setting: the general ones, then each registered service's (``specs``, by
+    default every service registered now), then the isolation ones."""
+    if specs is None:
+        from pytest_integration_kit.services.registry import REGISTRY  # noqa: PLC0415
+
+        specs = REGISTRY.specs()
     backend_allowed = ", ".join(BACKENDS)
     table: list[Setting] = [
         Setting(
@@ -390,49 +383,8 @@ def _build_table() -> tuple[Setting, ...]:
             bad_example="strict",
         ),
     ]
-    for service in SERVICES:
-        table += [
-            Setting(
-                f"{service}_backend",
-                f"Backend for {service}; inherits integration_backend.",
-                _choice(*BACKENDS),
-                allowed=f"one of {backend_allowed}",
-                default_from=_inherit_backend,
-                metavar="{" + ",".join(BACKENDS) + "}",
-                example="docker",
-                bad_example="k8s",
-            ),
-            Setting(
-                f"{service}_image",
-                f"Docker image for {service}.",
-                _image,
-                allowed="a Docker image reference without spaces, e.g. " + DEFAULT_IMAGES[service],
-                default=DEFAULT_IMAGES[service],
-                metavar="IMAGE",
-                example=f"registry.example.com/{service}:1",
-                bad_example="two words",
-            ),
-            Setting(
-                f"{service}_url",
-                f"URL of an existing {service} server, for the url backend.",
-                _url_for(service),
-                allowed="a URL with a host and scheme "
-                + " or ".join(f"{s}[+driver]://" for s in URL_SCHEMES[service]),
-                metavar="URL",
-                secret=True,
-                example=URL_EXAMPLES[service],
-                bad_example="http://example.com/x",
-            ),
-            Setting(
-                f"{service}_bin_dir",
-                f"Directory holding the {service} server binaries, for the local backend.",
-                _directory,
-                allowed="an existing directory",
-                metavar="DIR",
-                example="/usr/bin",
-                bad_example="/nonexistent/bin",
-            ),
-        ]
+    for spec in specs:
+        table += service_settings(spec)
     table.append(
         Setting(
             "schema",
@@ -534,10 +486,177 @@ def _build_table() -> tuple[Setting, ...]:
             bad_example="10.0.0.0/33",
         )
     )
+    # -- apps: the user's application wired in (integration_env and friends) ------------
+    from pytest_integration_kit.apps.config import (  # noqa: PLC0415 - the apps settings' parsers, kept with them
+        module_attrs,
+        parse_env,
+        secret_text,
+    )
+
+    table += [
+        Setting(
+            "env",
+            "Environment variables set before conftest.py and test modules are imported, "
+            "naming this worker's isolated databases: NAME=template entries separated by "
+            "newlines or spaces (a list in TOML).",
+            parse_env,
+            allowed="NAME={service.field} or NAME={service.url:driver} entries; fields url, "
+            "host, port, user, password, database",
+            metavar="NAME=TEMPLATE",
+            kind="list",
+            example="DATABASE_URL={postgres.url:asyncpg}",
+            bad_example="DATABASE_URL={postgres.uri}",
+        ),
+        Setting(
+            "sessionmaker",
+            "The application's own sessionmaker(s), bound into each test's transaction so "
+            "what the code under test commits is rolled back: module:attr, comma-separated.",
+            module_attrs,
+            allowed="comma-separated module:attr, e.g. myapp.db:SessionLocal",
+            metavar="MODULE:ATTR",
+            kind="list",
+            example="myapp.db:SessionLocal",
+            bad_example="myapp.db.SessionLocal",
+        ),
+        Setting(
+            "session_class",
+            "The Session class of the session fixtures (e.g. sqlmodel:Session; the async "
+            "ones use it as their sync_session_class), or an AsyncSession subclass for the "
+            "async ones.",
+            _module_attr,
+            allowed="module:attr, e.g. sqlmodel:Session",
+            metavar="MODULE:ATTR",
+            example="sqlmodel:Session",
+            bad_example="sqlmodel",
+        ),
+        Setting(
+            "redis_client_class",
+            "The client class of redis_client (a redis.Redis subclass) or of "
+            "redis_async_client (a redis.asyncio.Redis subclass).",
+            _module_attr,
+            allowed="module:attr, e.g. myapp.queue:QueueRedis",
+            metavar="MODULE:ATTR",
+            example="myapp.queue:QueueRedis",
+            bad_example="QueueRedis",
+        ),
+        Setting(
+            "redis_password",
+            "The password of Redis servers the kit starts; empty for none (the server still "
+            "listens on 127.0.0.1 only). Unset: a random one per session.",
+            secret_text,
+            allowed="a password without whitespace, or empty for no password",
+            metavar="PASSWORD",
+            secret=True,
+            example="s3cret",
+            bad_example="two words",
+        ),
+    ]
+
+    # -- apps: clients into the user's application (app_client, live_server, …) ---------
+    def openapi_source(raw: str) -> bool | str:
+        """A boolean, or the path of a JSON or YAML OpenAPI document."""
+        word = raw.strip().lower()
+        if word in TRUE_WORDS or word in FALSE_WORDS:
+            return word in TRUE_WORDS
+        path = str(_path(raw))
+        if not path.endswith((".json", ".yaml", ".yml")):
+            raise ValueError
+        return path
+
+    table += [
+        Setting(
+            "app",
+            "Your ASGI or WSGI application, for app_client, app_async_client and live_server.",
+            _module_attr,
+            allowed="module:attr, e.g. app.main:app",
+            metavar="MODULE:ATTR",
+            example="app.main:app",
+            bad_example="app.main",
+        ),
+        Setting(
+            "app_session",
+            "A FastAPI session dependency (e.g. get_session) that app clients answer with "
+            "the test's own postgres_session / mysql_session.",
+            _module_attr,
+            allowed="module:attr, e.g. app.db:get_session",
+            metavar="MODULE:ATTR",
+            example="app.db:get_session",
+            bad_example="get_session",
+        ),
+        Setting(
+            "login",
+            "A callable given an app client and a user, returning headers or cookies: what "
+            "app_client.as_user(user) carries (made once per user and run).",
+            _module_attr,
+            allowed="module:attr, e.g. tests.auth:login",
+            metavar="MODULE:ATTR",
+            example="tests.auth:login",
+            bad_example="tests/auth.py",
+        ),
+        Setting(
+            "openapi",
+            "Check every app client response against the OpenAPI document: true (the "
+            "application's own, FastAPI or Litestar) or the path of a JSON/YAML document.",
+            openapi_source,
+            allowed=f"{BOOL_ALLOWED}, or a path ending in .json, .yaml or .yml",
+            default=False,
+            metavar="BOOL|PATH",
+            example="openapi.json",
+            bad_example="openapi.txt",
+        ),
+    ]
     return tuple(table)
 
 
-SETTINGS: Final[tuple[Setting, ...]] = _build_table()
+def service_settings(spec: ServiceSpec) -> list[Setting]:
+    """The settings every service gets, made from its spec, then the spec's own."""
+    service = spec.name
+    backend_allowed = ", ".join(BACKENDS)
+    schemes = spec.accepted_url_schemes
+    return [
+        Setting(
+            f"{service}_backend",
+            f"Backend for {spec.title}; inherits integration_backend.",
+            _choice(*BACKENDS),
+            allowed=f"one of {backend_allowed}",
+            default_from=_inherit_backend,
+            metavar="{" + ",".join(BACKENDS) + "}",
+            example="docker",
+            bad_example="k8s",
+        ),
+        Setting(
+            f"{service}_image",
+            f"Docker image for {spec.title}.",
+            _image,
+            allowed="a Docker image reference ([registry/]name[:tag][@digest]), e.g. "
+            + spec.default_image,
+            default=spec.default_image,
+            metavar="IMAGE",
+            example=f"registry.example.com/{service}:1",
+            bad_example="two words",
+        ),
+        Setting(
+            f"{service}_url",
+            f"URL of an existing {spec.title} server, for the url backend.",
+            _url_for(schemes),
+            allowed="a URL with a host and scheme "
+            + " or ".join(f"{s}[+driver]://" for s in schemes),
+            metavar="URL",
+            secret=True,
+            example=spec.example_url(),
+            bad_example="http://example.com/x" if "http" not in schemes else "ftp://example.com/x",
+        ),
+        Setting(
+            f"{service}_bin_dir",
+            f"Directory holding the {spec.title} server binaries, for the local backend.",
+            _directory,
+            allowed="an existing directory",
+            metavar="DIR",
+            example="/usr/bin",
+            bad_example="/nonexistent/bin",
+        ),
+        *spec.extra_settings(),
+    ]
 
 
 @dataclass(frozen=True)
@@ -605,7 +724,7 @@ def resolve_settings(
     cli: Mapping[str, object],
     ini: Mapping[str, object],
     env: Mapping[str, str] | None = None,
-    table: Iterable[Setting] = SETTINGS,
+    table: Iterable[Setting] | None = None,
 ) -> Settings:
     """Resolve every setting with precedence CLI > env > ini > default.
 
@@ -617,7 +736,7 @@ def resolve_settings(
     environ = os.environ if env is None else env
     resolved: dict[str, ResolvedSetting] = {}
     errors: list[str] = []
-    for setting in table:
+    for setting in settings_table() if table is None else table:
         raw: object = UNSET
         source = ""
         where = ""
@@ -665,8 +784,10 @@ def conflicts(settings: Settings) -> list[str]:
     Today: a service's URL when its backend is not ``url`` (``auto`` never picks the
     url backend), which would otherwise be ignored without a word.
     """
+    from pytest_integration_kit.services.registry import REGISTRY  # noqa: PLC0415
+
     found: list[str] = []
-    for service in SERVICES:
+    for service in REGISTRY.names():
         url = settings.resolved.get(f"{service}_url")
         backend = settings.resolved.get(f"{service}_backend")
         if url is None or url.value is None or backend is None or backend.value == "url":

@@ -130,7 +130,7 @@ SELF_DEADLOCK_TESTS = """
 import time
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 DB = pytest.mark.parametrize("db", ["postgres", "mysql"])
 
@@ -149,6 +149,20 @@ def test_engine_updates_the_row_the_session_holds(db, request):
         print(f"WAITED {db} {time.monotonic() - started:.1f}")
 
 
+def test_own_engine_waiting_on_the_session_times_out_too(postgres_session, postgres_engine):
+    # PostgreSQL: the kit makes lock_timeout the default of its databases, so a
+    # connection it did not make (the code's own engine) cannot hang on the test either.
+    postgres_session.execute(text("UPDATE users SET name = 'session' WHERE id = 2"))
+    own = create_engine(postgres_engine.url.render_as_string(hide_password=False))
+    started = time.monotonic()
+    try:
+        with own.begin() as conn:
+            conn.execute(text("UPDATE users SET name = 'own' WHERE id = 2"))
+    finally:
+        own.dispose()
+        print(f"WAITED own {time.monotonic() - started:.1f}")
+
+
 @DB
 def test_next_test_is_fine(db, request):
     session = request.getfixturevalue(f"{db}_session")
@@ -163,14 +177,18 @@ def test_waiting_on_the_tests_own_transaction_fails_fast_and_says_why(
     write_project(pytester)
     pytester.makepyfile(test_deadlock=SELF_DEADLOCK_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:randomly", "-s", timeout=DEADLINE)
-    result.assert_outcomes(passed=2, failed=2)
+    result.assert_outcomes(passed=2, failed=3)
     out = result.stdout.str()
     assert "lock_timeout = 5 s" in out  # PostgreSQL
     assert "innodb_lock_wait_timeout / lock_wait_timeout = 5 s" in out  # MariaDB
     assert out.count("another connection of this same test") == 2
-    waits = [float(w) for w in re.findall(r"WAITED \w+ ([\d.]+)", out)]
+    waits = [float(w) for w in re.findall(r"WAITED (?:postgres|mysql) ([\d.]+)", out)]
     assert len(waits) == 2
     assert all(4 <= w < 20 for w in waits), waits
+    own = re.search(r"WAITED own ([\d.]+)", out)
+    assert own is not None, out
+    assert 4 <= float(own[1]) < 20, out
+    assert "canceling statement due to lock timeout" in out
 
 
 FOREIGN_TESTS = """
@@ -235,3 +253,66 @@ def test_foreign_commits_are_reported(pytester: pytest.Pytester, backend_env: st
         )
     assert "IntegrationKitWarning" in out
     assert "cannot undo that" in out
+
+
+LEFT_OPEN_TESTS = """
+import time
+
+import pytest
+from sqlalchemy import create_engine, text
+
+DB = pytest.mark.parametrize("db", ["postgres", "mysql"])
+KEPT = []
+
+
+@DB
+def test_a_leaves_a_transaction_open(db, request):
+    engine = request.getfixturevalue(f"{db}_engine")
+    own = create_engine(engine.url.render_as_string(hide_password=False))
+    conn = own.connect()
+    conn.execute(text("INSERT INTO orders (id, user_id, total) VALUES (99, 1, 5)"))
+    KEPT.append(conn)  # never committed, never closed: its marks stay uncommitted
+
+
+@DB
+@pytest.mark.parametrize("n", range(2))
+def test_b_later_tests_do_not_wait(db, n, request):
+    started = time.monotonic()
+    session = request.getfixturevalue(f"{db}_session")
+    engine = request.getfixturevalue(f"{db}_engine")
+    session.execute(text("INSERT INTO users (id, name) VALUES (7, 'x')"))
+    session.commit()
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE users SET name = 'y' WHERE id = 2"))
+    print(f"TOOK {time.monotonic() - started:.1f}")
+
+
+@DB
+def test_c_all_clean(db, request):
+    session = request.getfixturevalue(f"{db}_session")
+    assert session.execute(text("SELECT count(*) FROM orders")).scalar() == 0
+    assert session.execute(text("SELECT name FROM users WHERE id = 2")).scalar() == "100% grace"
+"""
+
+
+def test_a_transaction_left_open_is_named_and_ended_not_waited_on(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    """The bookkeeping never waits on it; rows the clean must delete end it, named."""
+    write_project(pytester)
+    pytester.makepyfile(test_left_open=LEFT_OPEN_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-s", timeout=DEADLINE)
+    result.assert_outcomes(passed=8, errors=2)
+    out = result.stdout.str()
+    for db in ("postgres", "mysql"):
+        assert f"ERROR at teardown of test_b_later_tests_do_not_wait[0-{db}]" in out
+    result.stdout.fnmatch_lines(
+        [
+            "*test_b_later_tests_do_not_wait[[]0-postgres[]]: cleaning 'pik_*' after the test "
+            "waited 5 s for a lock (lock_timeout): a connection was still inside a "
+            "transaction on it*INSERT INTO orders*The kit ended it and cleaned*",
+        ]
+    )
+    took = [float(t) for t in re.findall(r"TOOK ([\d.]+)", out)]
+    assert len(took) == 4
+    assert max(took) < 3, took

@@ -73,3 +73,62 @@ def test_keyspaces_on_one_server_never_meet(url_servers: dict[str, str]) -> None
     assert outsider.get("not-ours") == b"keep me"
     outsider.delete("not-ours")
     outsider.close()
+
+
+def _server_counters(outsider: redis.Redis) -> tuple[int, dict[str, int]]:
+    """Connections the server accepted so far, and calls per command."""
+    connections = int(outsider.info("stats")["total_connections_received"])
+    calls = {
+        name.removeprefix("cmdstat_"): int(stats["calls"])
+        for name, stats in outsider.info("commandstats").items()
+    }
+    return connections, calls
+
+
+def test_per_test_cost_is_one_round_trip_on_an_open_connection(
+    url_servers: dict[str, str],
+) -> None:
+    """After the first test, a test's client connects no more and the clean is one
+    pipelined round trip (DBSIZE + FLUSHDB): no AUTH, SELECT, HELLO or CLIENT per test."""
+    endpoint = spec_for("redis").endpoint_from_url(url_servers["redis"])
+    outsider = redis.Redis.from_url(url_servers["redis"])
+    keyspace = RedisKeyspace(endpoint, owner="per_test_cost")
+    try:
+        first = keyspace.client()
+        first.set("warm", 1)
+        first.close()
+        keyspace.clean()
+        connections, before = _server_counters(outsider)
+        for n in range(10):
+            client = keyspace.client()
+            assert client.dbsize() == 0  # the previous test's key is gone
+            client.set(f"k{n}", n)
+            client.close()
+            assert keyspace.clean() == 1
+        connections_after, after = _server_counters(outsider)
+        calls = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        calls["info"] -= 2  # the first look at the counters
+        assert connections_after - connections == 0
+        assert {k: v for k, v in calls.items() if v} == {"dbsize": 20, "set": 10, "flushdb": 10}
+    finally:
+        keyspace.close()
+
+
+def test_a_client_closed_by_the_test_does_not_break_the_next(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    write_project(pytester)
+    pytester.makepyfile(
+        test_user="""
+        def test_closes_its_client(redis_client):
+            redis_client.set("a", 1)
+            redis_client.close()
+
+        def test_next(redis_client):
+            assert redis_client.dbsize() == 0
+            redis_client.set("b", 2)
+            assert redis_client.get("b") == b"2"
+        """
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -204,3 +205,149 @@ def test_missing_seed_file_is_a_config_error(tmp_path: Path, pg_dialect_engine: 
     source = SchemaSource(seed=("nowhere.sql",), root=tmp_path)
     with pytest.raises(ConfigError, match="integration_seed: no such SQL file"):
         source.fingerprint(pg_dialect_engine)
+
+
+# -- errors: at start when no server is needed, once when one is (issue 8.10) ----------
+
+DB_TESTS = """
+def test_one(postgres_session):
+    pass
+
+def test_two(postgres_session):
+    pass
+
+def test_three(postgres_engine):
+    pass
+"""
+
+NO_ALEMBIC = """
+import sys
+
+class NoAlembic:
+    def find_spec(self, name, path=None, target=None):
+        if name == "alembic" or name.startswith("alembic."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NoAlembic())
+"""
+
+#: (what is wrong, ini lines, the setting and the words the usage error must carry)
+AT_START = {
+    "schema module missing": ("integration_schema = nosuch_models:metadata", "nosuch_models"),
+    "schema attribute missing": ("integration_schema = models:nosuch", "no attribute 'nosuch'"),
+    "schema module raises on import": ("integration_schema = broken:metadata", "ZeroDivisionError"),
+    "seed file missing": ("integration_seed = nowhere.sql", "no such SQL file"),
+    "seed callable missing": ("integration_seed = models:nosuch", "no attribute 'nosuch'"),
+    "alembic config missing": ("integration_alembic_config = nowhere.ini", "no such file"),
+    "alembic config broken": ("integration_alembic_config = broken.ini", "script_location"),
+}
+
+
+def _replace_schema_lines(pytester: pytest.Pytester, lines: str) -> None:
+    ini = pytester.path / "pytest.ini"
+    text = ini.read_text().replace("integration_schema = models:metadata\n", "")
+    ini.write_text(text.replace("integration_seed = seed.sql\n", lines + "\n"))
+
+
+@pytest.mark.parametrize(("lines", "words"), AT_START.values(), ids=AT_START.keys())
+def test_what_needs_no_server_is_a_usage_error_at_start(
+    pytester: pytest.Pytester, lines: str, words: str
+) -> None:
+    write_project(pytester, extra="integration_backend = local")
+    _replace_schema_lines(pytester, lines)
+    pytester.makepyfile(broken="x = 1 / 0", test_user=DB_TESTS)
+    (pytester.path / "broken.ini").write_text("[alembic]\nsqlalchemy.url = x\n")
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    err = result.stderr.str()
+    setting = lines.split(" = ", maxsplit=1)[0]
+    assert f"{setting}: " in err
+    assert words in err
+    assert "Traceback" not in err + result.stdout.str()
+    assert "integration services" not in result.stdout.str()  # nothing started
+
+
+def test_alembic_not_installed_is_a_usage_error_at_start(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_project(pytester, extra="integration_backend = local")
+    make_alembic(pytester.path)
+    _replace_schema_lines(pytester, "integration_alembic_config = alembic.ini")
+    pytester.makepyfile(test_user=DB_TESTS)
+    blocker = pytester.mkdir("no_alembic")
+    (blocker / "sitecustomize.py").write_text(NO_ALEMBIC)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(blocker), os.environ["PYTHONPATH"]]))
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    result.stderr.fnmatch_lines(["*integration_alembic_config: *alembic is not installed*"])
+
+
+BUILD_COUNTER = """
+from pathlib import Path
+
+def count(connection=None):
+    with (Path(__file__).parent / "builds.txt").open("a") as f:
+        f.write("build\\n")
+"""
+
+#: (what fails on the server, ini lines, files, the setting and words of the first error)
+ON_SERVER = {
+    "schema callable raises": (
+        "integration_schema = user_schema:create",
+        {
+            "user_schema": BUILD_COUNTER + "\ndef create(connection):\n    count()\n"
+            "    raise ValueError('no such luck')\n"
+        },
+        "integration_schema: 'user_schema:create' raised ValueError: no such luck (at ",
+    ),
+    "schema callable runs failing SQL": (
+        "integration_schema = user_schema:create",
+        {
+            "user_schema": BUILD_COUNTER + "\nfrom sqlalchemy import text\n\n"
+            "def create(connection):\n    count()\n"
+            "    connection.execute(text('SELECT * FROM no_such_table'))\n"
+        },
+        "integration_schema: 'user_schema:create' raised ProgrammingError: *no_such_table*",
+    ),
+    "seed SQL fails": (
+        "integration_schema = models:metadata\nintegration_seed = user_schema:count, bad.sql",
+        {"user_schema": BUILD_COUNTER},
+        "integration_seed: bad.sql, statement 2 ('INSERT INTO nowhere VALUES (1)'), raised *",
+    ),
+}
+
+
+@pytest.mark.parametrize(("lines", "files", "first"), ON_SERVER.values(), ids=ON_SERVER.keys())
+def test_what_needs_the_server_fails_once_naming_the_setting(
+    pytester: pytest.Pytester, lines: str, files: dict[str, str], first: str
+) -> None:
+    write_project(pytester, extra="integration_backend = local")
+    _replace_schema_lines(pytester, lines)
+    pytester.makepyfile(test_user=DB_TESTS, **files)
+    (pytester.path / "bad.sql").write_text(
+        "INSERT INTO users (id, name) VALUES (9, 'x');\nINSERT INTO nowhere VALUES (1);\n"
+    )
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines([f"*{first}*"])
+    out = result.stdout.str()
+    assert out.count("not retried") == 2, out
+    assert (pytester.path / "builds.txt").read_text().count("build") == 1
+    assert "Traceback" not in out
+
+
+def test_a_failing_migration_names_the_alembic_setting(pytester: pytest.Pytester) -> None:
+    write_project(pytester, extra="integration_backend = local")
+    make_alembic(pytester.path)
+    migration = pytester.path / "migrations" / "versions" / "0001_accounts.py"
+    broken = migration.read_text().replace("op.execute(", "op.execute('nonsense') or (")
+    migration.write_text(broken)
+    _replace_schema_lines(pytester, "integration_alembic_config = alembic.ini")
+    pytester.makepyfile(test_user=DB_TESTS)
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines(
+        ["*integration_alembic_config: 'upgrade head' of *alembic.ini' raised ProgrammingError*"]
+    )
+    assert result.stdout.str().count("not retried") == 2

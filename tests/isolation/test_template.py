@@ -131,13 +131,15 @@ def test_unchanged_schema_is_reused_and_changed_one_rebuilt(
     assert third["postgres"][pg_name] == first["postgres"][pg_name]
 
 
-def test_a_broken_schema_fails_the_tests_with_the_reason(pytester: pytest.Pytester) -> None:
+def test_a_schema_of_the_wrong_type_is_a_usage_error_with_the_reason(
+    pytester: pytest.Pytester,
+) -> None:
     write_project(pytester, extra="integration_backend = local")
     (pytester.path / "models.py").write_text("metadata = 42\n")
     pytester.makepyfile(test_user="def test_it(postgres_session):\n    pass\n")
     result = run(pytester, "-p", "no:randomly")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # at start-up, before any server
+    result.stderr.fnmatch_lines(
         ["*integration_schema: 'models:metadata' is a int; expected a SQLAlchemy MetaData*"]
     )
 

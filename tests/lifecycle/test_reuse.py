@@ -4,9 +4,12 @@ one, and remove them all with the command."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -135,3 +138,53 @@ def test_without_reuse_nothing_is_kept(
     project = make_project(pytester.path / "app", using_tests(count=1))
     assert project.run("-k", "redis").returncode == 0
     assert KeptServers(cache_dir).all() == []
+
+
+@pytest.fixture
+def read_only_dir() -> Iterator[Path]:
+    """A directory no one can write to, root included (a read-only tmpfs, or immutable)."""
+    path = Path(tempfile.mkdtemp(prefix="pik-ro-"))
+    undo: list[str] = []
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+    elif (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "ro,size=16k", "tmpfs", str(path)],
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    ):
+        undo = ["umount", str(path)]
+    elif subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False).returncode:
+        pytest.skip("no way to make a directory read-only for root here (mount, chattr)")
+    else:
+        undo = ["chattr", "-i", str(path)]
+    yield path
+    if undo:
+        subprocess.run(undo, capture_output=True, check=False)
+    path.chmod(0o700)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("where", ["itself", "below"])
+def test_a_read_only_cache_dir_with_reuse_is_a_usage_error_at_start(
+    pytester: pytest.Pytester,
+    read_only_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    cache = read_only_dir if where == "itself" else read_only_dir / "cache"
+    monkeypatch.setenv("INTEGRATION_CACHE_DIR", str(cache))
+    monkeypatch.setenv("INTEGRATION_BACKEND", "local")
+    project = make_project(pytester.path / "app", using_tests(count=2))
+    result = project.run("--integration-reuse")
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "INTERNALERROR" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"integration_cache_dir: {cache} cannot be used" in result.stderr, result.stderr
+    assert "integration_reuse records kept servers there" in result.stderr
+    assert not project.reports()  # no test ran, no server started
+    # Without reuse the same cache dir is no obstacle (the warm cache just stays cold).
+    plain = project.run("-k", "postgres")
+    assert plain.returncode == 0, plain.stdout

@@ -12,9 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from user_project import make_project
+from user_project import leftovers, make_project
 
+from pytest_integration_kit.backends.local import WORKDIR_PREFIX
+from pytest_integration_kit.lifecycle.owner import Owner
 from pytest_integration_kit.lifecycle.paths import UnsafeDirectory, private_dir
+from pytest_integration_kit.lifecycle.reaper import Reaper
+from pytest_integration_kit.lifecycle.run import RunDirectory
 
 NO_SERVER = "def test_plain():\n    assert 1 + 1 == 2\n"
 WITH_SERVERS = """
@@ -154,3 +158,78 @@ def test_runs_dirs_writable_by_others_are_refused(tmp_path: Path) -> None:
     made = private_dir(tmp_path / "a" / "b")
     assert stat.S_IMODE(made.stat().st_mode) == 0o700
     assert private_dir(made) == made  # our own private one: used as it is
+
+
+ALL_SERVERS = (
+    WITH_SERVERS
+    + """
+import pymysql
+
+def test_mysql(mysql_server, report):
+    report(service="mysql")
+    conn = pymysql.connect(host=mysql_server.host, port=mysql_server.port,
+                           user=mysql_server.user, password=mysql_server.password)
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        assert cur.fetchone() == (1,)
+    conn.close()
+"""
+)
+
+
+@pytest.fixture
+def long_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A 60-character TMPDIR (as on macOS or in pytester), enterable by servers' users."""
+    top = Path(tempfile.mkdtemp(prefix="pik-long-"))
+    path = top / ("t" * (60 - len(str(top)) - 1))
+    path.mkdir()
+    for directory in (top, path):
+        directory.chmod(0o755)
+    assert len(str(path)) == 60
+    monkeypatch.setenv("TMPDIR", str(path))
+    monkeypatch.setenv("INTEGRATION_BACKEND", "local")
+    yield path
+    subprocess.run(["rm", "-rf", str(top)], check=False)
+
+
+@pytest.mark.parametrize("reuse", [[], ["--integration-reuse"]], ids=["fresh", "reuse"])
+def test_local_servers_start_with_a_long_tmpdir(
+    pytester: pytest.Pytester, long_tmp: Path, cache_dir: Path, reuse: list[str]
+) -> None:
+    project = make_project(pytester.path / "app", ALL_SERVERS)
+    result = project.run(*reuse)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 passed" in result.stdout
+    if reuse:  # and the kept servers are attached again
+        again = project.run(*reuse)
+        assert again.returncode == 0, again.stdout
+        assert again.stdout.count("reused (kept)") == 3, again.stdout
+    else:  # nothing left: neither the servers' directories nor their socket dirs
+        (session,) = {r["session"] for r in project.reports()}
+        assert leftovers(session).empty, leftovers(session)
+        assert not list(long_tmp.glob(f"{WORKDIR_PREFIX}*"))
+
+
+def test_the_reaper_never_follows_a_planted_server_dir(tmp_path: Path) -> None:
+    """A symlink named like a dead session's server dir must not make the reaper stop
+    the processes working where it points (``/`` would be every daemon's cwd)."""
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    runs = tmp_path / "runs"
+    RunDirectory.create("deadbeef0001", Owner(finished.pid, Owner.current().host, ""), runs)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("untouched\n")
+    sleeper = subprocess.Popen(["sleep", "60"], cwd=victim)
+    try:
+        (temp / f"{WORKDIR_PREFIX}deadbeef0001-postgres-planted").symlink_to(victim)
+        report = Reaper(runs_root=runs, temp_dir=temp, docker=False).reap_dead()
+        assert report.runs == ["deadbeef0001"]  # the dead run itself is reaped
+        assert sleeper.poll() is None  # but nothing where the link points
+        assert (victim / "keep.txt").read_text() == "untouched\n"
+        assert report.workdirs == []
+    finally:
+        sleeper.kill()
+        sleeper.wait()

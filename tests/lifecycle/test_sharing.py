@@ -71,8 +71,15 @@ def test_two_sessions_side_by_side_each_with_two_workers(
 
 
 def test_failing_test_report_carries_server_log_tail(backend_env: str, project: Project) -> None:
+    # The failure involves both servers: each driver's error is in its chain.
     (project.path / "test_user.py").write_text(
-        "def test_broken(postgres_server, redis_server):\n    assert False, 'the app broke'\n"
+        "import psycopg, redis\n"
+        "def test_broken(postgres_server, redis_server):\n"
+        "    try:\n"
+        "        redis.Redis.from_url(redis_server.url).execute_command('NO_SUCH_COMMAND')\n"
+        "    finally:\n"
+        "        psycopg.connect(host=postgres_server.host, port=postgres_server.port,\n"
+        "                        user=postgres_server.user, password='wrong', dbname='x')\n"
     )
     result = project.run("-n", "2")
     assert result.returncode == 1

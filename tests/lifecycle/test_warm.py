@@ -24,13 +24,19 @@ def test_second_server_starts_from_the_cached_data_dir(service: str, cache_dir: 
     try:
         key = WarmDataDirs(cache_dir).key(service, spec.find_binaries(None))
         cached = WarmDataDirs(cache_dir).credentials(key)
-        # The entry remembers the credentials baked into it.
-        assert cached is not None
-        assert cached["password"] == first.endpoint.password
         second = backend.start(options)
+        if service == "postgres":
+            # The entry remembers the credentials initdb baked into it.
+            assert cached is not None
+            assert cached["password"] == first.endpoint.password
+        else:
+            # MariaDB's password is set at each start: the entry keeps none.
+            assert not cached
         try:
-            # Same initialised directory, so the same credentials; another server.
-            assert second.endpoint.password == first.endpoint.password
+            if service == "postgres":  # same initialised directory, same credentials
+                assert second.endpoint.password == first.endpoint.password
+            else:
+                assert second.endpoint.password != first.endpoint.password
             assert second.endpoint.port != first.endpoint.port
             assert spec.probe(second.endpoint, timeout=5)
             assert spec.probe(first.endpoint, timeout=5)
@@ -67,3 +73,36 @@ def test_runs_share_the_warm_cache(
     passwords = {r["password"] for r in project.reports()}
     assert len(passwords) == 1
     assert list((cache_dir / "warm").glob("postgres-*/data/PG_VERSION"))
+
+
+MARIADB_PASSWORDS = """
+import os, pymysql, pytest
+
+def test_mysql(mysql_server, report):
+    report(service="mysql", password=mysql_server.password)
+    old = os.environ.get("PIK_OLD_PASSWORD")
+    if old:
+        assert old != mysql_server.password
+        with pytest.raises(pymysql.err.OperationalError, match="Access denied"):
+            pymysql.connect(host=mysql_server.host, port=mysql_server.port,
+                            user=mysql_server.user, password=old)
+    conn = pymysql.connect(host=mysql_server.host, port=mysql_server.port,
+                           user=mysql_server.user, password=mysql_server.password)
+    conn.close()
+"""
+
+
+def test_local_mariadb_has_a_new_password_every_session(
+    pytester: pytest.Pytester, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warm data dir (the second run copies the first's) carries no password."""
+    monkeypatch.setenv("INTEGRATION_BACKEND", "local")
+    project = make_project(pytester.path / "app", MARIADB_PASSWORDS)
+    first = project.run()
+    assert first.returncode == 0, first.stdout
+    (old,) = {r["password"] for r in project.reports()}
+    assert list((cache_dir / "warm").glob("mysql-*/data"))
+    monkeypatch.setenv("PIK_OLD_PASSWORD", old)
+    second = project.run()
+    assert second.returncode == 0, second.stdout
+    assert len({r["password"] for r in project.reports()}) == 2

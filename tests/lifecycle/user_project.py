@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_integration_kit.backends.local import WORKDIR_PREFIX
+from pytest_integration_kit.backends.local import SOCKETS_PREFIX, WORKDIR_PREFIX
 from pytest_integration_kit.lifecycle.attached import docker_client, processes_under
 
 #: A user's conftest: every test that uses a server reports it to $PIK_OUT.
@@ -93,10 +93,12 @@ class Leftovers:
     containers: list[str]
     workdirs: list[Path]
     processes: list[int]
+    #: Socket directories (in a short temp dir) of its local servers.
+    sockets: list[Path]
 
     @property
     def empty(self) -> bool:
-        return not (self.containers or self.workdirs or self.processes)
+        return not (self.containers or self.workdirs or self.processes or self.sockets)
 
 
 def leftovers(session: str) -> Leftovers:
@@ -112,7 +114,14 @@ def leftovers(session: str) -> Leftovers:
         containers = []
     workdirs = sorted(Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}{session}-*"))
     processes = [pid for workdir in workdirs for pid in processes_under(workdir)]
-    return Leftovers(containers, workdirs, processes)
+    sockets = sorted(
+        {
+            path
+            for base in {tempfile.gettempdir(), "/tmp"}  # noqa: S108 - where sockets go
+            for path in Path(base).glob(f"{SOCKETS_PREFIX}{session[:12]}-*")
+        }
+    )
+    return Leftovers(containers, workdirs, processes, sockets)
 
 
 def wait_for(condition: Any, timeout: float = 120.0, what: str = "condition") -> None:

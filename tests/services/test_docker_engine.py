@@ -14,6 +14,8 @@ import pytest
 from pytest_integration_kit.backends.docker import engine_address
 
 DOCKER_SOCKET = "/var/run/docker.sock"
+#: The real engine, for the checks of the outer test (DOCKER_HOST points at the bridge).
+ENGINE = f"unix://{DOCKER_SOCKET}"
 
 
 def test_local_engines_publish_on_loopback_only() -> None:
@@ -36,6 +38,7 @@ class TcpToUnixBridge:
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -46,6 +49,7 @@ class TcpToUnixBridge:
                 return
             upstream = socket.socket(socket.AF_UNIX)
             upstream.connect(DOCKER_SOCKET)
+            self.sockets += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
@@ -65,9 +69,32 @@ class TcpToUnixBridge:
     def close(self) -> None:
         self.listener.close()
 
+    def cut(self) -> None:
+        """The engine goes away: no new connection, and the open ones are dropped."""
+        self.close()
+        for s in self.sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
 
-@pytest.fixture
-def docker_over_tcp() -> Iterator[str]:
+
+class CuttableBridge(TcpToUnixBridge):
+    """A bridge that a test inside the inner run cuts by connecting to ``control_port``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.control = socket.create_server(("127.0.0.1", 0))
+        self.control_port = self.control.getsockname()[1]
+        threading.Thread(target=self._wait_for_the_cut, daemon=True).start()
+
+    def _wait_for_the_cut(self) -> None:
+        with contextlib.suppress(OSError):
+            connection, _ = self.control.accept()
+            self.cut()
+            connection.close()
+        self.control.close()
+
+
+def _need_docker() -> None:
     if (
         not os.path.exists(DOCKER_SOCKET)
         or subprocess.run(["docker", "info"], capture_output=True, check=False).returncode
@@ -75,6 +102,11 @@ def docker_over_tcp() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail("docker is required in CI")
         pytest.skip("no Docker engine here")
+
+
+@pytest.fixture
+def docker_over_tcp() -> Iterator[str]:
+    _need_docker()
     bridge = TcpToUnixBridge()
     yield f"tcp://127.0.0.1:{bridge.port}"
     bridge.close()
@@ -138,3 +170,85 @@ def test_containers_are_labelled_and_published_on_loopback(
         "--integration-missing=fail",
     )
     result.assert_outcomes(passed=1)
+
+
+ENGINE_GOES_AWAY = """
+import socket, time, redis
+
+def test_it(redis_server):
+    assert redis.Redis.from_url(redis_server.url).ping()
+    with open("port.txt", "w") as out:
+        out.write(str(redis_server.port))
+    socket.create_connection(("127.0.0.1", {control})).close()
+    for _ in range(100):  # until the engine's address refuses connections
+        try:
+            socket.create_connection(("127.0.0.1", {engine}), timeout=1).close()
+        except OSError:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the bridge to the engine was not cut")
+"""
+
+
+def test_an_engine_gone_at_teardown_is_reported_and_fails_the_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _need_docker()
+    bridge = CuttableBridge()
+    monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{bridge.port}")
+    monkeypatch.setenv("INTEGRATION_REDIS_IMAGE", "pytest-integration-kit/redis:7")
+    pytester.makepyfile(
+        ENGINE_GOES_AWAY.replace("{control}", str(bridge.control_port)).replace(
+            "{engine}", str(bridge.port)
+        )
+    )
+    try:
+        result = pytester.runpytest_subprocess(
+            "-p",
+            "no:randomly",
+            "-p",
+            "no:asyncio",
+            "--integration-backend=docker",
+            "--integration-missing=fail",
+        )
+        result.assert_outcomes(passed=1)
+        # The test passed, but a container is left running: the run says so and fails.
+        assert result.ret == 1
+        result.stdout.fnmatch_lines(
+            [
+                "*warning: could not stop, still running: redis (docker): container "
+                "* could not be removed*",
+                "*the next run on this host removes them*",
+            ]
+        )
+        port = (pytester.path / "port.txt").read_text()
+        running = subprocess.run(
+            ["docker", "-H", ENGINE, "ps", "-q", "--filter", f"publish={port}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert len(running) == 1  # it really is still there
+        assert running[0][:12] in result.stdout.str()
+    finally:
+        bridge.close()
+        port_file = pytester.path / "port.txt"
+        if port_file.exists():
+            left = subprocess.run(
+                [
+                    "docker",
+                    "-H",
+                    ENGINE,
+                    "ps",
+                    "-aq",
+                    "--filter",
+                    f"publish={port_file.read_text()}",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.split()
+            if left:
+                subprocess.run(
+                    ["docker", "-H", ENGINE, "rm", "-f", *left], capture_output=True, check=False
+                )

@@ -6,7 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pytest_integration_kit.settings import SETTINGS
+from pytest_integration_kit.services import REGISTRY
+from pytest_integration_kit.settings import settings_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +24,7 @@ def test_configuration_reference_matches_the_settings_table() -> None:
 
 def test_every_setting_is_in_the_reference() -> None:
     page = (ROOT / "docs" / "configuration.md").read_text()
-    for setting in SETTINGS:
+    for setting in settings_table(REGISTRY.builtin()):
         assert f"## `{setting.ini}`" in page
         assert setting.env in page
         assert setting.cli in page

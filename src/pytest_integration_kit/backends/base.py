@@ -7,12 +7,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from pytest_integration_kit.services.endpoint import Endpoint
     from pytest_integration_kit.services.spec import ServiceSpec
 
-__all__ = ["Backend", "RunningServer", "ServerOptions"]
+__all__ = ["Backend", "RunningServer", "ServerOptions", "ServerStopError"]
+
+
+class ServerStopError(Exception):
+    """A server could not be stopped or removed (its Docker engine went away…): it is
+    still running. The message names it (a container id, a process)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,10 @@ class ServerOptions:
     warm_dir: Path | None = None
     #: Let testcontainers' Ryuk reap the container too, if its image is present.
     ryuk: bool = False
+    #: A fixed password (``integration_<service>_password``; "" for none); None: random.
+    password: str | None = field(default=None, repr=False)
+    #: Told what takes time (``pulling postgres:17.6: 12/80 MB``); called from any thread.
+    progress: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
 
 class RunningServer(ABC):
@@ -47,7 +57,10 @@ class RunningServer(ABC):
 
     @abstractmethod
     def stop(self) -> None:
-        """Stop the server and remove everything it left (idempotent)."""
+        """Stop the server and remove everything it left (idempotent).
+
+        One already gone is fine; raises :class:`ServerStopError` when it may still run.
+        """
 
     @abstractmethod
     def log_tail(self, lines: int = 40) -> str:

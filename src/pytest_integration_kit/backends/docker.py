@@ -14,11 +14,20 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pytest_integration_kit.backends.base import Backend, RunningServer, ServerOptions, mask
+from pytest_integration_kit.backends.base import (
+    Backend,
+    RunningServer,
+    ServerOptions,
+    ServerStopError,
+    mask,
+)
 from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
 from pytest_integration_kit.services.readiness import wait_until_ready
+from pytest_integration_kit.services.spec import ServerContext
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from pytest_integration_kit.services.endpoint import Endpoint
 
 __all__ = [
@@ -28,6 +37,7 @@ __all__ = [
     "DockerServer",
     "engine_address",
     "preload_docker_modules",
+    "remove_container",
 ]
 
 LABEL_PREFIX = "pytest-integration-kit"
@@ -35,6 +45,10 @@ SESSION_LABEL = f"{LABEL_PREFIX}.session"
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 #: How long to wait for the engine to answer a ping before calling it unreachable.
 PING_TIMEOUT = 5
+
+
+#: Held while docker-py is first imported: the reaper's thread may import it too.
+_PRELOAD_LOCK = threading.Lock()
 
 
 def preload_docker_modules() -> None:
@@ -45,7 +59,7 @@ def preload_docker_modules() -> None:
     ("module 'requests' has no attribute 'exceptions'"). Call this from the main thread
     before starting them. Without the docker extra it does nothing.
     """
-    with contextlib.suppress(ImportError):
+    with _PRELOAD_LOCK, contextlib.suppress(ImportError):
         import docker  # noqa: PLC0415
         import docker.errors  # noqa: F401,PLC0415
         import testcontainers.core.config  # noqa: PLC0415
@@ -72,6 +86,29 @@ def engine_address(base_url: str, docker_host: str | None = None) -> tuple[str, 
     return override or host, "0.0.0.0"  # noqa: S104 - a remote engine's loopback is unreachable
 
 
+def _pull(client: Any, image: str, progress: Callable[[str], None] | None) -> None:
+    """Pull ``image``, telling ``progress`` how far it got (every half second at most)."""
+    from docker.utils import parse_repository_tag  # noqa: PLC0415
+
+    repository, tag = parse_repository_tag(image)
+    if progress is not None:
+        progress(f"pulling {image} (not present on the Docker engine)…")
+    layers: dict[str, tuple[int, int]] = {}
+    shown = time.monotonic()
+    for event in client.api.pull(repository, tag=tag or "latest", stream=True, decode=True):
+        if "error" in event:
+            raise ServerStartError(str(event["error"]))
+        detail = event.get("progressDetail") or {}
+        if event.get("id") and detail.get("total"):
+            layers[str(event["id"])] = (int(detail.get("current", 0)), int(detail["total"]))
+        if progress is not None and layers and time.monotonic() - shown > 0.5:
+            done = sum(current for current, _ in layers.values()) / 1e6
+            total = sum(size for _, size in layers.values()) / 1e6
+            progress(f"pulling {image}: {done:.0f}/{total:.0f} MB")
+            shown = time.monotonic()
+    client.images.get(image)  # raises ImageNotFound if the pull brought nothing
+
+
 class DockerServer(RunningServer):
     def __init__(self, container: Any, endpoint: Endpoint, seconds_to_ready: float) -> None:
         self.container = container
@@ -81,14 +118,13 @@ class DockerServer(RunningServer):
 
     @property
     def container_id(self) -> str:
-        return str(self.container.get_container_id())
+        return str(self.container.get_wrapped_container().id)  # every testcontainers 4.x
 
     def stop(self) -> None:
         if self._stopped:
             return
+        remove_container(self.container.get_wrapped_container(), self.container_id)
         self._stopped = True
-        with contextlib.suppress(Exception):  # already gone is fine
-            self.container.get_wrapped_container().remove(force=True, v=True)
 
     def log_tail(self, lines: int = 40) -> str:
         return _container_log_tail(self.container, lines, self.endpoint.password)
@@ -143,7 +179,7 @@ class DockerBackend(Backend):
             client.images.get(options.image)
         except docker.errors.ImageNotFound:
             try:
-                client.images.pull(options.image)
+                _pull(client, options.image, options.progress)
             except Exception as exc:
                 return (
                     f"the image {options.image} is not present and could not be pulled "
@@ -171,25 +207,32 @@ class DockerBackend(Backend):
             options.ryuk and _image_present(client, testcontainers_config.ryuk_image)
         )
         host, bind_ip = engine_address(client.api.base_url, os.environ.get("DOCKER_HOST"))
-        credentials = spec.credentials()
+        credentials = spec.credentials(options.password)
         port_key = f"{spec.container_port}/tcp"
         started = time.monotonic()
-        container = DockerContainer(
-            options.image,
-            command=spec.container_command(credentials),  # type: ignore[arg-type]
-            env=spec.container_env(credentials),
-        )
+        # Through the methods every testcontainers 4.x has: before 4.9 constructor keywords
+        # land in the run kwargs, which with_kwargs below replaces.
+        container = DockerContainer(options.image)
+        command = spec.container_command(credentials)
+        if command is not None:
+            container.with_command(command)  # a list goes to docker-py as it is
+        for key, value in spec.container_env(credentials).items():
+            container.with_env(key, value)
         # A (host_ip,) binding publishes on that address with a random host port;
         # testcontainers types the value as a port, docker-py takes the tuple.
         container.ports[port_key] = (bind_ip,)  # type: ignore[assignment]
-        container.tmpfs.update(spec.container_tmpfs())
-        container.with_kwargs(
-            labels={
+        run_kwargs: dict[str, Any] = {
+            "labels": {
                 SESSION_LABEL: options.session_id,
                 f"{LABEL_PREFIX}.service": spec.name,
                 **options.labels,
             }
-        )
+        }
+        if hasattr(container, "tmpfs"):  # testcontainers >= 4.9 passes it to docker itself
+            container.tmpfs.update(spec.container_tmpfs())
+        elif spec.container_tmpfs():
+            run_kwargs["tmpfs"] = spec.container_tmpfs()
+        container.with_kwargs(**run_kwargs)
         try:
             container.start()
             wrapped = container.get_wrapped_container()
@@ -203,8 +246,9 @@ class DockerBackend(Backend):
                 wrapped.reload()
                 return wrapped.status in ("created", "running")
 
+            context = _ContainerContext(wrapped)
             version = wait_until_ready(
-                lambda seconds: spec.probe(endpoint, timeout=seconds),
+                lambda seconds: spec.ready(endpoint, seconds, context),
                 what=f"{spec.title} (docker, {options.image})",
                 timeout=options.startup_timeout,
                 log_tail=lambda: _container_log_tail(container, 40, credentials.password),
@@ -225,6 +269,45 @@ class DockerBackend(Backend):
             ) from None
         endpoint = dataclasses.replace(endpoint, version=version)
         return DockerServer(container, endpoint, time.monotonic() - started)
+
+
+def remove_container(container: Any, container_id: str) -> None:
+    """Remove ``container`` and its volumes; one already gone is fine.
+
+    Raises :class:`ServerStopError` when the engine cannot be asked (it went away).
+    """
+    import docker.errors  # noqa: PLC0415 - the docker extra is optional
+
+    try:
+        container.remove(force=True, v=True)
+    except docker.errors.NotFound:
+        return
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409 and "in progress" in str(exc):  # removed by someone else
+            return
+        raise ServerStopError(
+            f"container {container_id[:12]} could not be removed: {_one_line(exc)}"
+        ) from None
+    except Exception as exc:
+        raise ServerStopError(
+            f"container {container_id[:12]} could not be removed: {_one_line(exc)}"
+        ) from None
+
+
+class _ContainerContext(ServerContext):
+    """Readiness's view of a container: its log, and commands run in it."""
+
+    available = True
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+
+    def log(self) -> str:
+        return bytes(self.container.logs()).decode(errors="replace")
+
+    def run(self, command: Sequence[str], timeout: float) -> tuple[int, str]:
+        code, output = self.container.exec_run(list(command))
+        return int(code), bytes(output or b"").decode(errors="replace")
 
 
 def _image_present(client: Any, image: str) -> bool:

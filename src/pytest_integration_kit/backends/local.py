@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,18 +16,35 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from pytest_integration_kit.backends.base import Backend, RunningServer, ServerOptions, mask
+from pytest_integration_kit.backends.workdirs import (
+    SOCKETS_LINK,
+    SOCKETS_PREFIX,
+    WORKDIR_PREFIX,
+    orphaned_socket_dirs,
+    remove_workdir,
+    socket_dir,
+)
 from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
 from pytest_integration_kit.services.readiness import wait_until_ready
+from pytest_integration_kit.services.spec import ServerContext
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pytest_integration_kit.lifecycle.warm import WarmStart
     from pytest_integration_kit.services.endpoint import Endpoint
     from pytest_integration_kit.services.spec import Credentials, ServiceSpec
 
-__all__ = ["WORKDIR_PREFIX", "LocalBackend", "LocalRunner", "LocalServer", "RunAs"]
-
-#: Every local server's directory starts with this, then the session id.
-WORKDIR_PREFIX = "pytest-integration-kit-"
+__all__ = [
+    "SOCKETS_PREFIX",
+    "WORKDIR_PREFIX",
+    "LocalBackend",
+    "LocalRunner",
+    "LocalServer",
+    "RunAs",
+    "orphaned_socket_dirs",
+    "remove_workdir",
+]
 
 #: Log lines that mean another process took the port between our check and the bind.
 PORT_TAKEN_MARKERS = (
@@ -73,11 +89,14 @@ class LocalRunner:
         workdir: Path,
         env: dict[str, str],
         warm: WarmStart | None = None,
+        sockets: Path | None = None,
     ) -> None:
         self.run_as = run_as
         self.workdir = workdir
         self.env = env
         self.warm = warm
+        #: Where the server puts its Unix sockets: a short path, whatever TMPDIR is.
+        self.sockets = sockets if sockets is not None else workdir / SOCKETS_LINK
 
     @property
     def uid(self) -> int | None:
@@ -125,8 +144,9 @@ class LocalRunner:
             )
 
     def own(self, path: Path) -> None:
+        """Give ``path`` (one we just made) to the server's user; never through a link."""
         if self.run_as is not None:
-            os.chown(path, self.run_as.uid, self.run_as.gid)
+            os.chown(path, self.run_as.uid, self.run_as.gid, follow_symlinks=False)
 
     def write_secret(self, path: Path, text: str) -> None:
         """Write a file only the server's user can read."""
@@ -171,7 +191,7 @@ class LocalServer(RunningServer):
 
     def stop(self) -> None:
         _terminate(self.process, self.spec.stop_signal)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        remove_workdir(self.workdir)
 
     def log_tail(self, lines: int = 40) -> str:
         return _tail(self.log, lines, self.endpoint.password)
@@ -197,13 +217,16 @@ class LocalBackend(Backend):
                 f"port {options.port} on 127.0.0.1 is already in use; choose another port "
                 f"or let {spec.title} pick a free one (port=None)"
             )
-        credentials = spec.credentials()
+        credentials = spec.credentials(options.password)
         warm = None
-        if options.warm_dir is not None:
+        # A fixed password is the user's: no warm entry's credentials replace it.
+        if options.warm_dir is not None and options.password is None:
             # Imported here: the lifecycle layer imports this module.
             from pytest_integration_kit.lifecycle.warm import WarmDataDirs  # noqa: PLC0415
 
-            warm = WarmDataDirs(options.warm_dir).starter(spec.name, binaries, credentials)
+            warm = WarmDataDirs(options.warm_dir).starter(
+                spec.name, binaries, credentials, keep=spec.password_in_data_dir
+            )
             credentials = warm.credentials
         # A free port can be taken by someone else before the server binds it: retry.
         attempts = 1 if options.port is not None else 3
@@ -243,10 +266,14 @@ class LocalBackend(Backend):
             "LC_ALL": "C",
             "TMPDIR": str(workdir),
         }
-        runner = LocalRunner(run_as, workdir, env, warm)
         process: subprocess.Popen[bytes] | None = None
         try:
+            sockets = socket_dir(
+                workdir, options.session_id if options.workdir_root is None else "kept"
+            )
+            runner = LocalRunner(run_as, workdir, env, warm, sockets)
             runner.own(workdir)
+            runner.own(sockets)
             launch = spec.prepare_local(
                 binaries=binaries,
                 workdir=workdir,
@@ -255,14 +282,17 @@ class LocalBackend(Backend):
                 runner=runner,
             )
             log = workdir / "server.log"
-            with open(log, "wb") as log_handle:
+            # A new file, never a link the server's user put there (it owns workdir).
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with open(fd, "wb") as log_handle:
                 process = _spawn(list(launch.command), runner, {**env, **launch.env}, log_handle)
             endpoint = spec.endpoint(
                 host="127.0.0.1", port=port, credentials=credentials, backend=self.name
             )
             try:
+                context = _ProcessContext(log, workdir, {**env, **launch.env})
                 version = wait_until_ready(
-                    lambda seconds: spec.probe(endpoint, timeout=seconds),
+                    lambda seconds: spec.ready(endpoint, seconds, context),
                     what=f"{spec.title} (local, {binaries[next(iter(binaries))]})",
                     timeout=options.startup_timeout,
                     log_tail=lambda: _tail(log, 40, credentials.password),
@@ -294,7 +324,7 @@ class LocalBackend(Backend):
             # Nothing half-started is left behind.
             if process is not None:
                 _terminate(process, signal.SIGKILL)
-            shutil.rmtree(workdir, ignore_errors=True)
+            remove_workdir(workdir)
             raise
 
 
@@ -335,6 +365,33 @@ def _terminate(process: subprocess.Popen[bytes], sig: int, grace: float = 15.0) 
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=grace)
+
+
+class _ProcessContext(ServerContext):
+    """Readiness's view of a local server: its log file, and commands run on this host
+    in its directory with its environment."""
+
+    available = True
+
+    def __init__(self, log: Path, workdir: Path, env: dict[str, str]) -> None:
+        self.log_path, self.workdir, self.env = log, workdir, env
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def run(self, command: Sequence[str], timeout: float) -> tuple[int, str]:
+        done = subprocess.run(
+            list(command),
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+        return done.returncode, (done.stdout + done.stderr).decode(errors="replace")
 
 
 def _tail(path: Path, lines: int, secret: str) -> str:

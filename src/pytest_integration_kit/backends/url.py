@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from pytest_integration_kit.backends.base import Backend, RunningServer, ServerOptions
 from pytest_integration_kit.errors import BackendUnavailable
 from pytest_integration_kit.services.readiness import wait_until_ready
+from pytest_integration_kit.services.spec import ServerContext
 
 if TYPE_CHECKING:
     from pytest_integration_kit.services.endpoint import Endpoint
@@ -48,7 +49,7 @@ class UrlBackend(Backend):
         started = time.monotonic()
         endpoint = options.spec.endpoint_from_url(options.url)
         version = wait_until_ready(
-            lambda seconds: options.spec.probe(endpoint, timeout=seconds),
+            lambda seconds: options.spec.ready(endpoint, seconds, ServerContext()),
             what=f"{options.spec.title} at {endpoint.safe_url}",
             timeout=options.startup_timeout,
             log_tail=lambda: "(no log: the url backend's server is run elsewhere)",

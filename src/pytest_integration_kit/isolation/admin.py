@@ -41,6 +41,7 @@ __all__ = [
     "MySQLAdmin",
     "PostgresAdmin",
     "admin_for",
+    "lock_timeout_setting",
 ]
 
 #: How long the kit's connections (and, on PostgreSQL, any connection to a database
@@ -77,17 +78,21 @@ def _names(value: object) -> tuple[str, ...]:
     return tuple(sorted(str(n) for n in value))  # type: ignore[attr-defined]
 
 
+def lock_timeout_setting(error: BaseException) -> str | None:
+    """The setting that ended ``error``'s lock wait, if it is a lock timeout."""
+    text = str(getattr(error, "orig", None) or error)
+    if "lock timeout" in text:
+        return "lock_timeout"
+    if "Lock wait timeout exceeded" in text:
+        return "innodb_lock_wait_timeout / lock_wait_timeout"
+    return None
+
+
 def _explain_lock_timeout(context: ExceptionContext) -> None:
     """Add the kit's explanation to a lock timeout on one of its connections."""
     error = context.sqlalchemy_exception
-    text = str(context.original_exception)
-    if error is None or not hasattr(error, "add_detail"):
-        return
-    if "lock timeout" in text:
-        setting = "lock_timeout"
-    elif "Lock wait timeout exceeded" in text:
-        setting = "innodb_lock_wait_timeout / lock_wait_timeout"
-    else:
+    setting = lock_timeout_setting(context.original_exception)
+    if error is None or not hasattr(error, "add_detail") or setting is None:
         return
     error.add_detail(LOCK_TIMEOUT_EXPLANATION.format(seconds=LOCK_TIMEOUT_SECONDS, setting=setting))
 
@@ -177,6 +182,10 @@ class DatabaseAdmin(ABC):
     @abstractmethod
     def open_transactions(self, conn: Connection, name: str) -> list[str]:
         """Sessions on ``name`` left inside a transaction, described for people."""
+
+    @abstractmethod
+    def end_transactions(self, conn: Connection, name: str) -> None:
+        """End the sessions :meth:`open_transactions` lists (their work is rolled back)."""
 
     @abstractmethod
     def label(self, conn: Connection, name: str, text: str) -> None:
@@ -348,6 +357,18 @@ class PostgresAdmin(DatabaseAdmin):
             {"n": name},
         ).all()
         return [f"pid {r[0]} {r[1]!r} {r[2]} after {r[3]!r}" for r in rows]
+
+    def end_transactions(self, conn: Connection, name: str) -> None:
+        from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
+
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :n AND pid <> pg_backend_pid() "
+                "AND state LIKE 'idle in transaction%'"
+            ),
+            {"n": name},
+        )
 
 
 class MySQLAdmin(DatabaseAdmin):
@@ -604,6 +625,22 @@ class MySQLAdmin(DatabaseAdmin):
             {"n": name},
         ).all()
         return [f"connection {r[0]} ({r[1]}) in a transaction since {r[2]}" for r in rows]
+
+    def end_transactions(self, conn: Connection, name: str) -> None:
+        from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
+        from sqlalchemy.exc import DBAPIError  # noqa: PLC0415 - optional dependency, imported when used
+
+        ids = conn.execute(
+            text(
+                "SELECT p.ID FROM information_schema.INNODB_TRX t "
+                "JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id "
+                "WHERE p.DB = :n AND p.ID <> CONNECTION_ID()"
+            ),
+            {"n": name},
+        ).scalars()
+        for pid in list(ids):
+            with contextlib.suppress(DBAPIError):  # it ended by itself meanwhile
+                conn.exec_driver_sql(f"KILL {int(pid)}")
 
 
 def _my_ident(name: str) -> str:

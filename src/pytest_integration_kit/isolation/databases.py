@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING
 
 from pytest_integration_kit.errors import IntegrationKitError
 from pytest_integration_kit.isolation import tracking
-from pytest_integration_kit.isolation.admin import CleanReport, DatabaseAdmin, admin_for
+from pytest_integration_kit.isolation.admin import (
+    LOCK_TIMEOUT_SECONDS,
+    CleanReport,
+    DatabaseAdmin,
+    admin_for,
+    lock_timeout_setting,
+)
 from pytest_integration_kit.isolation.loops import LoopEngines
 from pytest_integration_kit.isolation.schema import SchemaSource
 
@@ -352,7 +358,32 @@ class IsolatedDatabases:
         The report names the tables other connections than the kit's wrote to, and
         those whose columns changed (their seed rows are not restored: :meth:`rebuild`).
         """
-        with self.engine(database).connect() as conn:
+        name = database or self.worker_database()
+        try:
+            return self._clean(name)
+        except Exception as exc:
+            setting = lock_timeout_setting(exc)
+            if setting is None:
+                raise
+        # A transaction left open holds rows the clean must delete: end it, clean again
+        # (a second failure propagates), and say what happened. Raised outside the
+        # except block: the report shows no chained traceback.
+        with self.admin_engine.connect() as admin:
+            held = self.admin.open_transactions(admin, name)
+            self.admin.end_transactions(admin, name)
+        self._clean(name)
+        raise IsolationError(
+            f"cleaning {name!r} after the test waited {LOCK_TIMEOUT_SECONDS} s for a lock "
+            f"({setting}): a connection was still inside a transaction on it, left open "
+            "by this test or an earlier one"
+            + (f" ({'; '.join(held)})" if held else "")
+            + ". The kit ended it and cleaned, so later tests are not affected. Commit or "
+            "roll back what the code under test opens and give connections back to their "
+            "pool (integration_leak_check = true names such leftovers after every test)."
+        )
+
+    def _clean(self, name: str) -> CleanReport:
+        with self.engine(name).connect() as conn:
             row = conn.exec_driver_sql(self.admin.clean_statement).first()
             conn.commit()
         return self.admin.clean_report(row)
@@ -417,8 +448,13 @@ class IsolatedDatabases:
 class ClonePool:
     """Fresh databases from the template, made ahead of need and dropped behind it.
 
-    A background thread keeps ``size`` clones ready (each with a connected Engine) and
-    drops the ones given back, so a test pays only for taking one off the queue.
+    One background thread keeps ``size`` clones ready (each with a connected Engine),
+    another drops the ones given back, so a test pays only for taking one off the
+    queue. A used clone's connections are closed when it is given back and the maker
+    waits while ``size`` used clones are still to be dropped, so neither connections
+    nor databases pile up however fast tests go. A clone that failed is made again
+    for the test that takes it: one failure (a busy template, a full server) fails
+    at most that test, never every later one.
     """
 
     def __init__(self, databases: IsolatedDatabases, *, size: int = 2) -> None:
@@ -427,55 +463,66 @@ class ClonePool:
         self.databases = databases
         self.size = size
         self._ready: queue.Queue[Clone | BaseException] = queue.Queue()
-        self._doomed: queue.Queue[Clone] = queue.Queue()
+        self._doomed: queue.Queue[Clone | None] = queue.Queue()  # None: stop
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._pending = 0  # clones made but not yet taken
-        self._busy = threading.Event()  # set while the thread clones or drops
+        self._unfinished_drops = 0  # given back, not dropped yet
+        self._making = threading.Event()
         self._count_lock = threading.Lock()
-        self._thread = threading.Thread(
-            target=self._run, name=f"integration-clones-{databases.owner}", daemon=True
-        )
-        self._thread.start()
+        self._threads = [
+            threading.Thread(
+                target=target, name=f"integration-{role}-{databases.owner}", daemon=True
+            )
+            for role, target in (("clones", self._run), ("drops", self._drop_loop))
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def _make(self) -> Clone:
         name = self.databases.next_clone_name()
         self.databases.create_from_template(name)
         engine = self.databases.admin.kit_engine(self.databases.endpoint, name)
-        with engine.connect() as conn:  # stays in the engine's pool, warmed up
-            conn.exec_driver_sql(self.databases.admin.warm_statement)
-            conn.commit()
+        try:
+            with engine.connect() as conn:  # stays in the engine's pool, warmed up
+                conn.exec_driver_sql(self.databases.admin.warm_statement)
+                conn.commit()
+        except BaseException:
+            engine.dispose()
+            with contextlib.suppress(Exception):  # else IsolatedDatabases.close drops it
+                self.databases.drop(name)
+            raise
         return Clone(name, engine)
 
     def _run(self) -> None:
-        # Refilling comes first: a test may be waiting; drops can wait their turn.
         while not self._stopping.is_set():
             with self._count_lock:
-                short = self._pending < self.size
+                short = self._pending < self.size and self._unfinished_drops < self.size
                 if short:
                     self._pending += 1
-            if short:
-                self._busy.set()
-                try:
-                    self._ready.put(self._make())
-                except BaseException as exc:  # handed to the taker, who raises it
-                    self._ready.put(exc)
-                finally:
-                    self._busy.clear()
+                    self._making.set()
+            if not short:
+                self._wake.wait(0.5)
+                self._wake.clear()
                 continue
             try:
-                doomed = self._doomed.get_nowait()
-            except queue.Empty:
-                doomed = None
-            if doomed is not None:
-                self._busy.set()
-                try:
-                    self._drop(doomed)
-                finally:
-                    self._busy.clear()
-                continue
-            self._wake.wait(0.5)
-            self._wake.clear()
+                self._ready.put(self._make())
+            except BaseException as exc:  # handed to the taker, who tries once more
+                self._ready.put(exc)
+            finally:
+                self._making.clear()
+
+    def _drop_loop(self) -> None:
+        while True:
+            clone = self._doomed.get()
+            if clone is None:
+                return
+            try:
+                self._drop(clone)
+            finally:
+                with self._count_lock:
+                    self._unfinished_drops -= 1
+                self._wake.set()
 
     def _drop(self, clone: Clone) -> None:
         clone.engine.dispose()
@@ -491,9 +538,13 @@ class ClonePool:
             self._pending -= 1
         self._wake.set()
         if isinstance(item, BaseException):
-            raise IsolationError(
-                f"cloning the template failed after {time.monotonic() - started:.1f} s: {item}"
-            ) from item
+            try:  # once more, now: the cause may have passed (a busy template, a full server)
+                return self._make()
+            except Exception as again:
+                raise IsolationError(
+                    f"cloning the template failed twice ({time.monotonic() - started:.1f} s): "
+                    f"in the background: {item}; again for this test: {again}"
+                ) from again
         return item
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
@@ -501,35 +552,37 @@ class ClonePool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._count_lock:
-                full = self._pending >= self.size
-            if full and self._doomed.empty() and not self._busy.is_set():
-                time.sleep(0.01)  # the thread may be between taking work and flagging it
-                if self._doomed.empty() and not self._busy.is_set():
-                    return True
+                idle = (
+                    self._pending >= self.size
+                    and self._unfinished_drops == 0
+                    and not self._making.is_set()
+                )
+            if idle:
+                return True
             time.sleep(0.005)
         return False
 
     def give_back(self, clone: Clone) -> None:
-        """Hand a used clone over for disposing and dropping in the background."""
+        """Close a used clone's connections now; drop the database in the background."""
+        clone.engine.dispose()
+        with self._count_lock:
+            self._unfinished_drops += 1
         self._doomed.put(clone)
-        self._wake.set()
 
     def close(self) -> None:
         self._stopping.set()
         self._wake.set()
-        self._thread.join(timeout=60)
+        self._doomed.put(None)
+        for thread in self._threads:
+            thread.join(timeout=60)
         leftovers: list[Clone] = []
-        while True:
-            try:
-                item = self._ready.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, Clone):
-                leftovers.append(item)
-        while True:
-            try:
-                leftovers.append(self._doomed.get_nowait())
-            except queue.Empty:
-                break
+        for source in (self._ready, self._doomed):
+            while True:
+                try:
+                    item = source.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, Clone):
+                    leftovers.append(item)
         for clone in leftovers:
             self._drop(clone)

@@ -126,16 +126,5 @@ class DatabaseLease:
     def _terminate_leaks(self) -> None:
         """Close what the test left open so cleaning does not wait on its locks."""
         self.engine.pool.dispose()
-        admin = self.databases.admin
-        if admin.service == "postgres":
-            from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
-
-            with self.databases.admin_engine.connect() as conn:
-                conn.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = :n AND pid <> pg_backend_pid() "
-                        "AND state LIKE 'idle in transaction%'"
-                    ),
-                    {"n": self.database},
-                )
+        with self.databases.admin_engine.connect() as conn:
+            self.databases.admin.end_transactions(conn, self.database)

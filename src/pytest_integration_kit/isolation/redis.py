@@ -19,14 +19,12 @@ if TYPE_CHECKING:
 
     from pytest_integration_kit.services.endpoint import Endpoint
 
-__all__ = ["CLAIM_PREFIX", "LARGE_KEYSPACE", "RedisKeyspace"]
+__all__ = ["CLAIM_PREFIX", "RedisKeyspace"]
 
 #: Claim keys live in db 0: ``pik:claim:db:<n>`` holding the owner token.
 CLAIM_PREFIX = "pik:claim:db:"
 #: A claim outlives a crashed owner by at most this long.
 CLAIM_SECONDS = 24 * 3600
-#: From this many keys on, FLUSHDB ASYNC frees memory off the server's main thread.
-LARGE_KEYSPACE = 1000
 
 
 class RedisKeyspace:
@@ -40,6 +38,9 @@ class RedisKeyspace:
         #: Non-empty only in prefix mode: every key of the tests must start with it.
         self.prefix = ""
         self._client: redis_sync.Redis | None = None
+        #: One connection pool per client options: a test's client finds its connection
+        #: already open, authenticated and on the db index (no handshake per test).
+        self._pools: dict[tuple[tuple[str, object], ...], redis_sync.ConnectionPool] = {}
 
     def _connect(self, db: int) -> redis_sync.Redis:
         import redis as redis_sync  # noqa: PLC0415 - optional dependency, imported when used
@@ -102,17 +103,38 @@ class RedisKeyspace:
             **options,
         }
 
-    def client(self, **options: object) -> redis_sync.Redis:
-        """A new client on this process's db index."""
+    def client(self, client_class: type | None = None, **options: object) -> redis_sync.Redis:
+        """A new client (of ``client_class``, a ``redis.Redis`` subclass) on this db index.
+
+        It stands on a connection pool shared by clients with equal options: closing
+        the client leaves the pool's connections open for the next test's client;
+        :meth:`close` closes them. Options that cannot be compared (a ``retry`` object,
+        say) get a pool of their own, closed with the client.
+        """
         import redis as redis_sync  # noqa: PLC0415 - optional dependency, imported when used
 
-        return redis_sync.Redis(**self._connection(options))  # type: ignore[arg-type]
+        cls = client_class or redis_sync.Redis
+        try:
+            key = tuple(sorted(options.items()))
+            hash(key)
+        except TypeError:
+            return cls(**self._connection(options))  # type: ignore[no-any-return]
+        with self._lock:
+            pool = self._pools.get(key)
+        if pool is None:
+            pool = redis_sync.ConnectionPool(**self._connection(options))  # type: ignore[arg-type]
+            with self._lock:
+                pool = self._pools.setdefault(key, pool)
+        return cls(connection_pool=pool)  # type: ignore[no-any-return]
 
-    def async_client(self, **options: object) -> redis_async.Redis:
-        """A new asyncio client on this process's db index."""
+    def async_client(
+        self, client_class: type | None = None, **options: object
+    ) -> redis_async.Redis:
+        """A new asyncio client (of ``client_class``) on this process's db index."""
         import redis.asyncio as redis_async  # noqa: PLC0415 - optional dependency, imported when used
 
-        return redis_async.Redis(**self._connection(options))  # type: ignore[arg-type]
+        cls = client_class or redis_async.Redis
+        return cls(**self._connection(options))  # type: ignore[no-any-return]
 
     def clean(self) -> int:
         """Empty this keyspace; returns how many keys there were (one round trip if none)."""
@@ -125,16 +147,22 @@ class RedisKeyspace:
             for start in range(0, len(keys), 1000):
                 client.unlink(*keys[start : start + 1000])
             return len(keys)
-        size = int(client.dbsize())
-        if size:
-            client.flushdb(asynchronous=size >= LARGE_KEYSPACE)
-        return size
+        # One round trip: count and empty together. ASYNC frees a large keyspace off the
+        # server's main thread; Redis frees a small one in place all the same.
+        pipe = client.pipeline(transaction=False)
+        pipe.dbsize()
+        pipe.flushdb(asynchronous=True)
+        size, _ = pipe.execute()
+        return int(size)
 
     def close(self) -> None:
         """Empty the keyspace and give the db index back."""
         with self._lock:
             client, self._client = self._client, None
             db, self.db = self.db, None
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.disconnect()
         if client is None or db is None:
             return
         try:

@@ -39,14 +39,14 @@ def rollback_session(engine: Engine, **session_options: Any) -> Iterator[Session
 
 @asynccontextmanager
 async def async_rollback_session(
-    engine: AsyncEngine, **session_options: Any
+    engine: AsyncEngine, *, session_class: type | None = None, **session_options: Any
 ) -> AsyncIterator[AsyncSession]:
-    """The AsyncSession counterpart of :func:`rollback_session`."""
+    """The AsyncSession counterpart of :func:`rollback_session` (of ``session_class``)."""
     from sqlalchemy.ext.asyncio import AsyncSession  # noqa: PLC0415 - optional dependency, imported when used
 
     async with engine.connect() as conn:
         outer = await conn.begin()
-        session = AsyncSession(
+        session: AsyncSession = (session_class or AsyncSession)(
             bind=conn, join_transaction_mode="create_savepoint", **session_options
         )
         try:

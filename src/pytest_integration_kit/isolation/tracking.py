@@ -43,7 +43,7 @@ TRUNCATE_FROM_BYTES = 256 * 1024
 POSTGRES_SCHEMA = "_pik"
 MYSQL_PREFIX = "_pik_"
 #: Bumped whenever the bookkeeping below changes: part of the template's name.
-TRACKING_VERSION = "4"
+TRACKING_VERSION = "5"
 #: What the kit's own connections set when they connect: the PostgreSQL setting
 #: ``pik.kit`` (a custom placeholder, free in the start-up packet) and the MySQL user
 #: variable ``@pik_kit``. Marks made by connections without it are "foreign".
@@ -228,6 +228,7 @@ BEGIN
   DECLARE now_g TEXT;
   DECLARE foreign_tables TEXT DEFAULT NULL;
   DECLARE changed TEXT DEFAULT NULL;
+  DECLARE marks INT DEFAULT 0;
   DECLARE cur CURSOR FOR
     SELECT tb.name, tb.seed, tb.cols, tb.sig FROM {MYSQL_PREFIX}tables tb
     WHERE tb.name IN (SELECT d.name FROM {MYSQL_PREFIX}dirty d)
@@ -235,7 +236,10 @@ BEGIN
                       ON r.name = d.name)
     ORDER BY tb.ord;
   DECLARE CONTINUE HANDLER FOR NOT FOUND SET done = 1;
-  IF EXISTS (SELECT 1 FROM {MYSQL_PREFIX}dirty) THEN
+  -- Plain SELECTs only (consistent reads, no locks): IF EXISTS (…) would be a locking
+  -- read, waiting on the marks of a transaction the test left open.
+  SELECT COUNT(*) INTO marks FROM {MYSQL_PREFIX}dirty;
+  IF marks > 0 THEN
     SET SESSION group_concat_max_len = 1048576;
     SELECT GROUP_CONCAT(DISTINCT d.name ORDER BY d.name SEPARATOR ', ') INTO foreign_tables
       FROM {MYSQL_PREFIX}dirty d WHERE d.kit = 0;
@@ -251,8 +255,14 @@ BEGIN
       PREPARE pik_stmt FROM @pik_q;
       EXECUTE pik_stmt;
       DEALLOCATE PREPARE pik_stmt;
-      {_MY_COLUMNS.format(table="t").replace(chr(10), chr(10) + "      ")}
-        INTO now_c, now_g;
+      -- Literal names: information_schema then opens this one table, not them all.
+      SET @pik_q = CONCAT(
+        {_my_literal(_MY_COLUMNS.format(table="?").replace(chr(10), " "))}, ' INTO @pik_c, @pik_g');
+      SET @pik_t = t;
+      PREPARE pik_stmt FROM @pik_q;
+      EXECUTE pik_stmt USING @pik_t;
+      DEALLOCATE PREPARE pik_stmt;
+      SET now_c = @pik_c, now_g = @pik_g;
       SET done = 0;
       IF NOT (now_g <=> g) THEN
         SET changed = CONCAT_WS(', ', changed, t);
@@ -265,7 +275,24 @@ BEGIN
       END IF;
     END LOOP;
     CLOSE cur;
-    DELETE FROM {MYSQL_PREFIX}dirty;
+    -- Forget the marks read, one key at a time: a DELETE of them all would wait on the
+    -- marks of a transaction still open.
+    forget: BEGIN
+      DECLARE m_done INT DEFAULT 0;
+      DECLARE m_name VARCHAR(64);
+      DECLARE m_conn BIGINT UNSIGNED;
+      DECLARE m_cur CURSOR FOR SELECT name, conn FROM {MYSQL_PREFIX}dirty;
+      DECLARE CONTINUE HANDLER FOR NOT FOUND SET m_done = 1;
+      OPEN m_cur;
+      each_mark: LOOP
+        FETCH m_cur INTO m_name, m_conn;
+        IF m_done THEN
+          LEAVE each_mark;
+        END IF;
+        DELETE FROM {MYSQL_PREFIX}dirty WHERE name = m_name AND conn = m_conn;
+      END LOOP;
+      CLOSE m_cur;
+    END forget;
     SET foreign_key_checks = @pik_fk;
   END IF;
   SELECT foreign_tables, changed;

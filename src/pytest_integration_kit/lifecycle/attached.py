@@ -9,19 +9,20 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import shutil
 import signal
 import time
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_integration_kit.backends.base import RunningServer, mask
-from pytest_integration_kit.backends.docker import DockerServer
-from pytest_integration_kit.backends.local import LocalServer
+import psutil
+
+from pytest_integration_kit.backends.base import RunningServer, ServerStopError, mask
+from pytest_integration_kit.backends.docker import DockerServer, remove_container
+from pytest_integration_kit.backends.local import LocalServer, remove_workdir
 from pytest_integration_kit.backends.url import UrlServer
 from pytest_integration_kit.lifecycle.owner import pid_alive
-from pytest_integration_kit.services import spec_for
+from pytest_integration_kit.services import REGISTRY
 
 if TYPE_CHECKING:
     from pytest_integration_kit.lifecycle.records import ServerRecord
@@ -99,8 +100,17 @@ class AttachedContainer(RunningServer):
             return ""
 
     def stop(self) -> None:
-        with contextlib.suppress(Exception):  # already gone is fine
-            self._container().remove(force=True, v=True)
+        import docker.errors  # noqa: PLC0415 - the docker extra is optional
+
+        try:
+            container = self._container()
+        except docker.errors.NotFound:
+            return  # already gone is fine
+        except Exception as exc:
+            raise ServerStopError(
+                f"container {self.container_id[:12]} could not be removed: {exc}"
+            ) from None
+        remove_container(container, self.container_id)
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -126,8 +136,11 @@ class AttachedProcess(RunningServer):
         return pid_alive(self.pid) and self.pid in processes_under(self.workdir)
 
     def stop(self) -> None:
-        stop_process_tree(self.workdir, spec_for(self.endpoint.service).stop_signal, self.pid)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        # A kept server's service may not be registered in this run: SIGTERM then.
+        spec = REGISTRY.get(self.endpoint.service)
+        stop_signal = spec.stop_signal if spec is not None else signal.SIGTERM
+        stop_process_tree(self.workdir, stop_signal, self.pid)
+        remove_workdir(self.workdir)
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -139,36 +152,24 @@ class AttachedProcess(RunningServer):
 
 
 def processes_under(directory: Path) -> list[int]:
-    """Pids of the processes working in ``directory`` (cwd or command line), Linux only.
+    """Pids of the processes working in ``directory`` (cwd or command line).
 
     Servers run with their work directory as cwd (PostgreSQL and MariaDB move into
     their data directory beneath it), so this finds a server and all its children
-    without trusting a pid file.
+    without trusting a pid file. Processes whose facts are hidden from us are skipped.
     """
     prefix = str(directory.resolve()) if directory.exists() else str(directory)
     found: list[int] = []
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return found
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
+    for process in psutil.process_iter(["cwd", "cmdline"]):
+        if process.pid == os.getpid():
             continue
-        pid = int(entry.name)
-        if pid == os.getpid():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            cwd = ""
+        cwd = process.info.get("cwd") or ""
         if cwd == prefix or cwd.startswith(prefix + "/"):
-            found.append(pid)
+            found.append(process.pid)
             continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if prefix + "/" in cmdline or cmdline.endswith(prefix):
-            found.append(pid)
+        arguments = process.info.get("cmdline") or []
+        if any(prefix + "/" in arg or arg.endswith(prefix) for arg in arguments):
+            found.append(process.pid)
     return [pid for pid in found if pid_alive(pid)]
 
 
@@ -178,7 +179,7 @@ def stop_process_tree(
     """Stop the server working in ``directory``: ``sig`` to its leader, then SIGKILL."""
     pids = processes_under(directory)
     if leader is not None and pid_alive(leader) and leader not in pids and not pids:
-        # Without /proc we only know the pid we were given.
+        # Its directory is gone or hidden from us: we only know the pid we were given.
         pids = [leader]
     if not pids:
         return

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
 from filelock import FileLock
 
-from pytest_integration_kit.errors import ServerStartError
+from pytest_integration_kit.errors import ConfigError, ServerStartError
 from pytest_integration_kit.lifecycle.paths import UnsafeDirectory, is_private_dir, private_dir
 from pytest_integration_kit.lifecycle.records import ServerRecord, digest, read_json, write_json
 
@@ -38,6 +37,25 @@ class KeptServers:
         # The cache dir itself may be the user's own choice: create it, never chmod it.
         self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
         return private_dir(self.path, 0o711)
+
+    def check_usable(self) -> None:
+        """Raise :class:`ConfigError` (at start-up, naming the setting) when kept servers
+        cannot be recorded in the cache dir: missing and not creatable, or read-only."""
+        try:
+            path = self._ensure()
+            probe = path / f".probe-{os.getpid()}"
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+            probe.unlink()
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise ConfigError(
+                f"integration_cache_dir: {self.cache_dir} cannot be used: {reason}{where}. "
+                "integration_reuse records kept servers there, so it needs a directory "
+                "this user can create and write to; set integration_cache_dir / "
+                "INTEGRATION_CACHE_DIR / --integration-cache-dir to one, or turn "
+                "integration_reuse off"
+            ) from None
 
     @property
     def servers_dir(self) -> Path:
@@ -86,6 +104,7 @@ class KeptServers:
 
     def remove_all(self) -> list[ServerRecord]:
         """Stop and forget every kept server; returns what was removed."""
+        from pytest_integration_kit.backends.local import remove_workdir  # noqa: PLC0415
         from pytest_integration_kit.lifecycle.attached import (  # noqa: PLC0415
             attach,
             stop_process_tree,
@@ -102,7 +121,7 @@ class KeptServers:
         if is_private_dir(self._servers_path):
             for workdir in self._servers_path.iterdir():
                 stop_process_tree(workdir, grace=5)
-                shutil.rmtree(workdir, ignore_errors=True)
+                remove_workdir(workdir)
             with contextlib.suppress(OSError):
                 self._servers_path.rmdir()
         return removed

@@ -1,9 +1,9 @@
 """Who owns a session's servers, and whether that owner is still alive.
 
 A pid alone is not an identity: pids are reused. An owner is a pid, the host it runs
-on and the process's start time (clock ticks since boot, with the boot id), so a
-reaper can tell "the process that started this is gone" from "some other process now
-has that pid". On a host where start times cannot be read, the pid alone is used.
+on and the process's start time (read with psutil), so a reaper can tell "the process
+that started this is gone" from "some other process now has that pid". Where the
+start time cannot be read, the pid alone is used.
 """
 
 from __future__ import annotations
@@ -11,51 +11,32 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Final
 
-__all__ = ["Owner", "process_start"]
+import psutil
 
-PROC: Final = Path("/proc")
+__all__ = ["START_LABEL", "Owner", "pid_alive", "process_start"]
 
-
-def _boot_id() -> str:
-    try:
-        return (PROC / "sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """/proc/<pid>/stat split after the command name (which may hold spaces)."""
-    try:
-        raw = (PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    return raw.rsplit(")", 1)[1].split()
+#: The owner's start time. A new name: versions that wrote ``owner-start`` (a
+#: different token) must not judge a live owner of this version dead, nor the reverse.
+START_LABEL = "pytest-integration-kit.owner-started"
 
 
 def process_start(pid: int) -> str:
-    """A token that changes when ``pid`` is reused: boot id + start ticks ('' if unknown)."""
-    fields = _stat_fields(pid)
-    if fields is None or len(fields) < 20:
+    """A token that changes when ``pid`` is reused: its start time ('' if unknown)."""
+    try:
+        return f"{psutil.Process(pid).create_time():.2f}"
+    except (psutil.Error, OSError):
         return ""
-    # Field 22 of stat is the start time; fields[0] here is field 3 (the state).
-    return f"{_boot_id()}:{fields[19]}"
 
 
 def pid_alive(pid: int) -> bool:
     """True when ``pid`` runs (a zombie counts as dead: it will never do anything)."""
-    fields = _stat_fields(pid)
-    if fields is not None:
-        return fields[0] not in ("Z", "X")
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except (psutil.AccessDenied, OSError):
         return True
-    return True
 
 
 @dataclass(frozen=True)
@@ -79,13 +60,15 @@ class Owner:
             host = labels["pytest-integration-kit.owner-host"]
         except (KeyError, ValueError):
             return None
-        return cls(pid, host, labels.get("pytest-integration-kit.owner-start", ""))
+        # "owner-start" (boot id:ticks) was written by versions that read /proc: not
+        # comparable with a psutil start time, so such an owner is judged by its pid.
+        return cls(pid, host, labels.get(START_LABEL, ""))
 
     def labels(self) -> dict[str, str]:
         return {
             "pytest-integration-kit.owner-pid": str(self.pid),
             "pytest-integration-kit.owner-host": self.host,
-            "pytest-integration-kit.owner-start": self.start,
+            START_LABEL: self.start,
         }
 
     @property
@@ -101,4 +84,4 @@ class Owner:
             return True
         if not pid_alive(self.pid):
             return False
-        return not (self.start and process_start(self.pid) not in ("", self.start))
+        return not self.start or process_start(self.pid) in ("", self.start)

@@ -14,14 +14,24 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_integration_kit.backends.docker import LABEL_PREFIX, SESSION_LABEL
-from pytest_integration_kit.backends.local import WORKDIR_PREFIX
+from pytest_integration_kit.backends.docker import (
+    LABEL_PREFIX,
+    SESSION_LABEL,
+    preload_docker_modules,
+)
+from pytest_integration_kit.backends.local import (
+    WORKDIR_PREFIX,
+    orphaned_socket_dirs,
+    remove_workdir,
+)
 from pytest_integration_kit.lifecycle.attached import docker_client, stop_process_tree
+from pytest_integration_kit.lifecycle.engine import labelled_containers
 from pytest_integration_kit.lifecycle.kept import REUSE_LABEL
 from pytest_integration_kit.lifecycle.owner import Owner
 from pytest_integration_kit.lifecycle.run import RunDirectory
@@ -120,9 +130,18 @@ class Reaper:
         if not self.docker:
             return
         label = f"{SESSION_LABEL}={session}" if session is not None else SESSION_LABEL
+        if session is None and not self._dead_containers_listed(label):
+            return  # nothing to remove: docker-py not even imported
+        preload_docker_modules()  # in this thread, under the lock servers' threads use
         try:
             containers = docker_client().containers.list(all=True, filters={"label": label})
-        except Exception as exc:  # no engine here: nothing of ours can be there
+        except Exception as exc:
+            if session is not None:  # at the end of a session that used the engine
+                report.errors.append(
+                    "the Docker engine could not be asked for this session's containers: "
+                    + " ".join(str(exc).split())
+                )
+            # At start-up: no engine here, so nothing of ours can be there.
             log.debug("reaper: docker not reachable: %s", exc)
             return
         for container in containers:
@@ -140,13 +159,35 @@ class Reaper:
                 continue
             report.containers.append(str(container.id))
 
+    @staticmethod
+    def _dead_containers_listed(label: str) -> bool:
+        """Whether the engine lists a container of a dead session (True when unsure)."""
+        listed = labelled_containers(label)
+        if listed is None:  # not a local unix socket: let docker-py look
+            return True
+        for container in listed:
+            labels = container["labels"]
+            if REUSE_LABEL in labels:
+                continue
+            owner = Owner.from_labels(labels)
+            if owner is not None and not owner.is_alive():
+                return True
+        return False
+
     # -- local servers ----------------------------------------------------------------
 
     def workdirs(self, sessions: set[str]) -> list[Path]:
-        """Local server directories of ``sessions`` in the temp dir."""
+        """Local server directories of ``sessions`` in the temp dir.
+
+        Real directories only: anyone can plant a symlink with such a name in a shared
+        temp dir (to ``/``, whose processes the reaper would then stop).
+        """
         found = []
         for session in sessions:
-            found += [p for p in self.temp_dir.glob(f"{WORKDIR_PREFIX}{session}-*") if p.is_dir()]
+            for path in self.temp_dir.glob(f"{WORKDIR_PREFIX}{session}-*"):
+                with contextlib.suppress(OSError):
+                    if stat.S_ISDIR(os.lstat(path).st_mode):
+                        found.append(path)
         return sorted(found)
 
     def _reap_workdirs(self, report: ReapReport, *, sessions: set[str]) -> None:
@@ -155,8 +196,12 @@ class Reaper:
                 stop_process_tree(workdir, grace=REAP_GRACE)
             except Exception as exc:
                 report.errors.append(f"{workdir}: {exc}")
-            shutil.rmtree(workdir, ignore_errors=True)
+            remove_workdir(workdir)
             report.workdirs.append(str(workdir))
+        # Socket dirs whose server dir is gone (removed by a version that did not know
+        # them, or by a crash before it removed them).
+        for directory in orphaned_socket_dirs():
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _abandoned(run: RunDirectory) -> bool:

@@ -54,6 +54,8 @@ class ServerRecord:
     error: str | None = None
     #: For kept servers: the configuration hash a later run must match.
     config_hash: str = ""
+    #: Under ``auto``: why each backend tried before the one used could not run it.
+    tried: tuple[str, ...] = ()
 
     def endpoint_object(self) -> Endpoint:
         if self.endpoint is None:
@@ -63,7 +65,10 @@ class ServerRecord:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ServerRecord:
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        fields = {k: v for k, v in data.items() if k in names}
+        if "tried" in fields:
+            fields["tried"] = tuple(fields["tried"])
+        return cls(**fields)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

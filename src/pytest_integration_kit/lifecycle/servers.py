@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -27,7 +28,7 @@ from filelock import Timeout
 
 from pytest_integration_kit.backends.base import Backend, RunningServer, ServerOptions
 from pytest_integration_kit.backends.docker import preload_docker_modules
-from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
+from pytest_integration_kit.errors import BackendUnavailable, MissingExtra, ServerStartError
 from pytest_integration_kit.lifecycle.attached import (
     AttachedContainer,
     AttachedProcess,
@@ -43,11 +44,13 @@ from pytest_integration_kit.lifecycle.run import (
     RunDirectory,
     choose_runs_root,
     discard_fallback_root,
+    runs_root,
 )
-from pytest_integration_kit.services import spec_for
+from pytest_integration_kit.services import REGISTRY, spec_for
+from pytest_integration_kit.settings import mask_url_password
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from pytest_integration_kit.services.endpoint import Endpoint
     from pytest_integration_kit.settings import Settings
@@ -139,6 +142,10 @@ class ServerSet:
         self._run_lock = threading.Lock()
         #: Things the user should hear about (a refused runs root…), for the summary.
         self.notes: list[str] = []
+        #: Servers that could not be stopped at the end, and why (see :meth:`stop_all`).
+        self.stop_failures: list[str] = []
+        self._stopped = False
+        self._final_summary: list[ServerRecord] | None = None
         self.kept = kept
         self.coordinator = coordinator
         self.worker_id = worker_id
@@ -152,6 +159,11 @@ class ServerSet:
         self._kept_keys: set[str] = set()
         self._reaping: threading.Thread | None = None
         self.reaped = ReapReport()
+        #: Told, from any thread, what is starting: ``(service, kind, text)`` with kind
+        #: ``start``, ``pull`` or ``ready``. The pytest plugin prints it.
+        self.on_progress: Callable[[str, str, str], None] | None = None
+        #: Called every 0.1 s while :meth:`get` waits for a server (to print progress).
+        self.on_wait: Callable[[], None] | None = None
 
     # -- building one per process ------------------------------------------------------
 
@@ -171,8 +183,11 @@ class ServerSet:
 
         ``shared`` is what the coordinator's :meth:`share` returned.
         Nothing is made on disk here: the run directory comes with the first server.
+        With ``reuse``, the cache dir is checked now (:class:`ConfigError` if unusable).
         """
         kept = KeptServers(cache_dir) if cache_dir is not None else None
+        if kept is not None and shared is None and settings["reuse"]:
+            kept.check_usable()
         owner = Owner.current()
         runs_root = None
         if shared is not None:
@@ -208,7 +223,11 @@ class ServerSet:
     def _root(self) -> Path:
         with self._run_lock:
             if self._runs_root is None:
-                self._runs_root, note = choose_runs_root()
+                try:
+                    self._runs_root, note = choose_runs_root()
+                except OSError:
+                    # A temp dir we cannot write to: the first server request says so.
+                    self._runs_root, note = runs_root(), None
                 if note is not None:
                     self.notes.append(note)
             return self._runs_root
@@ -249,8 +268,8 @@ class ServerSet:
 
         def reap() -> None:
             docker_used = any(
-                str(self.settings[f"{s}_backend"]) in ("auto", "docker")
-                for s in ("postgres", "mysql", "redis")
+                str(self.settings[f"{name}_backend"]) in ("auto", "docker")
+                for name in REGISTRY.names()
             )
             # Every safe runs root of this user (a library user's own root only).
             root = None if self.shared and self.run is None else self._runs_root
@@ -260,7 +279,8 @@ class ServerSet:
         if not background:
             reap()
             return
-        preload_docker_modules()
+        # The reaper imports docker-py itself (under preload's lock) only when the
+        # engine lists a dead session's container: most runs never import it.
         self._reaping = threading.Thread(target=reap, name="integration-reaper", daemon=True)
         self._reaping.start()
 
@@ -291,7 +311,19 @@ class ServerSet:
             # Ryuk reaps when the process that started a container exits: not for servers
             # shared with other processes or kept for later runs.
             ryuk=bool(self.settings["ryuk"]) and self.coordinator and not self.reuse,
+            progress=lambda text: self._progress(service, "pull", text),
+            password=self._password(service),
         )
+
+    def _password(self, service: str) -> str | None:
+        """``integration_<service>_password`` where the service has one; None: random."""
+        resolved = self.settings.resolved.get(f"{service}_password")
+        value = resolved.value if resolved is not None else None
+        return None if value is None else str(getattr(value, "reveal", lambda: value)())
+
+    def _progress(self, service: str, kind: str, text: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(service, kind, text)
 
     def config_hash(self, request: ServerRequest, options: ServerOptions, backend: Backend) -> str:
         """What a kept server must match to be reused: image or binaries, settings, schema."""
@@ -302,6 +334,7 @@ class ServerSet:
             backend.name,
             request.port,
             str(self.settings["schema"]),
+            digest(options.password) if options.password is not None else "random password",
         ]
         if backend.name == "docker":
             identity.append(options.image)
@@ -327,7 +360,26 @@ class ServerSet:
         """The running server for ``request``, starting it if nobody has yet."""
         if self.backend_choice(request) in ("auto", "docker"):
             preload_docker_modules()
-        return self._future(request).result()
+        future = self._future(request)
+        while True:
+            try:
+                return future.result(timeout=0.1 if self.on_wait is not None else None)
+            except FutureTimeout:
+                if self.on_wait is not None:
+                    self.on_wait()
+
+    def done(self, request: ServerRequest) -> bool:
+        """Whether the start of ``request`` is over (it succeeded or failed)."""
+        with self._lock:
+            future = self._futures.get(request)
+        return future is None or future.done()
+
+    def settle(self) -> None:
+        """Wait until every start begun has succeeded or failed (nothing stays half-way)."""
+        with self._lock:
+            futures = list(self._futures.values())
+        for future in futures:
+            future.exception()
 
     def _future(self, request: ServerRequest) -> Future[RunningServer]:
         with self._lock:
@@ -363,6 +415,9 @@ class ServerSet:
             return self._attach_shared(request, record)
         try:
             server, record = self._provide(request)
+        except MissingExtra as exc:
+            run.write(self._failure(request, "extra", exc))
+            raise
         except BackendUnavailable as exc:
             run.write(self._failure(request, "unavailable", exc))
             raise
@@ -381,12 +436,15 @@ class ServerSet:
             started_at=time.time(),
             error_kind=kind,
             error=str(exc),
+            tried=getattr(exc, "tried", ()),
         )
 
     def _attach_shared(self, request: ServerRequest, record: ServerRecord) -> RunningServer:
         """Use a server another process of this run started (or failed to)."""
+        if record.error_kind == "extra":
+            raise MissingExtra(record.error or "")
         if record.error_kind == "unavailable":
-            raise BackendUnavailable(record.error or "")
+            raise BackendUnavailable(record.error or "", tried=record.tried)
         if record.error_kind is not None:
             raise ServerStartError(record.error or "")
         server = self._started.get(record.key) or attach(record)
@@ -397,6 +455,7 @@ class ServerSet:
                     record.backend,
                     server.endpoint,
                     record.seconds_to_ready,
+                    tried=record.tried,
                     reused=record.reused,
                     kept=record.kept,
                     started_by=record.started_by,
@@ -416,13 +475,15 @@ class ServerSet:
             tried.append(f"{name}: {reason}")
         raise BackendUnavailable(
             f"no backend can run {options.spec.title} (integration_backend=auto tried "
-            "docker, then local):\n  - " + "\n  - ".join(tried)
+            "docker, then local):\n  - " + "\n  - ".join(tried),
+            tried=tuple(tried),
         )
 
     def _provide(self, request: ServerRequest) -> tuple[RunningServer, ServerRecord]:
         """Start a server for ``request`` here, or attach a kept one (``reuse``)."""
         options = self.options(request)
         backend, tried = self._choose(request, options)
+        self._progress(request.service, "start", _starting(request, options, backend.name))
         started = time.monotonic()
         reused = False
         config_hash = ""
@@ -434,6 +495,12 @@ class ServerSet:
             time.monotonic() - started if reused else server.seconds_to_ready
         ) or time.monotonic() - started
         kept = bool(config_hash)
+        self._progress(
+            request.service,
+            "ready",
+            f"{request.service} {'attached' if reused else 'ready'} on {backend.name} "
+            f"in {seconds:.2f} s",
+        )
         with self._lock:
             self._started[request.key] = server
             if kept:
@@ -462,6 +529,7 @@ class ServerSet:
             started_by=self.worker_id,
             started_at=time.time(),
             config_hash=config_hash,
+            tried=tuple(tried),
         )
         return server, record
 
@@ -505,6 +573,14 @@ class ServerSet:
 
     # -- using ------------------------------------------------------------------------
 
+    def started(self, request: ServerRequest) -> RunningServer | None:
+        """The server ``request`` got, if its start is over and succeeded."""
+        with self._lock:
+            future = self._futures.get(request)
+        if future is None or not future.done() or future.exception() is not None:
+            return None
+        return future.result()
+
     def log_tail(self, request: ServerRequest, lines: int = 40) -> str | None:
         """The tail of the log of the server ``request`` got, if it has one by now."""
         with self._lock:
@@ -518,6 +594,8 @@ class ServerSet:
 
     def summary(self) -> list[ServerRecord]:
         """Every server of the run (all workers'), for the end-of-session report."""
+        if self._final_summary is not None:
+            return self._final_summary
         run = self._known_run()
         if run is not None and self.coordinator:
             return [r for r in run.records() if r.error_kind is None]
@@ -531,6 +609,7 @@ class ServerSet:
                 reused=r.reused,
                 kept=r.kept,
                 started_by=r.started_by,
+                tried=r.tried,
             )
             for r in self.records
         ]
@@ -542,21 +621,27 @@ class ServerSet:
 
         Alone (no run directory) that is what it started. A worker stops nothing: the
         coordinator stops every server of the run, whoever started it, then removes
-        whatever a crashed worker may have left half-started.
+        whatever a crashed worker may have left half-started. What could not be stopped
+        (a Docker engine gone) is listed in :attr:`stop_failures`, and the run directory
+        is then kept so that the next run's reaper finds it. Idempotent.
         """
+        if self._stopped:
+            return
+        self._stopped = True
         with self._lock:
             futures = list(self._futures.values())
         for future in futures:
             future.exception()  # wait; failures were reported where they happened
         self._executor.shutdown(wait=True)
         self.reaping_done()
+        self._final_summary = self.summary()  # before the run directory goes
         with self._lock:
             started, self._started = self._started, {}
         run = self._known_run()
         if run is None:
             for key, server in reversed(started.items()):
                 if key not in self._kept_keys:
-                    server.stop()
+                    self._stop(server)
             if self.coordinator and self._runs_root is not None:
                 discard_fallback_root(self._runs_root)
             return
@@ -567,11 +652,31 @@ class ServerSet:
             if record.endpoint is None or record.kept:
                 continue
             server = started.get(record.key) or attach(record)
-            server.stop()
+            self._stop(server)
         _forget_children(started.values())
         docker_used = any(r.backend == "docker" for r in run.records())
-        Reaper(runs_root=run.path.parent, docker=docker_used).reap_session(self.session_id)
-        run.remove()
+        reaper = Reaper(runs_root=run.path.parent, docker=docker_used)
+        self.stop_failures += reaper.reap_session(self.session_id).errors
+        if not self.stop_failures:
+            run.remove()
+
+    def _stop(self, server: RunningServer) -> None:
+        try:
+            server.stop()
+        except Exception as exc:  # every server gets its turn; this one is reported
+            endpoint = server.endpoint
+            self.stop_failures.append(f"{endpoint.service} ({endpoint.backend}): {exc}")
+
+
+def _starting(request: ServerRequest, options: ServerOptions, backend: str) -> str:
+    """``starting postgres on docker (postgres:17.6)…``: what, how, from what."""
+    if backend == "docker":
+        what = options.image
+    elif backend == "url":
+        what = mask_url_password(options.url or "")
+    else:
+        what = str(options.bin_dir) if options.bin_dir is not None else "binaries on PATH"
+    return f"starting {request.service} on {backend} ({what})…"
 
 
 def _answers(server: RunningServer) -> bool:

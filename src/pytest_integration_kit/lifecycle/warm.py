@@ -56,6 +56,8 @@ class WarmStart:
         self.credentials = credentials
         #: Whether the data directory was copied rather than initialised.
         self.hit = False
+        #: Whether the entry keeps the credentials (they are baked into it).
+        self.keep = True
 
     def initialise(
         self, command: Sequence[str], *, workdir: Path, output: Path, run: Callable[[], None]
@@ -65,7 +67,7 @@ class WarmStart:
             command=command,
             workdir=workdir,
             output=output,
-            credentials=dataclasses.asdict(self.credentials),
+            credentials=dataclasses.asdict(self.credentials) if self.keep else {},
             run=run,
         )
 
@@ -89,13 +91,24 @@ class WarmDataDirs:
         return WarmEntry(self.path / key)
 
     def starter(
-        self, service: str, binaries: Mapping[str, Path], credentials: Credentials
+        self,
+        service: str,
+        binaries: Mapping[str, Path],
+        credentials: Credentials,
+        *,
+        keep: bool = True,
     ) -> WarmStart:
         """What the local backend uses for one server: the credentials to start it with
-        (the entry's, when there is one) and the initialiser of its data directory."""
+        and the initialiser of its data directory.
+
+        With ``keep`` (the password is baked into the data directory) they are the
+        entry's, when there is one; otherwise the fresh ``credentials``, never stored.
+        """
         key = self.key(service, binaries)
-        cached = self.credentials(key)
-        return WarmStart(self, key, Credentials(**cached) if cached else credentials)
+        cached = self.credentials(key) if keep else None
+        start = WarmStart(self, key, Credentials(**cached) if cached else credentials)
+        start.keep = keep
+        return start
 
     def credentials(self, key: str) -> dict[str, str] | None:
         """The credentials the entry was made with (None when there is no entry)."""

@@ -52,6 +52,27 @@ class Endpoint:
         userinfo = f"{auth}@" if auth else ""
         return f"{self.scheme}://{userinfo}{self.address}/{quote(self.database, safe='')}"
 
+    def url_for(self, driver: str | None = None) -> str:
+        """The URL with another driver: ``url_for("asyncpg")`` → ``postgresql+asyncpg://…``.
+
+        The scheme's base (``"postgresql"``, ``"mysql"``) gives the plain libpq/CLI form
+        that ``psql``, ``mysql``, ``psycopg.connect`` and ``asyncpg.connect`` take; None
+        gives :attr:`url`. User, password and database are percent-encoded, so any
+        character in a password survives SQLAlchemy, libpq and redis-py alike.
+
+        .. versionadded:: 0.1
+        """
+        if driver is None:
+            return self.url
+        base = self.scheme.split("+", 1)[0]
+        if not driver.isidentifier():
+            raise ValueError(f"{driver!r} is not a driver name")
+        if driver == base:
+            return dataclasses.replace(self, scheme=base).url
+        if "+" not in self.scheme:
+            raise ValueError(f"{self.service} URLs take no driver (got {driver!r})")
+        return dataclasses.replace(self, scheme=f"{base}+{driver}").url
+
     def with_database(self, database: str) -> Endpoint:
         """The same server, another database (or Redis db index)."""
         return dataclasses.replace(self, database=database)

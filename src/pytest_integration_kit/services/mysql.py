@@ -37,10 +37,15 @@ class MySQLSpec(ServiceSpec):
     title = "MySQL"
     scheme = "mysql+pymysql"
     container_port = 3306
+    default_image = "mysql:8.4"
+    url_schemes = ("mysql", "mariadb")
+    url_example = "mysql://root:secret@127.0.0.1:3306/app"
+    group_markers = ("requires_db",)
     default_user = "root"
     default_database = "integration"
     os_user = "mysql"
     extra = "mysql"
+    driver_packages = ("pymysql", "MySQLdb", "aiomysql", "asyncmy")
 
     def container_env(self, credentials: Credentials) -> dict[str, str]:
         return {
@@ -101,10 +106,9 @@ class MySQLSpec(ServiceSpec):
         runner: LocalRunner,
     ) -> LocalLaunch:
         data = workdir / "data"
-        sockets = workdir / "sockets"
-        for directory in (data, sockets):
-            directory.mkdir()
-            runner.own(directory)
+        sockets = runner.sockets
+        data.mkdir()
+        runner.own(data)
         runner.initialise(
             [
                 str(binaries["install_db"]),

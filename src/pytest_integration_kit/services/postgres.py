@@ -35,11 +35,17 @@ class PostgresSpec(ServiceSpec):
     title = "PostgreSQL"
     scheme = "postgresql+psycopg"
     container_port = 5432
+    default_image = "postgres:17.6"
+    url_schemes = ("postgresql", "postgres")
+    url_example = "postgresql://app:secret@127.0.0.1:5432/app"
+    group_markers = ("requires_db",)
     default_user = "postgres"
     default_database = "postgres"
     os_user = "postgres"
     stop_signal = signal.SIGINT  # "fast" shutdown: no waiting for clients to leave
+    password_in_data_dir = True  # initdb --pwfile
     extra = "postgres"
+    driver_packages = ("psycopg", "psycopg2", "asyncpg")
 
     def container_env(self, credentials: Credentials) -> dict[str, str]:
         return {
@@ -107,9 +113,7 @@ class PostgresSpec(ServiceSpec):
         runner: LocalRunner,
     ) -> LocalLaunch:
         data = workdir / "data"
-        sockets = workdir / "sockets"
-        sockets.mkdir()
-        runner.own(sockets)
+        sockets = runner.sockets
         pwfile = workdir / "pwfile"
         runner.write_secret(pwfile, credentials.password + "\n")
         runner.initialise(

@@ -25,25 +25,33 @@ class RedisSpec(ServiceSpec):
     title = "Redis"
     scheme = "redis"
     container_port = 6379
+    default_image = "redis:8.2"
+    url_schemes = ("redis", "rediss")
+    url_example = "redis://:secret@127.0.0.1:6379/0"
     default_user = "default"
     default_database = "0"
     os_user = "redis"
     extra = "redis"
+    driver_packages = ("redis",)
+
+    def credentials(self, password: str | None = None) -> Credentials:
+        """An empty password (``integration_redis_password =``) means no AUTH at all."""
+        credentials = super().credentials(password)
+        if not credentials.password:
+            return Credentials("", "", credentials.database)
+        return credentials
 
     def container_env(self, credentials: Credentials) -> dict[str, str]:
         return {}
 
     def container_command(self, credentials: Credentials) -> list[str]:
         # The official image has no password variable; persistence off for speed.
-        return [
-            "redis-server",
-            "--requirepass",
-            credentials.password,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]
+        auth = ["--requirepass", credentials.password]
+        if not credentials.password:
+            # No password: protected mode would refuse the bridge network's connections.
+            # The port is published on 127.0.0.1 only.
+            auth = ["--protected-mode", "no"]
+        return ["redis-server", *auth, "--save", "", "--appendonly", "no"]
 
     def find_binaries(self, bin_dir: Path | None) -> dict[str, Path]:
         server, searched = find_executable(
@@ -74,6 +82,7 @@ class RedisSpec(ServiceSpec):
         runner.own(data)
         config = workdir / "redis.conf"
         # The password goes in a file readable by the server's user only, not on argv.
+        auth = [f"requirepass {_quoted(credentials.password)}"] if credentials.password else []
         runner.write_secret(
             config,
             "\n".join(
@@ -85,7 +94,7 @@ class RedisSpec(ServiceSpec):
                     f"dir {data}",
                     'save ""',
                     "appendonly no",
-                    f"requirepass {credentials.password}",
+                    *auth,
                     "",
                 ]
             ),
@@ -110,3 +119,8 @@ class RedisSpec(ServiceSpec):
             return str(client.info("server").get("redis_version", ""))
         finally:
             client.close()
+
+
+def _quoted(text: str) -> str:
+    """A redis.conf string: double quotes, backslash and quote escaped."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import unquote, urlsplit
 
-from pytest_integration_kit.errors import BackendUnavailable
+from pytest_integration_kit.errors import BackendUnavailable, MissingExtra
 from pytest_integration_kit.services.endpoint import Endpoint
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from pytest_integration_kit.backends.local import LocalRunner
+    from pytest_integration_kit.settings import Setting
 
-__all__ = ["Credentials", "LocalLaunch", "ServiceSpec", "find_executable"]
+__all__ = ["Credentials", "LocalLaunch", "ServerContext", "ServiceSpec", "find_executable"]
 
 
 @dataclass(frozen=True)
@@ -42,31 +43,89 @@ class LocalLaunch:
     remove_when_ready: Sequence[Path] = ()
 
 
+class ServerContext:
+    """What readiness may look at besides the endpoint: the server's log, and a command
+    run where the server runs (in its container, or on this host for local). The url
+    backend has neither (:attr:`available` False)."""
+
+    available = False
+
+    def log(self) -> str:
+        return ""
+
+    def run(self, command: Sequence[str], timeout: float) -> tuple[int, str]:
+        raise NotImplementedError("the url backend runs no command where the server runs")
+
+
 class ServiceSpec(ABC):
     """Everything the backends need to know about one kind of server.
 
-    Subclass it to add a service; the built-in ones are
+    Subclass it and register an instance (:func:`~pytest_integration_kit.register_service`
+    or the entry point group ``pytest_integration_kit.services``) to add a service; the
+    built-in ones are
     :class:`~pytest_integration_kit.services.postgres.PostgresSpec`,
     :class:`~pytest_integration_kit.services.mysql.MySQLSpec` and
-    :class:`~pytest_integration_kit.services.redis.RedisSpec`.
+    :class:`~pytest_integration_kit.services.redis.RedisSpec`. A subclass sets the class
+    attributes without defaults and implements :meth:`probe`; the docker backend needs
+    nothing more, the local backend :meth:`find_binaries` and :meth:`prepare_local`.
     """
 
+    #: Lower case: it names the settings (``integration_<name>_…``), the marker
+    #: (``requires_<name>``) and the fixture (``<name>_server``).
     name: ClassVar[str]
     #: Human name used in messages and the start-up report.
     title: ClassVar[str]
     #: SQLAlchemy / client URL scheme with the default sync driver.
     scheme: ClassVar[str]
     container_port: ClassVar[int]
-    default_user: ClassVar[str]
-    default_database: ClassVar[str]
+    #: The image the docker backend runs unless ``integration_<name>_image`` says otherwise.
+    default_image: ClassVar[str]
+    #: URL schemes ``integration_<name>_url`` accepts (``scheme[+driver]://``); empty:
+    #: just :attr:`scheme`.
+    url_schemes: ClassVar[tuple[str, ...]] = ()
+    #: A URL for the configuration reference; empty: made from the scheme and port.
+    url_example: ClassVar[str] = ""
+    #: Markers shared with other services (``requires_db`` for the SQL ones), applied
+    #: besides ``requires_<name>``.
+    group_markers: ClassVar[tuple[str, ...]] = ()
+    default_user: ClassVar[str] = ""
+    default_database: ClassVar[str] = ""
     #: The unprivileged OS user the local backend prefers when run as root.
-    os_user: ClassVar[str]
+    os_user: ClassVar[str] = "nobody"
     stop_signal: ClassVar[int] = signal.SIGTERM
+    #: The local init command bakes the password into the data directory, so servers
+    #: copied from one warm entry share it. False: each server sets its own at start.
+    password_in_data_dir: ClassVar[bool] = False
     #: The extra that installs the driver the probe needs.
-    extra: ClassVar[str]
+    extra: ClassVar[str] = ""
+    #: Top-level packages whose exceptions mean a failure involved this server (the
+    #: failing test's report then carries the tail of the server's log).
+    driver_packages: ClassVar[tuple[str, ...]] = ()
 
-    def credentials(self) -> Credentials:
-        return Credentials(self.default_user, secrets.token_urlsafe(18), self.default_database)
+    @property
+    def markers(self) -> tuple[str, ...]:
+        """The markers a test using this service gets: ``requires_<name>`` first."""
+        own = f"requires_{self.name}"
+        return (own, *(m for m in self.group_markers if m != own))
+
+    @property
+    def accepted_url_schemes(self) -> tuple[str, ...]:
+        return self.url_schemes or (self.scheme.split("+", 1)[0],)
+
+    def extra_settings(self) -> Sequence[Setting]:
+        """Settings of this service beyond backend, image, url and bin_dir; each named
+        ``<name>_<key>``, so the report header shows it among the service's."""
+        return ()
+
+    def example_url(self) -> str:
+        if self.url_example:
+            return self.url_example
+        return f"{self.accepted_url_schemes[0]}://127.0.0.1:{self.container_port}"
+
+    def credentials(self, password: str | None = None) -> Credentials:
+        """Who logs in: ``password`` when given, else a random one for this session."""
+        chosen = secrets.token_urlsafe(18) if password is None else password
+        return Credentials(self.default_user, chosen, self.default_database)
 
     def endpoint(
         self, *, host: str, port: int, credentials: Credentials, backend: str, version: str = ""
@@ -100,9 +159,9 @@ class ServiceSpec(ABC):
 
     # -- docker ---------------------------------------------------------------------
 
-    @abstractmethod
     def container_env(self, credentials: Credentials) -> dict[str, str]:
-        """Environment for the official image's contract."""
+        """Environment for the image's contract (passwords, database names)."""
+        return {}
 
     def container_command(self, credentials: Credentials) -> list[str] | None:
         """Command (or arguments) for the container; None keeps the image's."""
@@ -114,11 +173,13 @@ class ServiceSpec(ABC):
 
     # -- local ----------------------------------------------------------------------
 
-    @abstractmethod
     def find_binaries(self, bin_dir: Path | None) -> dict[str, Path]:
         """Locate the server binaries or raise BackendUnavailable saying where we looked."""
+        raise BackendUnavailable(
+            f"{self.title} has no local launch (its spec does not implement find_binaries); "
+            f"use the docker or url backend (integration_{self.name}_backend)"
+        )
 
-    @abstractmethod
     def prepare_local(
         self,
         *,
@@ -129,17 +190,23 @@ class ServiceSpec(ABC):
         runner: LocalRunner,
     ) -> LocalLaunch:
         """Initialise a data directory in ``workdir`` and say how to start the server."""
+        raise BackendUnavailable(f"{self.title} has no local launch")
 
     # -- protocol -------------------------------------------------------------------
+
+    def ready(self, endpoint: Endpoint, timeout: float, server: ServerContext) -> str:
+        """One readiness check (raises until ready); by default :meth:`probe`."""
+        return self.probe(endpoint, timeout)
 
     @abstractmethod
     def probe(self, endpoint: Endpoint, timeout: float) -> str:
         """One protocol round trip (``SELECT 1``, ``PING``); returns the server version."""
 
-    def missing_driver(self, module: str) -> BackendUnavailable:
-        return BackendUnavailable(
+    def missing_driver(self, module: str) -> MissingExtra:
+        hint = f"pytest-integration-kit[{self.extra}]" if self.extra else module
+        return MissingExtra(
             f"{self.title} needs the Python driver {module!r}, which is not installed: "
-            f"pip install 'pytest-integration-kit[{self.extra}]'"
+            f"pip install '{hint}'"
         )
 
 
@@ -161,10 +228,40 @@ def find_executable(
         if found:
             return Path(found), searched
     searched.append("PATH")
-    for directory in extra_dirs:
+    for directory in [*extra_dirs, *homebrew_dirs(names)]:
         for name in names:
             candidate = directory / name
             if candidate.is_file() and os.access(candidate, os.X_OK):
                 return candidate, searched
         searched.append(str(directory))
     return None, searched
+
+
+#: Where Homebrew lives: Apple silicon, Intel macs, Linux; ``HOMEBREW_PREFIX`` comes first.
+HOMEBREW_PREFIXES = ("/opt/homebrew", "/usr/local", "/home/linuxbrew/.linuxbrew")
+
+
+def homebrew_dirs(names: Iterable[str]) -> list[Path]:
+    """Homebrew ``opt/<formula>/bin`` directories holding one of ``names`` (keg-only
+    formulae such as ``postgresql@17`` are never on PATH), newest version first, then
+    each prefix's ``bin``. Prefixes without an ``opt`` directory are not Homebrew's."""
+    wanted = list(names)
+    prefixes = [os.environ.get("HOMEBREW_PREFIX", ""), *HOMEBREW_PREFIXES]
+    found: list[Path] = []
+    for prefix in dict.fromkeys(p for p in prefixes if p):
+        opt = Path(prefix) / "opt"
+        if not opt.is_dir():
+            continue
+        kegs = {path.parent for name in wanted for path in opt.glob(f"*/bin/{name}")}
+        found += sorted(kegs, key=lambda d: _formula_version(d.parent.name), reverse=True)
+        found.append(Path(prefix) / "bin")
+    return found
+
+
+def _formula_version(formula: str) -> tuple[int, ...]:
+    """``postgresql@9.6`` → (9, 6); unversioned formulae sort after every version."""
+    _, _, version = formula.partition("@")
+    try:
+        return tuple(int(part) for part in version.split(".")) if version else (-1,)
+    except ValueError:
+        return (-1,)

@@ -1,0 +1,106 @@
+"""A local server's directories: its work directory (anywhere, maybe a long TMPDIR)
+and its socket directory (a short path), how they are linked and removed."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+__all__ = [
+    "SOCKETS_LINK",
+    "SOCKETS_PREFIX",
+    "WORKDIR_PREFIX",
+    "orphaned_socket_dirs",
+    "remove_workdir",
+    "socket_dir",
+]
+
+#: Every local server's directory starts with this, then the session id.
+WORKDIR_PREFIX = "pytest-integration-kit-"
+#: A server's socket directory (in a short temp dir) starts with this, then the session id.
+SOCKETS_PREFIX = "pik-"
+#: In a server's directory: the link to its socket directory.
+SOCKETS_LINK = "sockets"
+#: In a socket directory: the link back to its server's directory.
+SERVER_LINK = "server"
+#: A Unix socket's path must fit in sun_path: 108 bytes with the final NUL.
+SUN_PATH_MAX = 107
+#: The longest socket file name a service puts there (".s.PGSQL.65535.lock").
+SOCKET_NAME_MAX = 20
+
+
+def socket_dir(workdir: Path, tag: str) -> Path:
+    """A new private directory with a short path for the server's Unix sockets.
+
+    A socket's path must fit in 107 bytes, and TMPDIR can be long (macOS, CI runners,
+    pytester): the temp dir when it is short enough, else ``/tmp``. Its parent is ours
+    (mkdtemp, 0711) and linked from ``workdir`` (so whoever removes the server removes
+    it); the ``s`` inside it is the server's.
+    """
+    name = f"{SOCKETS_PREFIX}{tag[:12]}-"
+    base = tempfile.gettempdir()
+    room = SUN_PATH_MAX - len(name) - len("XXXXXXXX/s/") - SOCKET_NAME_MAX
+    if len(base) + 1 > room and os.path.isdir("/tmp"):  # noqa: S108 - short, mkdtemp in it
+        base = "/tmp"  # noqa: S108
+    parent = Path(tempfile.mkdtemp(prefix=name, dir=base))
+    try:
+        # Just made by mkdtemp (0700): let the server's user enter it, through the fd.
+        fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.fchmod(fd, 0o711)  # enter only: no listing, no writing
+        finally:
+            os.close(fd)
+        os.symlink(workdir, parent / SERVER_LINK)
+        os.symlink(parent, workdir / SOCKETS_LINK)
+        sockets = parent / "s"
+        sockets.mkdir(mode=0o700)
+    except BaseException:
+        shutil.rmtree(parent, ignore_errors=True)
+        raise
+    return sockets
+
+
+def _socket_bases() -> list[str]:
+    return list(dict.fromkeys([tempfile.gettempdir(), "/tmp"]))  # noqa: S108 - see socket_dir
+
+
+def orphaned_socket_dirs() -> list[Path]:
+    """This user's socket directories whose server directory is gone: garbage.
+
+    Each links back to its server's directory (``server``); one without the link yet is
+    being made and is left alone.
+    """
+    found = []
+    for base in _socket_bases():
+        for path in Path(base).glob(f"{SOCKETS_PREFIX}*"):
+            with contextlib.suppress(OSError):
+                info = os.lstat(path)
+                if not (stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()):
+                    continue
+                server = os.readlink(path / SERVER_LINK)
+                if not os.path.lexists(server):
+                    found.append(path)
+    return sorted(found)
+
+
+def remove_workdir(workdir: Path) -> None:
+    """Remove a local server's directory and its socket directory (once it has stopped).
+
+    The link (in a directory the server's user owns) is followed only to a directory
+    named like ours, of this user, that links back to ``workdir``.
+    """
+    try:
+        target = Path(os.readlink(workdir / SOCKETS_LINK))
+    except OSError:
+        target = None
+    if target is not None and target.name.startswith(SOCKETS_PREFIX):
+        with contextlib.suppress(OSError):
+            info = os.lstat(target)
+            mine = stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
+            if mine and os.readlink(target / SERVER_LINK) == str(workdir):
+                shutil.rmtree(target, ignore_errors=True)
+    shutil.rmtree(workdir, ignore_errors=True)

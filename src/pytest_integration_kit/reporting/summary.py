@@ -1,0 +1,165 @@
+"""The end-of-run report: servers used, decisions ``auto`` made, services that were missing.
+
+Each decision is said once for the whole run (all xdist workers): one line per
+unavailable service with the number of tests it cost and the fix, instead of a reason
+repeated on every skipped test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pytest_integration_kit.services import spec_for
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from pytest_integration_kit.lifecycle.records import ServerRecord
+
+__all__ = [
+    "RunReport",
+    "UnavailableTally",
+    "auto_decisions",
+    "plural",
+    "server_lines",
+    "stopped_line",
+]
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+@dataclass
+class _Entry:
+    title: str
+    action: str
+    fix: str
+    reasons: tuple[str, ...]
+    count: int = 0
+
+
+@dataclass
+class UnavailableTally:
+    """Tests skipped or errored because a service was unavailable, per service."""
+
+    entries: dict[tuple[str, str], _Entry] = field(default_factory=dict)
+
+    def add(self, data: Mapping[str, Any]) -> None:
+        """Count one test; ``data`` is :meth:`Unavailable.to_json` from its report."""
+        key = (str(data.get("service", "?")), str(data.get("action", "skip")))
+        entry = self.entries.get(key)
+        if entry is None:
+            entry = _Entry(
+                title=str(data.get("title", key[0])),
+                action=key[1],
+                fix=str(data.get("fix", "")),
+                reasons=tuple(str(r) for r in data.get("reasons", ())),
+            )
+            self.entries[key] = entry
+        entry.count += 1
+
+    def headlines(self) -> list[str]:
+        """Per service and outcome: ``2 tests skipped: PostgreSQL unavailable — fix: …``."""
+        done = {"skip": "skipped", "error": "errored"}
+        return [
+            f"{plural(e.count, 'test')} {done.get(e.action, e.action)}: {e.title} unavailable"
+            + (f" — fix: {e.fix}" if e.fix else "")
+            for e in self.entries.values()
+        ]
+
+    def lines(self) -> list[str]:
+        """The headlines, each followed by why each backend could not run the service."""
+        out: list[str] = []
+        for headline, entry in zip(self.headlines(), self.entries.values(), strict=True):
+            out.append(headline)
+            out += [f"  {reason}" for reason in entry.reasons]
+        return out
+
+    def warnings(self) -> list[str]:
+        """One warning per service and outcome (the summary lists the reasons)."""
+        why = " (reasons in the integration services summary)"
+        return [line + why for line in self.headlines()]
+
+
+def auto_decisions(records: Iterable[ServerRecord]) -> list[str]:
+    """Why ``auto`` did not use its first choice, per server: ``postgres: auto chose local
+    — docker could not: the Docker engine did not answer …``."""
+    lines: list[str] = []
+    for record in records:
+        if not record.tried or record.endpoint is None:
+            continue
+        why = "; ".join(
+            f"{name} could not: {reason.strip()}"
+            for name, _, reason in (t.partition(": ") for t in record.tried)
+        )
+        lines.append(
+            f"{record.service}: auto chose {record.backend} — {why} (set integration_backend="
+            f"{record.backend} or integration_{record.service}_backend to choose it and "
+            "silence this)"
+        )
+    return lines
+
+
+def server_lines(records: Iterable[ServerRecord]) -> list[str]:
+    """Per server of the run: backend, version, address, start time, reuse hit or not."""
+    lines: list[str] = []
+    for record in records:
+        endpoint = record.endpoint_object()
+        title = spec_for(endpoint.service).title
+        if "mariadb" in endpoint.version.lower():
+            title = "MariaDB"
+        if record.reused:
+            how = f"reused (kept), attached in {record.seconds_to_ready:.2f} s"
+        else:
+            how = f"ready in {record.seconds_to_ready:.2f} s" + (", kept" if record.kept else "")
+        by = f" [{record.started_by}]" if record.started_by != "main" else ""
+        lines.append(
+            f"{endpoint.service:<9} {record.backend:<7} {title + ' ' + endpoint.version:<28} "
+            f"{endpoint.address:<22} {how}{by}"
+        )
+    return lines
+
+
+def stopped_line(count: int, kept: int, seconds: float) -> str | None:
+    """``stopped 3 servers in 1.2 s`` (and how many were kept running), or None."""
+    if not count and not kept:
+        return None
+    parts = []
+    if count:
+        parts.append(f"stopped {plural(count, 'server')} in {seconds:.1f} s")
+    if kept:
+        parts.append(f"{kept} kept running for the next run")
+    return "; ".join(parts)
+
+
+@dataclass
+class RunReport:
+    """What the end summary says about a run, gathered as it goes."""
+
+    tally: UnavailableTally = field(default_factory=UnavailableTally)
+    #: The servers of the run, read before they are stopped.
+    records: list[ServerRecord] = field(default_factory=list)
+    reaped: str = ""
+    #: What the lifecycle noted for the user (e.g. where run directories went).
+    notes: list[str] = field(default_factory=list)
+    stopped: str | None = None
+    #: Decision warnings turned into errors by the warning filters (``-W error``).
+    warning_errors: list[str] = field(default_factory=list)
+
+    def warnings(self) -> list[str]:
+        """Every decision to say once as an IntegrationKitWarning."""
+        return auto_decisions(self.records) + self.tally.warnings()
+
+    def lines(self) -> list[str]:
+        """The ``integration services`` section."""
+        lines = server_lines(self.records)
+        lines += auto_decisions(self.records)
+        lines += self.tally.lines()
+        if self.reaped:
+            lines.append(f"reaped from dead sessions: {self.reaped}")
+        if self.stopped:
+            lines.append(self.stopped)
+        lines += [f"error (IntegrationKitWarning made an error): {w}" for w in self.warning_errors]
+        return lines

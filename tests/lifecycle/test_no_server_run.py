@@ -1,0 +1,111 @@
+"""A run that needs no server imports no driver, client or container library."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pytest_integration_kit.lifecycle.engine import labelled_containers
+
+#: What a run without servers must not import (the plugin's costly dependencies).
+HEAVY = frozenset(
+    {
+        "sqlalchemy",
+        "testcontainers",
+        "docker",
+        "requests",
+        "redis",
+        "httpx",
+        "respx",
+        "psycopg",
+        "psycopg2",
+        "asyncpg",
+        "pymysql",
+        "aiomysql",
+        "alembic",
+    }
+)
+
+#: A user's conftest that records the top-level modules loaded by the end of the run.
+RECORDING_CONFTEST = """
+import json, os, sys
+
+def pytest_sessionfinish(session):
+    with open(os.environ["PIK_MODULES_OUT"], "w") as out:
+        json.dump(sorted({name.split(".")[0] for name in sys.modules}), out)
+"""
+
+
+def _modules_of_run(pytester: pytest.Pytester, out: Path, *args: str) -> set[str]:
+    pytester.makeconftest(RECORDING_CONFTEST)
+    pytester.makepyfile(
+        test_plain="""
+        import pytest
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_plain(n):
+            assert n < 3
+        """
+    )
+    pytester.makeini("[pytest]\nmarkers =\n    smoke: a user's own marker\n")
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:cacheprovider", *args)
+    result.assert_outcomes(passed=3)
+    return set(json.loads(out.read_text()))
+
+
+@pytest.mark.parametrize("backend", ["auto", "docker", "local"])
+def test_a_run_without_servers_imports_nothing_heavy(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, backend: str
+) -> None:
+    """The plugin adds none of HEAVY to what bare pytest (other plugins included) loads.
+
+    Installed pytest plugins (respx's, anyio's) may load some of them in bare pytest too:
+    the check is on what this plugin adds, and on the plugin really being active.
+    """
+    monkeypatch.setenv("INTEGRATION_BACKEND", backend)
+    monkeypatch.setenv("PIK_MODULES_OUT", str(tmp_path / "with.json"))
+    with_plugin = _modules_of_run(pytester, tmp_path / "with.json")
+    monkeypatch.setenv("PIK_MODULES_OUT", str(tmp_path / "bare.json"))
+    bare = _modules_of_run(pytester, tmp_path / "bare.json", "-p", "no:integration_kit")
+    assert "pytest_integration_kit" in with_plugin
+    assert "pytest_integration_kit" not in bare
+    assert sorted((with_plugin - bare) & HEAVY) == []
+
+
+def test_the_engine_is_asked_without_docker_py_where_it_is_local(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No socket: nothing of ours can exist; a TCP engine: docker-py must answer (None)."""
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'no-engine.sock'}")
+    assert labelled_containers("pytest-integration-kit.session") == []
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:2375")
+    assert labelled_containers("pytest-integration-kit.session") is None
+    monkeypatch.setenv("DOCKER_HOST", "ssh://someone@host")
+    assert labelled_containers("pytest-integration-kit.session") is None
+
+
+def test_the_engine_lists_labelled_containers_like_docker_py() -> None:
+    """On the real engine: the same containers, with their labels, as docker-py lists."""
+    docker = pytest.importorskip("docker")
+    try:
+        client = docker.from_env(timeout=10)
+        client.ping()
+    except Exception as exc:
+        if os.environ.get("CI"):  # strict: CI has an engine
+            raise
+        pytest.skip(f"no Docker engine: {exc}")
+    label = "pytest-integration-kit.test-listing=yes"
+    container = client.containers.create(
+        "pytest-integration-kit/redis:7", labels={"pytest-integration-kit.test-listing": "yes"}
+    )
+    try:
+        listed = labelled_containers(label)
+        assert listed is not None
+        assert [c["id"] for c in listed] == [container.id]
+        assert listed[0]["labels"]["pytest-integration-kit.test-listing"] == "yes"
+    finally:
+        container.remove(force=True)
+    assert labelled_containers(label) == []
