@@ -60,7 +60,8 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def docs(session: nox.Session) -> None:
-    session.install("-e", ".[all]", "mkdocs-material", "mkdocstrings[python]")
+    # The test environment's plugins too: the fixtures page is what a user's run shows.
+    session.install("-e", ".[all]", "mkdocs-material", "mkdocstrings[python]", *TEST_DEPS)
     session.run("python", "scripts/gen-reference", "--check")
     session.run("mkdocs", "build", "--strict")
 

@@ -246,4 +246,6 @@ def _is_own(ep: Any) -> bool:
 
 
 def _builtin_first(ep: Any) -> tuple[bool, str]:
-    return (not _is_own(ep), "")
+    # By name, not by the metadata's order: installers write entry points in different
+    # orders, and the header, markers and docs must not change with the installer.
+    return (not _is_own(ep), str(ep.name))
