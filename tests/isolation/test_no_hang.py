@@ -181,7 +181,9 @@ def test_waiting_on_the_tests_own_transaction_fails_fast_and_says_why(
     out = result.stdout.str()
     assert "lock_timeout = 5 s" in out  # PostgreSQL
     assert "innodb_lock_wait_timeout / lock_wait_timeout = 5 s" in out  # MariaDB
-    assert out.count("another connection of this same test") == 2
+    # Once per explained failure (PostgreSQL, MariaDB); the short summary may repeat it
+    # when the terminal is wide enough.
+    assert out.count("another connection of this same test") >= 2
     waits = [float(w) for w in re.findall(r"WAITED (?:postgres|mysql) ([\d.]+)", out)]
     assert len(waits) == 2
     assert all(4 <= w < 20 for w in waits), waits

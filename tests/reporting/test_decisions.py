@@ -12,8 +12,10 @@ from reporting_project import DEAD_DOCKER, PG_TESTS, docker_answers, run, summar
 
 
 @pytest.fixture
-def no_binaries(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """An empty directory to point integration_<service>_bin_dir at."""
+def no_binaries(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An empty directory to point integration_<service>_bin_dir at, on a laptop: these
+    tests are about skipping, which CI's strict default (CI set) turns into errors."""
+    monkeypatch.delenv("CI", raising=False)
     return str(tmp_path_factory.mktemp("no-binaries"))
 
 
