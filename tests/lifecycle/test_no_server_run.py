@@ -94,7 +94,7 @@ def test_the_engine_lists_labelled_containers_like_docker_py() -> None:
         client = docker.from_env(timeout=10)
         client.ping()
     except Exception as exc:
-        if os.environ.get("CI"):  # strict: CI has an engine
+        if os.environ.get("PIK_TEST_STRICT"):  # strict: CI has an engine
             raise
         pytest.skip(f"no Docker engine: {exc}")
     label = "pytest-integration-kit.test-listing=yes"

@@ -26,8 +26,9 @@ def test_server_died(postgres_server):
                          user=postgres_server.user, password=postgres_server.password,
                          dbname=postgres_server.database) as conn:
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    with open(f"/proc/{backend}/status") as status:
-        postmaster = next(int(l.split()[1]) for l in status if l.startswith("PPid:"))
+        # Read while the connection (its backend process) is still there.
+        with open(f"/proc/{backend}/status") as status:
+            postmaster = next(int(l.split()[1]) for l in status if l.startswith("PPid:"))
     os.kill(postmaster, signal.SIGKILL)
     time.sleep(0.5)
     assert 0, "the app broke"

@@ -99,7 +99,7 @@ def _need_docker() -> None:
         not os.path.exists(DOCKER_SOCKET)
         or subprocess.run(["docker", "info"], capture_output=True, check=False).returncode
     ):
-        if os.environ.get("CI"):
+        if os.environ.get("PIK_TEST_STRICT"):
             pytest.fail("docker is required in CI")
         pytest.skip("no Docker engine here")
 

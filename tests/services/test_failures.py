@@ -225,7 +225,7 @@ def test_local_server_that_never_listens_times_out_shows_its_log_and_leaves_noth
 @pytest.fixture
 def docker_available() -> None:
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
-        if os.environ.get("CI"):
+        if os.environ.get("PIK_TEST_STRICT"):
             pytest.fail("docker is required in CI")
         pytest.skip("no Docker engine here")
 
