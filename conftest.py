@@ -32,7 +32,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import tomllib
 from sybil import Region, Sybil
@@ -65,9 +65,44 @@ def _files_of(source: str, default: str | None) -> dict[str, str]:
     return files
 
 
-def _project(example: Example) -> dict[str, str]:
-    files: dict[str, str] = example.namespace.setdefault("files", {})
-    return files
+def _add_python(files: dict[str, str], source: str) -> None:
+    """A page adds to its modules as a reader would; test files stay with their block."""
+    for name, body in _files_of(source, None).items():
+        if not Path(name).name.startswith("test_"):
+            files[name] = files.get(name, "") + body if name.endswith(".py") else body
+
+
+def _add_config(files: dict[str, str], source: str, language: str) -> None:
+    named = _files_of(source, None)
+    if named:
+        files.update(named)
+    elif language == "ini" and "[pytest]" in source:
+        files["pytest.ini"] = source
+    elif language == "toml" and "[tool.pytest" in source:
+        files["pyproject.toml"] = source
+
+
+def _before(example: Example) -> tuple[dict[str, str], str | None]:
+    """The page's project as a reader has it on reaching ``example``, and the doc-wrap
+    right before it. Rebuilt from the page itself, so examples run in any order
+    (pytest-randomly shuffles them) and on any xdist worker."""
+    files: dict[str, str] = {}
+    wrap: str | None = None
+    for region in sorted(BlockParser()(example.document), key=lambda r: r.start):
+        if region.start >= example.region.start:
+            break
+        source = str(region.parsed)
+        if region.evaluator is _wrap_next:
+            wrap = source
+            continue
+        if region.evaluator is _hidden_file:
+            files[source] = str(region.lexemes["source"])
+        elif region.evaluator is _evaluate_python:
+            _add_python(files, source)
+        elif region.evaluator is _evaluate_config:
+            _add_config(files, source, str(region.lexemes["language"]))
+        wrap = None
+    return files, wrap
 
 
 def _write(directory: Path, files: dict[str, str]) -> None:
@@ -96,11 +131,8 @@ def _evaluate_python(example: Example) -> None:
     stem = Path(example.path).stem.lower().replace("-", "_")
     blocks = _files_of(source, None if not TEST_DEF.search(source) else f"test_{stem}_{line}.py")
     tests = {n: b for n, b in blocks.items() if Path(n).name.startswith("test_")}
-    project = _project(example)
-    for name, body in blocks.items():
-        if name not in tests:  # a page adds to its modules as a reader would
-            project[name] = project.get(name, "") + body if name.endswith(".py") else body
-    wrapper = example.namespace.pop("wrap", None)
+    project, wrapper = _before(example)
+    _add_python(project, source)
     if not blocks and wrapper is not None:  # a snippet that runs inside a test
         last = wrapper.rstrip().splitlines()[-1]
         opens = 4 if last.rstrip().endswith(":") else 0
@@ -141,15 +173,7 @@ def _evaluate_python(example: Example) -> None:
 
 def _evaluate_config(example: Example) -> None:
     source = str(example.parsed)
-    language = example.region.lexemes["language"]
-    named = _files_of(source, None)
-    if named:
-        _project(example).update(named)
-    elif language == "ini" and "[pytest]" in source:
-        _project(example)["pytest.ini"] = source
-    elif language == "toml" and "[tool.pytest" in source:
-        _project(example)["pyproject.toml"] = source
-    if language == "toml":
+    if example.region.lexemes["language"] == "toml":
         tomllib.loads(FILE_LINE.sub("", source))
 
 
@@ -165,7 +189,7 @@ def _check_command(words: list[str], example: Example) -> None:
     if program in {"pytest", "py.test"} or words[:3] == ["python", "-m", "pytest"]:
         args = words[3:] if program == "python" else args
         tmp: pytest.Pytester = example.namespace["pytester"]
-        _write(tmp.path, _project(example))
+        _write(tmp.path, _before(example)[0])
         result = _run([sys.executable, "-m", "pytest", *args, "--help"], tmp.path, timeout=120)
         assert result.returncode == 0, f"{where}\n{result.stdout[-2000:]}\n{result.stderr}"
     elif words[:3] == ["python", "-m", "pytest_integration_kit"]:
@@ -237,20 +261,15 @@ class BlockParser:
 
 
 def _hidden_file(example: Example) -> None:
-    _project(example)[str(example.parsed)] = str(example.region.lexemes["source"])
+    """A file of the page's project: used by the examples after it (see _before)."""
 
 
 def _wrap_next(example: Example) -> None:
-    example.namespace["wrap"] = str(example.parsed)
-
-
-def _setup(namespace: dict[str, Any]) -> None:
-    namespace["files"] = {}
+    """Wraps the snippet right after it (see _before)."""
 
 
 pytest_collect_file = Sybil(
     parsers=[SkipParser(), BlockParser()],
     patterns=["README.md", "docs/*.md"],
     fixtures=["pytester"],
-    setup=_setup,
 ).pytest()
