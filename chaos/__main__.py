@@ -2,7 +2,7 @@
 
 Exit status 0 only when no phase found an undocumented leak, a hang, a leftover or a
 failing test. ``--budget`` (or ``CHAOS_BUDGET``) bounds the whole run: fewer tests per
-fuzz run and a seeded selection of the kill scenarios (CI runs ``--budget 240``).
+fuzz run and a seeded selection of the kill scenarios (CI runs ``--budget 270``).
 """
 
 from __future__ import annotations
