@@ -27,6 +27,8 @@ Kind = Literal["asgi", "wsgi"]
 
 #: Seconds the lifespan's startup and shutdown may take, and a request into the loop.
 LIFESPAN_TIMEOUT: Final = 60.0
+#: Seconds a test's teardown waits for requests still running in the application.
+IDLE_TIMEOUT = 10.0
 
 
 class AppStartupError(IntegrationKitError):
@@ -98,6 +100,11 @@ class AppHost:
         self._events: asyncio.Queue[dict[str, Any]] | None = None
         self._started: asyncio.Future[None] | None = None
         self._stopped: asyncio.Future[None] | None = None
+        # Requests still inside the application: FastAPI runs a dependency's cleanup
+        # (the app's session.close/commit) after the response is sent, so a test can
+        # reach its teardown while the app still uses the test's connection.
+        self._inflight = 0
+        self._idle = threading.Condition()
 
     def __enter__(self) -> AppHost:
         self.start()
@@ -113,9 +120,24 @@ class AppHost:
         send: Callable[[Any], Awaitable[None]],
     ) -> None:
         """The application as every client calls it: the lifespan's state in each scope."""
-        if scope["type"] in ("http", "websocket"):
-            scope = {**scope, "state": dict(self.state)}
-        await self.app(scope, receive, send)
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        scope = {**scope, "state": dict(self.state)}
+        with self._idle:
+            self._inflight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            with self._idle:
+                self._inflight -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float = IDLE_TIMEOUT) -> bool:
+        """Wait until no request is running in the application (its cleanup included),
+        so a test's teardown never races the app on the test's connection."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._inflight == 0, timeout)
 
     def start(self) -> None:
         """Start the loop thread and run the lifespan's startup (ASGI); nothing for WSGI."""
