@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -26,6 +28,7 @@ from pytest_integration_kit.isolation import (
 from pytest_integration_kit.isolation.databases import (
     MAX_NAME_BYTES,
     TEMPLATE_PREFIX,
+    IsolatedDatabases,
     owner_label,
     template_label,
 )
@@ -195,6 +198,42 @@ def test_orphans_of_dead_processes_are_reaped(
         with databases.admin_engine.connect() as conn:
             for name in labels:
                 admin.drop(conn, name)
+
+
+def test_a_copy_cut_short_by_kill_9_is_reaped(
+    server: RunningServer, workspace: IsolationWorkspace
+) -> None:
+    """A worker killed while its database is being made leaves one its reaper knows.
+
+    MySQL copies table by table, so a kill lands mid-copy; the database must carry its
+    owner's label from its first moment, or no later run ever drops it.
+    """
+    workspace.databases(server.endpoint).template()  # built here, not in the child
+    owner = "cut_" + uuid.uuid4().hex[:8]
+    pid = os.fork()
+    if pid == 0:  # the worker about to be killed
+        try:
+            child = IsolatedDatabases(server.endpoint, workspace.source, owner=owner)
+            step = "_copy_views" if server.endpoint.service == "mysql" else "database_defaults"
+            setattr(child.admin, step, lambda *args: os.kill(os.getpid(), signal.SIGKILL))
+            child.worker_database()
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status)
+    assert os.WTERMSIG(status) == signal.SIGKILL
+    name = database_name(owner)
+    databases = workspace.databases(server.endpoint)
+    admin = databases.admin
+    try:
+        with databases.admin_engine.connect() as conn:
+            assert admin.exists(conn, name)  # the kill came after the CREATE
+        assert name in databases.reap_orphans()
+        with databases.admin_engine.connect() as conn:
+            assert not admin.exists(conn, name)
+    finally:
+        with databases.admin_engine.connect() as conn:
+            admin.drop(conn, name)
 
 
 def test_templates_unused_for_a_week_are_pruned_when_another_is_built(

@@ -172,8 +172,14 @@ class DatabaseAdmin(ABC):
         """Declare the template complete: the last step of a build."""
 
     @abstractmethod
-    def clone(self, conn: Connection, endpoint: Endpoint, template: str, name: str) -> None:
-        """Create ``name`` as a copy of ``template`` (schema, seed rows, tracking)."""
+    def clone(
+        self, conn: Connection, endpoint: Endpoint, template: str, name: str, *, label: str = ""
+    ) -> None:
+        """Create ``name`` as a copy of ``template`` (schema, seed rows, tracking).
+
+        ``label`` is attached as soon as the database exists, before any copying: a
+        process killed half-way leaves a database its reaper can recognise.
+        """
 
     @abstractmethod
     def drop(self, conn: Connection, name: str) -> None:
@@ -307,13 +313,17 @@ class PostgresAdmin(DatabaseAdmin):
     def mark_ready(self, conn: Connection, name: str, fingerprint: str) -> None:
         conn.exec_driver_sql(f"ALTER DATABASE {_pg_ident(name)} IS_TEMPLATE true")
 
-    def clone(self, conn: Connection, endpoint: Endpoint, template: str, name: str) -> None:
+    def clone(
+        self, conn: Connection, endpoint: Endpoint, template: str, name: str, *, label: str = ""
+    ) -> None:
         from sqlalchemy.exc import OperationalError  # noqa: PLC0415 - optional dependency, imported when used
 
         statement = f"CREATE DATABASE {_pg_ident(name)} TEMPLATE {_pg_ident(template)}"
         for attempt in range(50):
             try:
                 conn.exec_driver_sql(statement)
+                if label:
+                    self.label(conn, name, label)
                 return
             except OperationalError as exc:
                 # Someone (a stray client, an autovacuum) is connected to the template.
@@ -476,10 +486,14 @@ class MySQLAdmin(DatabaseAdmin):
             f"(fingerprint VARCHAR(64)) ENGINE=InnoDB"
         )
 
-    def clone(self, conn: Connection, endpoint: Endpoint, template: str, name: str) -> None:
+    def clone(
+        self, conn: Connection, endpoint: Endpoint, template: str, name: str, *, label: str = ""
+    ) -> None:
         from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
 
         self.create_empty(conn, name)
+        if label:  # before the copy, which a kill -9 can cut short
+            self.label(conn, name, label)
         all_tables, _ = self._tables_and_edges(conn, template)
         tracked = [
             str(r[0])

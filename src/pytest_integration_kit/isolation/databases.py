@@ -256,9 +256,8 @@ class IsolatedDatabases:
         template = self.template()
         with self.admin_engine.connect() as conn:
             self.admin.drop(conn, name)  # a leftover of a crashed run with our name
-            self.admin.clone(conn, self.endpoint, template, name)
+            self.admin.clone(conn, self.endpoint, template, name, label=owner_label())
             self.admin.database_defaults(conn, name)
-            self.admin.label(conn, name, owner_label())
         with self._lock:
             self._made.append(name)
             self.created += 1
