@@ -12,9 +12,8 @@ from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from storefront.db import SessionLocal
 from storefront.payments import PaymentGateway
-from storefront.routes import router
+from storefront.routes import Redis, Session, router
 from storefront.schemas import Health
 from storefront.settings import settings
 
@@ -46,17 +45,16 @@ async def database_unavailable(request: Request, exc: Exception) -> JSONResponse
 
 
 @app.get("/health", response_model=Health, responses={503: {"model": Health}})
-async def health(request: Request) -> JSONResponse:
+async def health(session: Session, cache: Redis) -> JSONResponse:
     """Whether the database and Redis answer."""
     state = {"database": "ok", "redis": "ok"}
     try:
-        async with SessionLocal() as session:
-            await session.execute(text("SELECT 1"))
+        await session.execute(text("SELECT 1"))
     except (DBAPIError, OSError):
         state["database"] = "unavailable"
     try:
-        await request.app.state.redis.ping()
-    except RedisError:
+        await cache.ping()
+    except (RedisError, OSError):
         state["redis"] = "unavailable"
     healthy = set(state.values()) == {"ok"}
     return JSONResponse(state, 200 if healthy else 503)
