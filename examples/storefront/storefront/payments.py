@@ -64,7 +64,9 @@ class PaymentGateway:
         self.client = httpx.AsyncClient(
             base_url=base_url or settings.payment_api_url,
             timeout=timeout or settings.payment_timeout,
-            headers={"Authorization": f"Bearer {settings.payment_api_key}"},
+            headers={"Authorization": f"Bearer {settings.payment_api_key}"}
+            if settings.payment_api_key
+            else None,
         )
         self.attempts = attempts or settings.payment_attempts
         self.max_wait = settings.payment_max_wait if max_wait is None else max_wait
@@ -76,34 +78,40 @@ class PaymentGateway:
     async def charge(self, amount_cents: int, reference: str) -> Charge:
         """Charge ``amount_cents``; ``reference`` (our order) doubles as idempotency key."""
         body = {"amount": amount_cents, "currency": "eur", "reference": reference}
-        headers = {"Idempotency-Key": reference}
         problem = "no attempt made"
         for attempt in range(1, self.attempts + 1):
-            wait = self.backoff * 2 ** (attempt - 1)
-            try:
-                response = await self.client.post("/v1/charges", json=body, headers=headers)
-            except httpx.TimeoutException:
-                problem = "the payment provider timed out"
-            except httpx.TransportError as exc:
-                problem = f"the payment provider could not be reached ({type(exc).__name__})"
-            else:
-                if response.status_code == 201:
-                    return Charge(provider_id=str(response.json()["id"]), attempts=attempt)
-                if response.status_code == 402:
-                    raise PaymentDeclined(response.json().get("reason", "declined"))
-                if response.status_code == 429:
-                    retry_after = _retry_after(response)
-                    if retry_after is None or retry_after > self.max_wait:
-                        raise PaymentUnavailable(
-                            "the payment provider is rate limiting", retry_after
-                        )
-                    problem, wait = "the payment provider is rate limiting", retry_after
-                elif response.status_code >= 500:
-                    problem = f"the payment provider failed ({response.status_code})"
-                else:
-                    raise PaymentError(
-                        f"unexpected answer {response.status_code} from the provider"
-                    )
+            outcome = await self._attempt(body, reference)
+            if isinstance(outcome, str):
+                return Charge(provider_id=outcome, attempts=attempt)
+            problem, wait = outcome
             if attempt < self.attempts:
-                await asyncio.sleep(wait)
+                await asyncio.sleep(self.backoff * 2 ** (attempt - 1) if wait is None else wait)
         raise PaymentUnavailable(f"{problem}, {self.attempts} attempts")
+
+    async def _attempt(self, body: dict[str, object], key: str) -> str | tuple[str, float | None]:
+        """The provider's payment id, or (why it failed, how long to wait) for a retry."""
+        try:
+            response = await self.client.post(
+                "/v1/charges", json=body, headers={"Idempotency-Key": key}
+            )
+        except httpx.TimeoutException:
+            return "the payment provider timed out", None
+        except httpx.TransportError as exc:
+            return f"the payment provider could not be reached ({type(exc).__name__})", None
+        status = response.status_code
+        if status == 201:
+            try:
+                return str(response.json()["id"])
+            except (ValueError, KeyError, TypeError):
+                # Charged or not, the same idempotency key makes asking again safe.
+                return "the payment provider's answer was malformed", None
+        if status == 402:
+            raise PaymentDeclined(response.json().get("reason", "declined"))
+        if status == 429:
+            retry_after = _retry_after(response)
+            if retry_after is None or retry_after > self.max_wait:
+                raise PaymentUnavailable("the payment provider is rate limiting", retry_after)
+            return "the payment provider is rate limiting", retry_after
+        if status >= 500:
+            return f"the payment provider failed ({status})", None
+        raise PaymentError(f"unexpected answer {status} from the provider")
