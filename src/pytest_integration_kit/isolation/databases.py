@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pytest_integration_kit.errors import IntegrationKitError
-from pytest_integration_kit.isolation import tracking
+from pytest_integration_kit.isolation import crossloop, tracking
 from pytest_integration_kit.isolation.admin import (
     LOCK_TIMEOUT_SECONDS,
     CleanReport,
@@ -276,7 +276,7 @@ class IsolatedDatabases:
         if engine is not None:
             engine.dispose()
         for async_engine in async_engines:
-            async_engine.sync_engine.dispose()  # pool-less: nothing waits on a loop
+            crossloop.dispose(async_engine)
 
     def drop(self, name: str) -> None:
         self.dispose_engines(name)
@@ -342,11 +342,12 @@ class IsolatedDatabases:
         )
 
     def async_engine(self, database: str | None = None, driver: str | None = None) -> AsyncEngine:
-        """An AsyncEngine on ``database``, one per database and driver, without a pool.
+        """An AsyncEngine on ``database``, one per database and driver.
 
-        Async connections belong to the event loop that opened them and tests run in
-        many loops, so none is kept between uses; sharing the Engine still saves each
-        test the dialect's first-connect queries.
+        Tests run in many event loops. Most drivers' connections belong to the loop
+        that opened them, so none is kept between uses (no pool); sharing the Engine
+        still saves each test the dialect's first-connect queries. psycopg's can move
+        between loops: they are kept (:mod:`~pytest_integration_kit.isolation.crossloop`).
         """
         from sqlalchemy import make_url  # noqa: PLC0415 - optional dependency, imported when used
         from sqlalchemy.pool import NullPool  # noqa: PLC0415 - optional dependency, imported when used
@@ -358,9 +359,18 @@ class IsolatedDatabases:
             if engine is None:
                 url = make_url(self.endpoint.with_database(name).url)
                 base = url.drivername.split("+", 1)[0]
-                engine = self.admin.kit_async_engine(
-                    url.set(drivername=f"{base}+{chosen}"), poolclass=NullPool
-                )
+                if chosen in crossloop.CROSS_LOOP_DRIVERS:
+                    from sqlalchemy import event  # noqa: PLC0415 - optional dependency, imported when used
+
+                    engine = self.admin.kit_async_engine(
+                        url.set(drivername=f"{base}+{chosen}"),
+                        poolclass=crossloop.cross_loop_pool(),
+                    )
+                    event.listen(engine.sync_engine, "checkout", crossloop.on_checkout)
+                else:
+                    engine = self.admin.kit_async_engine(
+                        url.set(drivername=f"{base}+{chosen}"), poolclass=NullPool
+                    )
                 self._async_engines[(name, chosen)] = engine
             return engine
 
@@ -455,7 +465,7 @@ class IsolatedDatabases:
         for engine in engines:
             engine.dispose()
         for async_engine in async_engines:
-            async_engine.sync_engine.dispose()
+            crossloop.dispose(async_engine)
         if made:
             with self.admin_engine.connect() as conn:
                 for name in made:
