@@ -314,6 +314,7 @@ class LocalBackend(Backend):
                 backend=self.name,
                 version=version,
             )
+            spec.after_start(endpoint, f"local, {binaries[next(iter(binaries))]}")
             return LocalServer(
                 spec=spec,
                 process=process,
