@@ -24,6 +24,11 @@ from pytest_integration_kit.fixtures.binding import (
     load_sessionmakers,
     sessionmaker_binding_factory,
 )
+from pytest_integration_kit.fixtures.connections import (
+    mysql_connection_factory,
+    postgres_async_connection_factory,
+    postgres_connection_factory,
+)
 from pytest_integration_kit.fixtures.environment import (
     database_fixture_factory,
     environment_databases_factory,
@@ -529,6 +534,9 @@ postgres_session = postgres_session_factory()
 mysql_session = mysql_session_factory()
 postgres_async_session = postgres_async_session_factory()
 mysql_async_session = mysql_async_session_factory()
+postgres_connection = postgres_connection_factory()
+postgres_async_connection = postgres_async_connection_factory()
+mysql_connection = mysql_connection_factory()
 redis_client = redis_client_factory()
 redis_async_client = redis_async_client_factory()
 postgres_database = database_fixture_factory(server="postgres_server")

@@ -419,9 +419,10 @@ def test_no_part_of_a_url_password_is_ever_printed(
     assert "***" in everything
 
 
-def test_a_query_password_is_not_printed_by_a_url_run(
+def test_a_query_password_is_used_and_not_printed_by_a_url_run(
     pytester: pytest.Pytester, url_servers: dict[str, str]
 ) -> None:
+    """``?password=`` (libpq's spelling) is how the server is logged into, and masked."""
     real = urlsplit(url_servers["postgres"])
     password = real.password or ""
     assert len(password) >= 8
@@ -429,14 +430,19 @@ def test_a_query_password_is_not_printed_by_a_url_run(
     url = urlunsplit(hidden._replace(query=f"password={password}"))
     pytester.makepyfile(
         """
-def test_fails(postgres_server):
-    assert 0
+from sqlalchemy import text
+
+def test_fails(postgres_engine):
+    with postgres_engine.connect() as conn:
+        assert conn.execute(text("SELECT 1")).scalar() == 1
+    raise AssertionError("failed after connecting")
 """
     )
     result = pytester.runpytest_subprocess(
         "-p", "no:randomly", "-v", "--integration-backend=url", f"--integration-postgres-url={url}"
     )
-    assert result.ret != pytest.ExitCode.OK
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "failed after connecting" in result.stdout.str()
     assert password not in result.stdout.str() + result.stderr.str()
 
 
