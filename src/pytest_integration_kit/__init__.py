@@ -26,6 +26,7 @@ from pytest_integration_kit.fixtures.isolation import (
     redis_async_client_factory,
     redis_client_factory,
 )
+from pytest_integration_kit.fixtures.load import load_fixture_factory
 from pytest_integration_kit.fixtures.mocks import http_mock_factory, mock_server_factory
 from pytest_integration_kit.fixtures.services import (
     container_server_factory,
@@ -57,6 +58,7 @@ __all__ = [
     "container_server_factory",
     "fault_proxy_factory",
     "http_mock_factory",
+    "load_fixture_factory",
     "mock_server_factory",
     "mysql_async_session_factory",
     "mysql_connection_factory",

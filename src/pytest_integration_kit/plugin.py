@@ -51,6 +51,7 @@ from pytest_integration_kit.fixtures.isolation import (
     redis_client_factory,
     summary_lines,
 )
+from pytest_integration_kit.fixtures.load import LoadReport, load_fixture_factory
 from pytest_integration_kit.fixtures.meta import fixture_metas
 from pytest_integration_kit.fixtures.mocks import http_mock_factory, mock_server_factory
 from pytest_integration_kit.fixtures.redis_guard import redis_wipes
@@ -251,6 +252,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SERVER_SET] = make_server_set(config, settings, shared)
     config.stash[REPORT_KEY] = report = RunReport()
     config.pluginmanager.register(_Tally(report), "integration-kit-tally")
+    config.pluginmanager.register(LoadReport(config), "integration-kit-load")
 
 
 def _check_before_start(config: pytest.Config, settings: Settings) -> None:
@@ -549,3 +551,4 @@ app_client = app_client_factory()
 app_async_client = app_async_client_factory()
 live_server = live_server_factory()
 query_counter = query_counter_factory()
+load = load_fixture_factory()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 # Imported here, not first inside an in-process run: pytester drops modules first
@@ -444,6 +446,32 @@ def test_fails(postgres_engine):
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert "failed after connecting" in result.stdout.str()
     assert password not in result.stdout.str() + result.stderr.str()
+
+
+@pytest.mark.parametrize("service", ["postgres", "mysql", "redis"])
+def test_a_wrong_password_fails_at_once_and_is_not_printed(
+    pytester: pytest.Pytester, url_servers: dict[str, str], service: str
+) -> None:
+    """A refused login is not a server still starting: no wait for the start-up timeout."""
+    real = urlsplit(url_servers[service])
+    wrong = "Wr0ng" + secrets.token_hex(8)
+    netloc = f"{real.username or ''}:{wrong}@{real.hostname}:{real.port}"
+    url = urlunsplit(real._replace(netloc=netloc))
+    pytester.makepyfile(f"def test_uses({service}_server):\n    pass\n")
+    started = time.monotonic()
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:randomly",
+        "--integration-backend=url",
+        f"--integration-{service}-url={url}",
+        "--integration-startup-timeout=120",
+    )
+    seconds = time.monotonic() - started
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret != pytest.ExitCode.OK
+    assert "answered but refused" in output, output
+    assert wrong not in output
+    assert seconds < 60, f"{seconds:.1f} s: it waited for the start-up timeout"
 
 
 # -- settings with no effect are said (issue 8.12) --------------------------------------

@@ -206,6 +206,16 @@ class ServiceSpec(ABC):
     def probe(self, endpoint: Endpoint, timeout: float) -> str:
         """One protocol round trip (``SELECT 1``, ``PING``); returns the server version."""
 
+    def connection_count(self, endpoint: Endpoint, timeout: float) -> int | None:
+        """How many clients are connected now, from the server's own statistics, not
+        counting the connection asking; None when the service cannot tell (the default).
+
+        The ``load`` fixture samples it during a block.
+
+        .. versionadded:: 0.1
+        """
+        return None
+
     def missing_driver(self, module: str) -> MissingExtra:
         hint = f"pytest-integration-kit[{self.extra}]" if self.extra else module
         return MissingExtra(
