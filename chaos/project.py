@@ -315,12 +315,19 @@ def write_project(
         f"integration_isolation = {strategy}\n"
     )
     (path / "seed.sql").write_text(SEED_SQL)
-    # The template's name hashes the schema callable's source: a salt there makes a new
-    # template, so a kill at the template build also happens on a server that has one.
-    (path / "chaos_schema.py").write_text(SCHEMA_PY.replace("# SALT", f"# template {salt}"))
+    salt_schema(path, salt)
     tables = json.dumps({t: list(c) for t, c in TEMPLATE_TABLES.items()})
     (path / "chaos_eyes.py").write_text(EYES_PY.replace("TEMPLATE_TABLES_LITERAL", tables))
     (path / "conftest.py").write_text(CONFTEST_PY)
     for name, source in modules.items():
         (path / name).write_text(source)
     return Project(path, strategy)
+
+
+def salt_schema(path: Path, salt: str) -> None:
+    """(Re)write the schema callable with ``salt`` in its source.
+
+    The template's name hashes the schema callable's source: a new salt makes a new
+    template, so a kill at the template build also happens on a server that has one.
+    """
+    (path / "chaos_schema.py").write_text(SCHEMA_PY.replace("# SALT", f"# template {salt}"))

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from chaos.fuzz import Plan, generate_module, manifest
 from chaos.leftovers import find_leftovers, kill_leftover_processes, sessions_seen
 from chaos.phases import Context, PhaseResult, inner_env
-from chaos.project import write_project
+from chaos.project import salt_schema, write_project
 from chaos.run import Spec, read_events, run_many, run_pytest
 from chaos.verdict import Failure, judge
 
@@ -247,8 +247,10 @@ def kill_phase(ctx: Context, *, bounded: bool, backend: Target) -> list[PhaseRes
     # Bounded: the kills share one TMPDIR, each victim run reaping the one before, and
     # one clean run ends the chain. Full: a clean run and a check after every kill.
     groups = [cases] if bounded else [[case] for case in cases]
-    for group in groups:
+    for index, group in enumerate(groups):
         started = time.monotonic()
+        if index:  # the clean run before built the template: the next build is a new one
+            salt_schema(project, f"{ctx.seed}-{backend.name}-{time.time():.0f}-{index}")
         where = f" ({backend.name})"
         name = "kill -9 " + ", ".join(f"{t}@{s}" for s, t in group) + where
         result = PhaseResult(

@@ -10,6 +10,11 @@ from pytest_integration_kit.errors import (
     ServerNotReady,
     ServerStartError,
 )
+from pytest_integration_kit.fixtures.connections import (
+    mysql_connection_factory,
+    postgres_async_connection_factory,
+    postgres_connection_factory,
+)
 from pytest_integration_kit.fixtures.faults import fault_proxy_factory
 from pytest_integration_kit.fixtures.isolation import (
     mysql_async_session_factory,
@@ -21,6 +26,7 @@ from pytest_integration_kit.fixtures.isolation import (
     redis_async_client_factory,
     redis_client_factory,
 )
+from pytest_integration_kit.fixtures.load import load_fixture_factory
 from pytest_integration_kit.fixtures.mocks import http_mock_factory, mock_server_factory
 from pytest_integration_kit.fixtures.services import (
     container_server_factory,
@@ -52,12 +58,16 @@ __all__ = [
     "container_server_factory",
     "fault_proxy_factory",
     "http_mock_factory",
+    "load_fixture_factory",
     "mock_server_factory",
     "mysql_async_session_factory",
+    "mysql_connection_factory",
     "mysql_engine_factory",
     "mysql_server_factory",
     "mysql_session_factory",
+    "postgres_async_connection_factory",
     "postgres_async_session_factory",
+    "postgres_connection_factory",
     "postgres_engine_factory",
     "postgres_server_factory",
     "postgres_session_factory",

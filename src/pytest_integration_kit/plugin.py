@@ -24,6 +24,11 @@ from pytest_integration_kit.fixtures.binding import (
     load_sessionmakers,
     sessionmaker_binding_factory,
 )
+from pytest_integration_kit.fixtures.connections import (
+    mysql_connection_factory,
+    postgres_async_connection_factory,
+    postgres_connection_factory,
+)
 from pytest_integration_kit.fixtures.environment import (
     database_fixture_factory,
     environment_databases_factory,
@@ -46,6 +51,7 @@ from pytest_integration_kit.fixtures.isolation import (
     redis_client_factory,
     summary_lines,
 )
+from pytest_integration_kit.fixtures.load import LoadReport, load_fixture_factory
 from pytest_integration_kit.fixtures.meta import fixture_metas
 from pytest_integration_kit.fixtures.mocks import http_mock_factory, mock_server_factory
 from pytest_integration_kit.fixtures.rabbitmq import (
@@ -250,6 +256,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SERVER_SET] = make_server_set(config, settings, shared)
     config.stash[REPORT_KEY] = report = RunReport()
     config.pluginmanager.register(_Tally(report), "integration-kit-tally")
+    config.pluginmanager.register(LoadReport(config), "integration-kit-load")
 
 
 def _check_before_start(config: pytest.Config, settings: Settings) -> None:
@@ -522,6 +529,9 @@ postgres_session = postgres_session_factory()
 mysql_session = mysql_session_factory()
 postgres_async_session = postgres_async_session_factory()
 mysql_async_session = mysql_async_session_factory()
+postgres_connection = postgres_connection_factory()
+postgres_async_connection = postgres_async_connection_factory()
+mysql_connection = mysql_connection_factory()
 redis_client = redis_client_factory()
 redis_async_client = redis_async_client_factory()
 postgres_database = database_fixture_factory(server="postgres_server")
@@ -537,3 +547,4 @@ app_client = app_client_factory()
 app_async_client = app_async_client_factory()
 live_server = live_server_factory()
 query_counter = query_counter_factory()
+load = load_fixture_factory()

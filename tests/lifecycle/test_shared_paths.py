@@ -210,6 +210,28 @@ def test_local_servers_start_with_a_long_tmpdir(
         assert not list(long_tmp.glob(f"{WORKDIR_PREFIX}*"))
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="servers run as another user only under root")
+def test_root_with_a_private_tmpdir_starts_local_servers(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Root's TMPDIR is 0700: the servers' users (postgres, nobody) cannot enter it, so
+    their directories go to /tmp instead (a private mkdtemp each), and are removed."""
+    private = Path(tempfile.mkdtemp(prefix="pik-private-"))  # 0700, root's
+    monkeypatch.setenv("TMPDIR", str(private))
+    monkeypatch.setenv("INTEGRATION_BACKEND", "local")
+    try:
+        project = make_project(pytester.path / "app", ALL_SERVERS)
+        result = project.run()
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "4 passed" in result.stdout
+        (session,) = {r["session"] for r in project.reports()}
+        assert leftovers(session).empty, leftovers(session)
+        shared_tmp = Path("/tmp")  # noqa: S108 - where the servers' directories went
+        assert not list(shared_tmp.glob(f"{WORKDIR_PREFIX}{session}-*"))
+    finally:
+        subprocess.run(["rm", "-rf", str(private)], check=False)
+
+
 def test_the_reaper_never_follows_a_planted_server_dir(tmp_path: Path) -> None:
     """A symlink named like a dead session's server dir must not make the reaper stop
     the processes working where it points (``/`` would be every daemon's cwd)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 # Imported here, not first inside an in-process run: pytester drops modules first
@@ -419,9 +421,10 @@ def test_no_part_of_a_url_password_is_ever_printed(
     assert "***" in everything
 
 
-def test_a_query_password_is_not_printed_by_a_url_run(
+def test_a_query_password_is_used_and_not_printed_by_a_url_run(
     pytester: pytest.Pytester, url_servers: dict[str, str]
 ) -> None:
+    """``?password=`` (libpq's spelling) is how the server is logged into, and masked."""
     real = urlsplit(url_servers["postgres"])
     password = real.password or ""
     assert len(password) >= 8
@@ -429,15 +432,46 @@ def test_a_query_password_is_not_printed_by_a_url_run(
     url = urlunsplit(hidden._replace(query=f"password={password}"))
     pytester.makepyfile(
         """
-def test_fails(postgres_server):
-    assert 0
+from sqlalchemy import text
+
+def test_fails(postgres_engine):
+    with postgres_engine.connect() as conn:
+        assert conn.execute(text("SELECT 1")).scalar() == 1
+    raise AssertionError("failed after connecting")
 """
     )
     result = pytester.runpytest_subprocess(
         "-p", "no:randomly", "-v", "--integration-backend=url", f"--integration-postgres-url={url}"
     )
-    assert result.ret != pytest.ExitCode.OK
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "failed after connecting" in result.stdout.str()
     assert password not in result.stdout.str() + result.stderr.str()
+
+
+@pytest.mark.parametrize("service", ["postgres", "mysql", "redis"])
+def test_a_wrong_password_fails_at_once_and_is_not_printed(
+    pytester: pytest.Pytester, url_servers: dict[str, str], service: str
+) -> None:
+    """A refused login is not a server still starting: no wait for the start-up timeout."""
+    real = urlsplit(url_servers[service])
+    wrong = "Wr0ng" + secrets.token_hex(8)
+    netloc = f"{real.username or ''}:{wrong}@{real.hostname}:{real.port}"
+    url = urlunsplit(real._replace(netloc=netloc))
+    pytester.makepyfile(f"def test_uses({service}_server):\n    pass\n")
+    started = time.monotonic()
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:randomly",
+        "--integration-backend=url",
+        f"--integration-{service}-url={url}",
+        "--integration-startup-timeout=120",
+    )
+    seconds = time.monotonic() - started
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret != pytest.ExitCode.OK
+    assert "answered but refused" in output, output
+    assert wrong not in output
+    assert seconds < 60, f"{seconds:.1f} s: it waited for the start-up timeout"
 
 
 # -- settings with no effect are said (issue 8.12) --------------------------------------

@@ -24,6 +24,7 @@ from pytest_integration_kit.backends.workdirs import (
     orphaned_socket_dirs,
     remove_workdir,
     socket_dir,
+    workdir_base,
 )
 from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
 from pytest_integration_kit.services.readiness import wait_until_ready
@@ -256,10 +257,11 @@ class LocalBackend(Backend):
     ) -> LocalServer:
         spec = options.spec
         started = time.monotonic()
+        user = None if run_as is None else (run_as.uid, run_as.gid)
         workdir = Path(
             tempfile.mkdtemp(
                 prefix=f"{WORKDIR_PREFIX}{options.session_id}-{spec.name}-",
-                dir=options.workdir_root,
+                dir=options.workdir_root or workdir_base(user),
             )
         )
         env = {
@@ -272,7 +274,7 @@ class LocalBackend(Backend):
         process: subprocess.Popen[bytes] | None = None
         try:
             sockets = socket_dir(
-                workdir, options.session_id if options.workdir_root is None else "kept"
+                workdir, options.session_id if options.workdir_root is None else "kept", user
             )
             runner = LocalRunner(run_as, workdir, env, warm, sockets)
             runner.ports = _extra_ports(spec, port)

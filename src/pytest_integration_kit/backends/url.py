@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from pytest_integration_kit.backends.base import Backend, RunningServer, ServerOptions
 from pytest_integration_kit.errors import BackendUnavailable
-from pytest_integration_kit.services.readiness import wait_until_ready
+from pytest_integration_kit.services.readiness import login_refused, wait_until_ready
 from pytest_integration_kit.services.spec import ServerContext
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ class UrlBackend(Backend):
             what=f"{options.spec.title} at {endpoint.safe_url}",
             timeout=options.startup_timeout,
             log_tail=lambda: "(no log: the url backend's server is run elsewhere)",
+            final=login_refused,  # someone else's server: its users will not change
         )
         endpoint = dataclasses.replace(endpoint, version=version)
         return UrlServer(endpoint, time.monotonic() - started)

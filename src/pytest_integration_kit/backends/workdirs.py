@@ -17,6 +17,8 @@ __all__ = [
     "orphaned_socket_dirs",
     "remove_workdir",
     "socket_dir",
+    "workdir_base",
+    "workdir_bases",
 ]
 
 #: Every local server's directory starts with this, then the session id.
@@ -33,7 +35,44 @@ SUN_PATH_MAX = 107
 SOCKET_NAME_MAX = 20
 
 
-def socket_dir(workdir: Path, tag: str) -> Path:
+def _reachable(path: str, uid: int, gid: int) -> bool:
+    """Can the user ``uid``/``gid`` enter ``path`` (every directory on the way)?
+
+    By mode bits: a root-run session hands servers to ``postgres`` or ``nobody``, who
+    cannot enter a private (0700) TMPDIR of root's.
+    """
+    current = Path(path).resolve()
+    for directory in (current, *current.parents):
+        try:
+            info = os.stat(directory)
+        except OSError:
+            return False
+        if info.st_uid == uid:
+            allowed = info.st_mode & stat.S_IXUSR
+        elif info.st_gid == gid:
+            allowed = info.st_mode & stat.S_IXGRP
+        else:
+            allowed = info.st_mode & stat.S_IXOTH
+        if not allowed:
+            return False
+    return True
+
+
+def workdir_base(user: tuple[int, int] | None = None) -> str:
+    """Where a new server directory goes: the temp dir, or ``/tmp`` when the server's
+    user (``user``: uid, gid; None when it is ours) cannot enter the temp dir."""
+    base = tempfile.gettempdir()
+    if user is not None and not _reachable(base, *user) and _reachable("/tmp", *user):  # noqa: S108
+        return "/tmp"  # noqa: S108 - mkdtemp in it: a new private directory
+    return base
+
+
+def workdir_bases() -> list[Path]:
+    """Every place :func:`workdir_base` may have put a server directory."""
+    return [Path(p) for p in dict.fromkeys([tempfile.gettempdir(), "/tmp"])]  # noqa: S108
+
+
+def socket_dir(workdir: Path, tag: str, user: tuple[int, int] | None = None) -> Path:
     """A new private directory with a short path for the server's Unix sockets.
 
     A socket's path must fit in 107 bytes, and TMPDIR can be long (macOS, CI runners,
@@ -42,7 +81,7 @@ def socket_dir(workdir: Path, tag: str) -> Path:
     it); the ``s`` inside it is the server's.
     """
     name = f"{SOCKETS_PREFIX}{tag[:12]}-"
-    base = tempfile.gettempdir()
+    base = workdir_base(user)
     room = SUN_PATH_MAX - len(name) - len("XXXXXXXX/s/") - SOCKET_NAME_MAX
     if len(base) + 1 > room and os.path.isdir("/tmp"):  # noqa: S108 - short, mkdtemp in it
         base = "/tmp"  # noqa: S108
@@ -64,10 +103,6 @@ def socket_dir(workdir: Path, tag: str) -> Path:
     return sockets
 
 
-def _socket_bases() -> list[str]:
-    return list(dict.fromkeys([tempfile.gettempdir(), "/tmp"]))  # noqa: S108 - see socket_dir
-
-
 def orphaned_socket_dirs() -> list[Path]:
     """This user's socket directories whose server directory is gone: garbage.
 
@@ -75,7 +110,7 @@ def orphaned_socket_dirs() -> list[Path]:
     being made and is left alone.
     """
     found = []
-    for base in _socket_bases():
+    for base in workdir_bases():
         for path in Path(base).glob(f"{SOCKETS_PREFIX}*"):
             with contextlib.suppress(OSError):
                 info = os.lstat(path)

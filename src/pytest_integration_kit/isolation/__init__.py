@@ -6,6 +6,12 @@ Plain library classes, usable without pytest; the fixtures in
 
 from __future__ import annotations
 
+from pytest_integration_kit.isolation.connections import (
+    asyncpg_connection,
+    driver_arguments,
+    psycopg_connection,
+    pymysql_connection,
+)
 from pytest_integration_kit.isolation.databases import (
     Clone,
     ClonePool,
@@ -34,8 +40,12 @@ __all__ = [
     "RedisKeyspace",
     "SchemaSource",
     "async_rollback_session",
+    "asyncpg_connection",
     "bind_factories",
     "database_name",
+    "driver_arguments",
     "owner_token",
+    "psycopg_connection",
+    "pymysql_connection",
     "rollback_session",
 ]

@@ -10,15 +10,15 @@ left alone. There is no host-wide sweep.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import shutil
 import signal
 import stat
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_integration_kit.backends.docker import (
     LABEL_PREFIX,
@@ -30,11 +30,15 @@ from pytest_integration_kit.backends.local import (
     orphaned_socket_dirs,
     remove_workdir,
 )
+from pytest_integration_kit.backends.workdirs import workdir_bases
 from pytest_integration_kit.lifecycle.attached import docker_client, stop_process_tree
 from pytest_integration_kit.lifecycle.engine import labelled_containers
 from pytest_integration_kit.lifecycle.kept import REUSE_LABEL
 from pytest_integration_kit.lifecycle.owner import Owner
 from pytest_integration_kit.lifecycle.run import RunDirectory
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["ReapReport", "Reaper"]
 
@@ -81,7 +85,8 @@ class Reaper:
         docker: bool = True,
     ) -> None:
         self.runs_root = runs_root
-        self.temp_dir = temp_dir or Path(tempfile.gettempdir())
+        #: Where local server directories are looked for (all their possible places).
+        self.temp_dirs = [temp_dir] if temp_dir is not None else workdir_bases()
         self.docker = docker
 
     # -- what is dead -----------------------------------------------------------------
@@ -183,8 +188,8 @@ class Reaper:
         temp dir (to ``/``, whose processes the reaper would then stop).
         """
         found = []
-        for session in sessions:
-            for path in self.temp_dir.glob(f"{WORKDIR_PREFIX}{session}-*"):
+        for session, base in itertools.product(sessions, self.temp_dirs):
+            for path in base.glob(f"{WORKDIR_PREFIX}{session}-*"):
                 with contextlib.suppress(OSError):
                     if stat.S_ISDIR(os.lstat(path).st_mode):
                         found.append(path)

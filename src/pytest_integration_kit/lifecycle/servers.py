@@ -581,6 +581,12 @@ class ServerSet:
             return None
         return future.result()
 
+    def running(self) -> list[RunningServer]:
+        """Every server this process has obtained so far (started or attached), up."""
+        with self._lock:
+            futures = list(self._futures.values())
+        return [f.result() for f in futures if f.done() and f.exception() is None]
+
     def log_tail(self, request: ServerRequest, lines: int = 40) -> str | None:
         """The tail of the log of the server ``request`` got, if it has one by now."""
         with self._lock:

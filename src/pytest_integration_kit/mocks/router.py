@@ -84,9 +84,10 @@ class HttpMock(respx.MockRouter):
     def pass_through_to(self, base_url: str) -> respx.Route:
         """Let requests to ``base_url`` (a ``mock_server``, say) reach the real socket."""
         url = httpx.URL(base_url)
-        return self.route(
-            scheme=url.scheme, host=url.host, port=url.port, name=f"pass-through to {base_url}"
-        ).pass_through()
+        address: dict[str, Any] = {"scheme": url.scheme, "host": url.host}
+        if url.port is not None:  # none given: the scheme's default, as respx matches it
+            address["port"] = url.port
+        return self.route(**address, name=f"pass-through to {base_url}").pass_through()
 
     def uncalled(self) -> list[respx.Route]:
         """Routes never called; pass-through routes do not count."""

@@ -182,3 +182,23 @@ class MySQLSpec(ServiceSpec):
             return str(conn.get_server_info()).removeprefix("5.5.5-")
         finally:
             conn.close()
+
+    def connection_count(self, endpoint: Endpoint, timeout: float) -> int | None:
+        """``Threads_connected``, this connection excluded."""
+        import pymysql  # noqa: PLC0415 - drivers are optional extras
+
+        conn = pymysql.connect(
+            host=endpoint.host,
+            port=endpoint.port,
+            user=endpoint.user,
+            password=endpoint.password,
+            connect_timeout=timeout,
+            read_timeout=timeout,
+        )
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SHOW GLOBAL STATUS LIKE 'Threads_connected'")
+                row = cursor.fetchone()
+            return int(row[1]) - 1 if row else None
+        finally:
+            conn.close()

@@ -172,3 +172,22 @@ class PostgresSpec(ServiceSpec):
             conn.execute("SELECT 1").fetchone()
             version = conn.info.parameter_status("server_version") or ""
             return version.split(" ", 1)[0]  # "15.18 (Debian 15.18-0+deb12u1)" -> "15.18"
+
+    def connection_count(self, endpoint: Endpoint, timeout: float) -> int | None:
+        """Client backends in ``pg_stat_activity``, this one excluded."""
+        import psycopg  # noqa: PLC0415 - drivers are optional extras
+
+        with psycopg.connect(
+            host=endpoint.host,
+            port=endpoint.port,
+            user=endpoint.user,
+            password=endpoint.password,
+            dbname=endpoint.database,
+            connect_timeout=max(2, round(timeout)),
+            autocommit=True,
+        ) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            ).fetchone()
+            return int(row[0]) if row else None

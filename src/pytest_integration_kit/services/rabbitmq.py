@@ -74,7 +74,7 @@ class RabbitMQSpec(ServiceSpec):
         management API is not on 15672 (it makes the per-worker vhosts)."""
         import dataclasses  # noqa: PLC0415
 
-        endpoint = super().endpoint_from_url(url.split("?", 1)[0])
+        endpoint = super().endpoint_from_url(url)
         query = parse_qs(urlsplit(url).query)
         port = query.get("management_port", [str(MANAGEMENT_PORT)])[0]
         if not port.isdigit():
@@ -194,6 +194,13 @@ class RabbitMQSpec(ServiceSpec):
 
             Management(endpoint, timeout=timeout).get("/api/overview")
         return version
+
+    def connection_count(self, endpoint: Endpoint, timeout: float) -> int | None:
+        """AMQP connections open now, from the management API (the ``load`` fixture)."""
+        from pytest_integration_kit.isolation.rabbitmq import Management  # noqa: PLC0415
+
+        connections = Management(endpoint, timeout=timeout).get("/api/connections?columns=name")
+        return len(connections or [])
 
     def probe(self, endpoint: Endpoint, timeout: float) -> str:
         try:

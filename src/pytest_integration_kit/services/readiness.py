@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -10,12 +11,23 @@ from pytest_integration_kit.errors import BackendUnavailable, ServerNotReady, Se
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["POLL_INTERVAL", "wait_until_ready"]
+__all__ = ["POLL_INTERVAL", "login_refused", "wait_until_ready"]
 
 #: Seconds between probes. Small, so a fast server is used as soon as it answers.
 POLL_INTERVAL = 0.05
 #: Upper bound of one probe attempt, in seconds.
 PROBE_TIMEOUT = 2.0
+#: What PostgreSQL, MySQL/MariaDB and Redis say when they refuse a login.
+_LOGIN_REFUSED = re.compile(
+    r"password authentication failed|no password supplied|Access denied for user|"
+    r"WRONGPASS|NOAUTH|invalid username-password|Authentication required",
+    re.IGNORECASE,
+)
+
+
+def login_refused(exc: BaseException) -> bool:
+    """Did the server answer, and refuse the credentials? Waiting does not fix that."""
+    return "Authentication" in type(exc).__name__ or bool(_LOGIN_REFUSED.search(str(exc)))
 
 
 def wait_until_ready(
@@ -26,6 +38,7 @@ def wait_until_ready(
     log_tail: Callable[[], str],
     is_running: Callable[[], bool] = lambda: True,
     interval: float = POLL_INTERVAL,
+    final: Callable[[BaseException], bool] = lambda exc: False,
 ) -> str:
     """Call ``probe(seconds)`` until it returns (its result, e.g. the server version).
 
@@ -34,7 +47,8 @@ def wait_until_ready(
 
     A log line alone is never trusted: the official postgres image says "ready"
     twice, once for a socket-only bootstrap server. On timeout, or when the server
-    process dies, the error carries the last probe error and the tail of the log.
+    process dies, the error carries the last probe error and the tail of the log; an
+    error ``final`` says waiting cannot cure (a refused login) ends the wait at once.
     """
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
@@ -46,6 +60,11 @@ def wait_until_ready(
             raise  # a missing driver will not appear by waiting
         except Exception as exc:
             last_error = exc
+            if final(exc):
+                raise ServerNotReady(
+                    f"{what} answered but refused: {_describe(exc)}\n"
+                    "Not retried: check the user and password in the URL."
+                ) from None
         if not is_running():
             raise ServerStartError(
                 f"{what} exited before it was ready.\n"

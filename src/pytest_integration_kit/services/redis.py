@@ -120,6 +120,22 @@ class RedisSpec(ServiceSpec):
         finally:
             client.close()
 
+    def connection_count(self, endpoint: Endpoint, timeout: float) -> int | None:
+        """``INFO clients``' ``connected_clients``, this client excluded."""
+        import redis  # noqa: PLC0415 - drivers are optional extras
+
+        client = redis.Redis(
+            host=endpoint.host,
+            port=endpoint.port,
+            password=endpoint.password or None,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+        )
+        try:
+            return int(client.info("clients")["connected_clients"]) - 1
+        finally:
+            client.close()
+
 
 def _quoted(text: str) -> str:
     """A redis.conf string: double quotes, backslash and quote escaped."""

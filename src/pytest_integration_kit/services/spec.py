@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from pytest_integration_kit.errors import BackendUnavailable, MissingExtra
 from pytest_integration_kit.services.endpoint import Endpoint
@@ -151,12 +151,16 @@ class ServiceSpec(ABC):
         """An endpoint for a server someone else runs (the url backend)."""
         parts = urlsplit(url)
         database = unquote(parts.path.lstrip("/")) or self.default_database
+        # libpq and redis-py also take them as ``?user=…&password=…``.
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        user = unquote(parts.username) if parts.username is not None else query.get("user")
+        password = unquote(parts.password) if parts.password is not None else None
         return Endpoint(
             service=self.name,
             host=parts.hostname or "127.0.0.1",
             port=parts.port or self.container_port,
-            user=unquote(parts.username) if parts.username is not None else self.default_user,
-            password=unquote(parts.password) if parts.password is not None else "",
+            user=user if user is not None else self.default_user,
+            password=password if password is not None else query.get("password", ""),
             database=database,
             backend="url",
             scheme=self.scheme,
@@ -207,6 +211,16 @@ class ServiceSpec(ABC):
     @abstractmethod
     def probe(self, endpoint: Endpoint, timeout: float) -> str:
         """One protocol round trip (``SELECT 1``, ``PING``); returns the server version."""
+
+    def connection_count(self, endpoint: Endpoint, timeout: float) -> int | None:
+        """How many clients are connected now, from the server's own statistics, not
+        counting the connection asking; None when the service cannot tell (the default).
+
+        The ``load`` fixture samples it during a block.
+
+        .. versionadded:: 0.1
+        """
+        return None
 
     def missing_driver(self, module: str) -> MissingExtra:
         hint = f"pytest-integration-kit[{self.extra}]" if self.extra else module

@@ -1,1 +1,0 @@
-"""A tiny shop: orders in PostgreSQL, a price cache in Redis."""

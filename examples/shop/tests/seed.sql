@@ -1,1 +1,0 @@
-INSERT INTO products (id, name, price_cents) VALUES (1, 'tea', 450), (2, 'cake', 300);
