@@ -195,13 +195,6 @@ class RabbitMQSpec(ServiceSpec):
             Management(endpoint, timeout=timeout).get("/api/overview")
         return version
 
-    def connection_count(self, endpoint: Endpoint, timeout: float) -> int | None:
-        """AMQP connections open now, from the management API (the ``load`` fixture)."""
-        from pytest_integration_kit.isolation.rabbitmq import Management  # noqa: PLC0415
-
-        connections = Management(endpoint, timeout=timeout).get("/api/connections?columns=name")
-        return len(connections or [])
-
     def probe(self, endpoint: Endpoint, timeout: float) -> str:
         try:
             import pika  # noqa: PLC0415 - drivers are optional extras
