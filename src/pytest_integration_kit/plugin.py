@@ -59,6 +59,7 @@ from pytest_integration_kit.fixtures.rabbitmq import (
     rabbitmq_vhost_factory,
     rabbitmq_vhosts_fixture,
 )
+from pytest_integration_kit.fixtures.redis_guard import redis_wipes
 from pytest_integration_kit.fixtures.services import (
     SERVER_SET,
     UNAVAILABLE_ATTR,
@@ -508,6 +509,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 def pytest_testnodedown(node: Any, error: object) -> None:
     """xdist controller: a worker finished; keep what its isolation did for the summary."""
     collect_worker_summary(node.config, getattr(node, "workeroutput", {}))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """Warn if the test emptied a shared Redis server's db 0: looked at before its fixtures
+    (and, after the last test, the session's) are torn down, said after."""
+    wipes = redis_wipes(item)
+    result = yield
+    for warning in wipes:
+        item.warn(warning)
+    return result
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
