@@ -54,6 +54,11 @@ from pytest_integration_kit.fixtures.isolation import (
 from pytest_integration_kit.fixtures.load import LoadReport, load_fixture_factory
 from pytest_integration_kit.fixtures.meta import fixture_metas
 from pytest_integration_kit.fixtures.mocks import http_mock_factory, mock_server_factory
+from pytest_integration_kit.fixtures.rabbitmq import (
+    rabbitmq_connection_factory,
+    rabbitmq_vhost_factory,
+    rabbitmq_vhosts_fixture,
+)
 from pytest_integration_kit.fixtures.redis_guard import redis_wipes
 from pytest_integration_kit.fixtures.services import (
     SERVER_SET,
@@ -544,6 +549,9 @@ redis_async_client = redis_async_client_factory()
 postgres_database = database_fixture_factory(server="postgres_server")
 mysql_database = database_fixture_factory(server="mysql_server")
 redis_database = database_fixture_factory(server="redis_server")
+integration_rabbitmq_vhosts = rabbitmq_vhosts_fixture()
+rabbitmq_vhost = rabbitmq_vhost_factory()
+rabbitmq_connection = rabbitmq_connection_factory()
 integration_env_databases = environment_databases_factory()
 integration_sessionmaker_binding = sessionmaker_binding_factory()
 integration_app_host = app_host_factory()
