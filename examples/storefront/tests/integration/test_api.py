@@ -267,10 +267,10 @@ def test_prices_are_served_while_redis_is_down_or_slow(
     with redis_through.down():
         assert app_client.get("/products/1/price").json()["price_cents"] == 450
         assert app_client.get("/health").status_code == 503
-    with redis_through.latency(1.0):  # beyond the client's 0.5 s socket timeout
+    with redis_through.latency(3.0):  # far beyond the client's 0.5 s socket timeout
         started = time.perf_counter()
         assert app_client.get("/products/1/price").json()["price_cents"] == 450
-        assert time.perf_counter() - started < 0.9  # gave up on Redis, read the database
+        assert time.perf_counter() - started < 2.0  # gave up on Redis, read the database
     assert app_client.get("/products/1/price").json()["price_cents"] == 450  # cached again
 
 

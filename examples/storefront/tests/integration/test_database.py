@@ -163,7 +163,7 @@ async def test_a_dropped_database_connection_is_an_error_not_a_hang(
             with proxy.latency(0.2):
                 started = asyncio.get_running_loop().time()
                 assert await session.scalar(select(func.count()).select_from(Product)) == 3
-                assert 0.2 <= asyncio.get_running_loop().time() - started < 1.0
+                assert 0.2 <= asyncio.get_running_loop().time() - started < 2.0
         async with sessions() as session:
             with proxy.reset_peer(), pytest.raises(DBAPIError):
                 await place_order(session, 1, [Line(1, 1)])
