@@ -221,6 +221,8 @@ class DockerBackend(Backend):
         # A (host_ip,) binding publishes on that address with a random host port;
         # testcontainers types the value as a port, docker-py takes the tuple.
         container.ports[port_key] = (bind_ip,)  # type: ignore[assignment]
+        for extra in spec.extra_ports.values():
+            container.ports[f"{extra}/tcp"] = (bind_ip,)  # type: ignore[assignment]
         run_kwargs: dict[str, Any] = {
             "labels": {
                 SESSION_LABEL: options.session_id,
@@ -237,10 +239,19 @@ class DockerBackend(Backend):
             container.start()
             wrapped = container.get_wrapped_container()
             wrapped.reload()
-            port = int(wrapped.attrs["NetworkSettings"]["Ports"][port_key][0]["HostPort"])
+            published = wrapped.attrs["NetworkSettings"]["Ports"]
+            port = int(published[port_key][0]["HostPort"])
             endpoint = spec.endpoint(
                 host=host, port=port, credentials=credentials, backend=self.name
             )
+            if spec.extra_ports:
+                endpoint = dataclasses.replace(
+                    endpoint,
+                    ports={
+                        name: int(published[f"{number}/tcp"][0]["HostPort"])
+                        for name, number in spec.extra_ports.items()
+                    },
+                )
 
             def is_running() -> bool:
                 wrapped.reload()

@@ -78,6 +78,11 @@ class ServiceSpec(ABC):
     #: SQLAlchemy / client URL scheme with the default sync driver.
     scheme: ClassVar[str]
     container_port: ClassVar[int]
+    #: The server's other ports by name → their number in the container (RabbitMQ's
+    #: management API). Docker publishes each, the local backend gives each a free port
+    #: (``runner.ports[name]`` in :meth:`prepare_local`), the url backend assumes these
+    #: numbers; :attr:`Endpoint.ports` has them.
+    extra_ports: ClassVar[dict[str, int]] = {}
     #: The image the docker backend runs unless ``integration_<name>_image`` says otherwise.
     default_image: ClassVar[str]
     #: URL schemes ``integration_<name>_url`` accepts (``scheme[+driver]://``); empty:
@@ -159,6 +164,7 @@ class ServiceSpec(ABC):
             database=database,
             backend="url",
             scheme=self.scheme,
+            ports=dict(self.extra_ports),
         )
 
     # -- docker ---------------------------------------------------------------------
