@@ -7,8 +7,11 @@ pytest-integration-kit/postgis:15 image on docker.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+
+from pytest_integration_kit.services.postgres import PostgresSpec
 
 #: The backends that start servers (PIK_TEST_BACKENDS narrows them, as for every test).
 KIT_BACKENDS = [
@@ -212,3 +215,19 @@ def test_on_the_url_backend_the_options_are_a_usage_error_under_filterwarnings(
             "url: the kit does not start that server, so it cannot apply it*"
         ]
     )
+
+
+def test_a_kept_server_must_match_the_options_and_the_init_files_contents(
+    tmp_path: Path,
+) -> None:
+    spec = PostgresSpec()
+    (option,) = spec.extra_settings()[:1]
+    init = tmp_path / "init.sql"
+    init.write_text("CREATE ROLE a;")
+    values = {"options": option.parse("work_mem=1MB"), "init": (init,)}
+    first = spec.configured(values).identity()
+    assert first == spec.configured(dict(values)).identity()
+    assert first != spec.configured({**values, "options": option.parse("work_mem=2MB")}).identity()
+    init.write_text("CREATE ROLE b;")
+    assert first != spec.configured(values).identity()
+    assert spec.values == {}  # the registered spec is left as it was
