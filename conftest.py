@@ -23,6 +23,8 @@ How a page's blocks become a user's project (the conventions authors follow):
   so a "from a script" example runs against a real server; the wrapper may set up
   names the snippet uses.
 - ``<!-- skip: next -->`` (Sybil's) skips the next block; say why in the prose.
+- A block of ``--8<-- "path"`` lines only (pymdownx.snippets, docs/tutorial.md) shows a
+  file of the example project as it is: the file must exist (it runs in its own suite).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 EXTRAS = set(PYPROJECT["project"]["optional-dependencies"])
 NOX_SESSION = re.compile(r"@nox\.session\(([^)]*)\)\s*(?:@[^\n]*\n\s*)*def (\w+)")
 DEV_COMMANDS = set(re.findall(r"^    (\w+)\)$", (ROOT / "dev").read_text(), re.M))
+INCLUDE = re.compile(r'^--8<-- "([^"]+)"$')
+#: Where mkdocs.yml's pymdownx.snippets looks for included files.
+SNIPPET_BASE = ROOT / "examples" / "storefront"
 
 
 def _files_of(source: str, default: str | None) -> dict[str, str]:
@@ -251,6 +256,8 @@ class BlockParser:
     def __call__(self, document: Document) -> Iterable[Region]:
         for region in FencedCodeBlockLexer(language=r"[\w-]+")(document):
             evaluator = EVALUATORS.get(region.lexemes["language"])
+            if _is_include(str(region.lexemes["source"])):
+                evaluator = _evaluate_include
             if evaluator is not None:
                 region.parsed = region.lexemes["source"]
                 region.evaluator = evaluator
@@ -263,6 +270,20 @@ class BlockParser:
             region.parsed = region.lexemes["source"]
             region.evaluator = _wrap_next
             yield region
+
+
+def _evaluate_include(example: Example) -> None:
+    """A block that includes files (see the module's docstring): they must exist."""
+    for line in str(example.parsed).splitlines():
+        name = INCLUDE.match(line.strip())
+        if name is not None:
+            path = SNIPPET_BASE / name.group(1)
+            assert path.is_file(), f"{example.path}:{example.line}: no file {path}"
+
+
+def _is_include(source: str) -> bool:
+    lines = [line.strip() for line in source.splitlines() if line.strip()]
+    return bool(lines) and all(INCLUDE.match(line) for line in lines)
 
 
 def _hidden_file(example: Example) -> None:

@@ -54,6 +54,12 @@ from pytest_integration_kit.fixtures.isolation import (
 from pytest_integration_kit.fixtures.load import LoadReport, load_fixture_factory
 from pytest_integration_kit.fixtures.meta import fixture_metas
 from pytest_integration_kit.fixtures.mocks import http_mock_factory, mock_server_factory
+from pytest_integration_kit.fixtures.rabbitmq import (
+    rabbitmq_connection_factory,
+    rabbitmq_vhost_factory,
+    rabbitmq_vhosts_fixture,
+)
+from pytest_integration_kit.fixtures.redis_guard import redis_wipes
 from pytest_integration_kit.fixtures.services import (
     SERVER_SET,
     UNAVAILABLE_ATTR,
@@ -505,6 +511,17 @@ def pytest_testnodedown(node: Any, error: object) -> None:
     collect_worker_summary(node.config, getattr(node, "workeroutput", {}))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """Warn if the test emptied a shared Redis server's db 0: looked at before its fixtures
+    (and, after the last test, the session's) are torn down, said after."""
+    wipes = redis_wipes(item)
+    result = yield
+    for warning in wipes:
+        item.warn(warning)
+    return result
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Any:
     """Async isolation fixtures run in the test's event loop (set before pytest-asyncio looks)."""
@@ -532,6 +549,9 @@ redis_async_client = redis_async_client_factory()
 postgres_database = database_fixture_factory(server="postgres_server")
 mysql_database = database_fixture_factory(server="mysql_server")
 redis_database = database_fixture_factory(server="redis_server")
+integration_rabbitmq_vhosts = rabbitmq_vhosts_fixture()
+rabbitmq_vhost = rabbitmq_vhost_factory()
+rabbitmq_connection = rabbitmq_connection_factory()
 integration_env_databases = environment_databases_factory()
 integration_sessionmaker_binding = sessionmaker_binding_factory()
 integration_app_host = app_host_factory()

@@ -550,6 +550,19 @@ def settings_table(specs: Iterable[ServiceSpec] | None = None) -> tuple[Setting,
             example="s3cret",
             bad_example="two words",
         ),
+        Setting(
+            "redis_per_worker",
+            "Start a private Redis server for each xdist worker instead of one shared by "
+            "all: FLUSHALL, CONFIG SET and other server-wide commands in one worker's tests "
+            "then touch no other worker (docker and local backends).",
+            _bool,
+            allowed=BOOL_ALLOWED,
+            default=False,
+            metavar="BOOL",
+            kind="bool",
+            example="true",
+            bad_example="per-test",
+        ),
     ]
 
     # -- apps: clients into the user's application (app_client, live_server, …) ---------
@@ -782,7 +795,9 @@ def conflicts(settings: Settings) -> list[str]:
     """Settings that are set but have no effect given the others, one sentence each.
 
     Today: a service's URL when its backend is not ``url`` (``auto`` never picks the
-    url backend), which would otherwise be ignored without a word.
+    url backend), which would otherwise be ignored without a word; on the url backend,
+    the settings only a server the kit starts can honour (server options), and a Redis
+    server per worker (which it cannot start).
     """
     from pytest_integration_kit.services.registry import REGISTRY  # noqa: PLC0415
 
@@ -790,6 +805,17 @@ def conflicts(settings: Settings) -> list[str]:
     for service in REGISTRY.names():
         url = settings.resolved.get(f"{service}_url")
         backend = settings.resolved.get(f"{service}_backend")
+        spec = REGISTRY.get(service)
+        if spec is not None and backend is not None and backend.value == "url":
+            for key in spec.server_only_settings:
+                given = settings.resolved.get(f"{service}_{key}")
+                if given is not None and given.value is not None:
+                    found.append(
+                        f"integration_{service}_{key} is set ({given.source}) but "
+                        f"integration_{service}_backend is url: the kit does not start that "
+                        "server, so it cannot apply it; configure that server itself, or "
+                        "set this only where the kit starts the server (docker, local)"
+                    )
         if url is None or url.value is None or backend is None or backend.value == "url":
             continue
         found.append(
@@ -797,5 +823,15 @@ def conflicts(settings: Settings) -> list[str]:
             f"integration_{service}_backend is {backend.value} ({backend.source}), so the "
             f"URL is not used; set integration_{service}_backend (or integration_backend) "
             "to url to use it, or unset the URL"
+        )
+    per_worker = settings.resolved.get("redis_per_worker")
+    backend = settings.resolved.get("redis_backend")
+    on_url = backend is not None and backend.value == "url"
+    if per_worker is not None and per_worker.value and backend is not None and on_url:
+        found.append(
+            f"integration_redis_per_worker is true ({per_worker.source}) but "
+            f"integration_redis_backend is url ({backend.source}): a server given by URL "
+            "is one server, shared by every worker; use the docker or local backend for "
+            "a server per worker"
         )
     return found

@@ -5,8 +5,12 @@ the code under test commits and no row outlives its test."""
 
 from __future__ import annotations
 
+import re
+import textwrap
+from pathlib import Path
+
 import pytest
-from clients_project import lines_of, write_project
+from clients_project import INI, SYNC_LINES, lines_of, write_project
 
 #: The tests, the same for every framework: the application under test is the variable.
 TESTS = """
@@ -406,3 +410,43 @@ def test_framework(
     for worker in ("gw0", "gw1"):  # once per user and worker, not per test
         mine = [line for line in logins if line.startswith(worker)]
         assert len(mine) == len(set(mine)) <= 2, logins
+
+
+def _kit_ini_lines(ini: str) -> tuple[int, int]:
+    """``integration_*`` lines of an ini file (an entry's continuation lines count), and
+    how many of them are needed (without seed, login and OpenAPI validation)."""
+    optional = ("integration_seed", "integration_login", "integration_openapi")
+    total = needed = 0
+    current = ""
+    for line in ini.splitlines():
+        if not line.strip():
+            continue
+        if line.startswith("integration_"):
+            current = line.split("=", 1)[0].strip()
+        elif not line[0].isspace():
+            current = ""
+        if current:
+            total += 1
+            needed += current not in optional
+    return total, needed
+
+
+def test_the_port_cost_table_in_the_docs_is_true() -> None:
+    """docs/frameworks.md says how many ini and conftest lines each framework's port
+    needs: the projects above are the ones counted, and no conftest uses the kit's
+    modules."""
+    docs = (Path(__file__).parents[2] / "docs" / "frameworks.md").read_text()
+    cases = {"fastapi-sync": {"extra": SYNC_LINES}, **CASES}
+    for name, case in cases.items():
+        ini = textwrap.dedent(INI).format(
+            extra=textwrap.dedent(case["extra"]).strip(), driver=case.get("driver", "")
+        )
+        total, needed = _kit_ini_lines(ini)
+        conftest = textwrap.dedent(case.get("files", {}).get("conftest.py", "")).strip()
+        lines = len(conftest.splitlines()) if conftest else 0
+        assert "pytest_integration_kit" not in conftest
+        assert total <= 20
+        assert lines <= 20
+        row = re.search(rf"\(`{re.escape(name)}`\) \| (\d+) \| (\d+) \| (\d+) \|", docs)
+        assert row is not None, f"docs/frameworks.md has no row for {name}"
+        assert tuple(map(int, row.groups())) == (total, needed, lines), name

@@ -55,9 +55,10 @@ def test_the_whole_table_with_v_and_never_a_password(
     lines = header_lines(verbose)
     assert lines[0].startswith("integration: backend=url (env), missing=skip (default)")
     # One line per registered service, in the registry's (name) order.
-    assert [line.split(":", 1)[0] for line in lines[1:4]] == [
+    assert [line.split(":", 1)[0] for line in lines[1:5]] == [
         "integration mysql",
         "integration postgres",
+        "integration rabbitmq",
         "integration redis",
     ]
     assert "url=postgresql://app:***@127.0.0.1:1/app (env)" in lines[2]

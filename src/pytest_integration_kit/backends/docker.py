@@ -221,6 +221,8 @@ class DockerBackend(Backend):
         # A (host_ip,) binding publishes on that address with a random host port;
         # testcontainers types the value as a port, docker-py takes the tuple.
         container.ports[port_key] = (bind_ip,)  # type: ignore[assignment]
+        for extra in spec.extra_ports.values():
+            container.ports[f"{extra}/tcp"] = (bind_ip,)  # type: ignore[assignment]
         run_kwargs: dict[str, Any] = {
             "labels": {
                 SESSION_LABEL: options.session_id,
@@ -237,10 +239,19 @@ class DockerBackend(Backend):
             container.start()
             wrapped = container.get_wrapped_container()
             wrapped.reload()
-            port = int(wrapped.attrs["NetworkSettings"]["Ports"][port_key][0]["HostPort"])
+            published = wrapped.attrs["NetworkSettings"]["Ports"]
+            port = int(published[port_key][0]["HostPort"])
             endpoint = spec.endpoint(
                 host=host, port=port, credentials=credentials, backend=self.name
             )
+            if spec.extra_ports:
+                endpoint = dataclasses.replace(
+                    endpoint,
+                    ports={
+                        name: int(published[f"{number}/tcp"][0]["HostPort"])
+                        for name, number in spec.extra_ports.items()
+                    },
+                )
 
             def is_running() -> bool:
                 wrapped.reload()
@@ -254,6 +265,8 @@ class DockerBackend(Backend):
                 log_tail=lambda: _container_log_tail(container, 40, credentials.password),
                 is_running=is_running,
             )
+            endpoint = dataclasses.replace(endpoint, version=version)
+            spec.after_start(endpoint, f"docker image {options.image}")
         except BaseException as exc:
             # Nothing half-started is left behind.
             try:
@@ -267,7 +280,6 @@ class DockerBackend(Backend):
                 f"{spec.title} (docker, {options.image}) failed to start: "
                 f"{mask(_one_line(exc), credentials.password)}"
             ) from None
-        endpoint = dataclasses.replace(endpoint, version=version)
         return DockerServer(container, endpoint, time.monotonic() - started)
 
 

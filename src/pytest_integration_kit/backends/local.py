@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pwd
 import signal
@@ -98,6 +99,8 @@ class LocalRunner:
         self.warm = warm
         #: Where the server puts its Unix sockets: a short path, whatever TMPDIR is.
         self.sockets = sockets if sockets is not None else workdir / SOCKETS_LINK
+        #: A free port on 127.0.0.1 for each of the spec's ``extra_ports``, by name.
+        self.ports: dict[str, int] = {}
 
     @property
     def uid(self) -> int | None:
@@ -274,6 +277,7 @@ class LocalBackend(Backend):
                 workdir, options.session_id if options.workdir_root is None else "kept", user
             )
             runner = LocalRunner(run_as, workdir, env, warm, sockets)
+            runner.ports = _extra_ports(spec, port)
             runner.own(workdir)
             runner.own(sockets)
             launch = spec.prepare_local(
@@ -291,6 +295,7 @@ class LocalBackend(Backend):
             endpoint = spec.endpoint(
                 host="127.0.0.1", port=port, credentials=credentials, backend=self.name
             )
+            endpoint = dataclasses.replace(endpoint, ports=dict(runner.ports))
             try:
                 context = _ProcessContext(log, workdir, {**env, **launch.env})
                 version = wait_until_ready(
@@ -314,6 +319,8 @@ class LocalBackend(Backend):
                 backend=self.name,
                 version=version,
             )
+            endpoint = dataclasses.replace(endpoint, ports=dict(runner.ports))
+            spec.after_start(endpoint, f"local, {binaries[next(iter(binaries))]}")
             return LocalServer(
                 spec=spec,
                 process=process,
@@ -332,6 +339,19 @@ class LocalBackend(Backend):
 
 class _PortTaken(Exception):
     pass
+
+
+def _extra_ports(spec: ServiceSpec, port: int) -> dict[str, int]:
+    """A distinct free port for each of the spec's extra ports (none is ``port``)."""
+    taken = {port}
+    chosen: dict[str, int] = {}
+    for name in spec.extra_ports:
+        candidate = free_port()
+        while candidate in taken:
+            candidate = free_port()
+        taken.add(candidate)
+        chosen[name] = candidate
+    return chosen
 
 
 def _spawn(

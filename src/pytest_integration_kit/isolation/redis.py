@@ -4,6 +4,12 @@ Each process claims a free db index (1…N-1) with a ``SET NX`` claim key in db 
 xdist workers and concurrent sessions on one shared server never meet. Where only
 db 0 exists (managed Redis, cluster), it falls back to a key prefix and cleans with
 ``SCAN`` + ``UNLINK``. Never ``FLUSHALL``.
+
+A test that runs ``FLUSHALL`` (or ``FLUSHDB`` on db 0) on a shared server empties every
+process's data. Db 0 holds a *canary* key per keyspace (its claim key, or a key of its
+own in prefix mode): :meth:`RedisKeyspace.wiped` looks after each test whether it is
+still there, whichever client — the kit's or one the code under test built from the
+URL — sent the command.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ __all__ = ["CLAIM_PREFIX", "RedisKeyspace"]
 
 #: Claim keys live in db 0: ``pik:claim:db:<n>`` holding the owner token.
 CLAIM_PREFIX = "pik:claim:db:"
+#: Prefix mode's canary in db 0 (db mode's canary is the claim key itself).
+CANARY_PREFIX = "pik:canary:"
 #: A claim outlives a crashed owner by at most this long.
 CLAIM_SECONDS = 24 * 3600
 
@@ -38,6 +46,8 @@ class RedisKeyspace:
         #: Non-empty only in prefix mode: every key of the tests must start with it.
         self.prefix = ""
         self._client: redis_sync.Redis | None = None
+        #: A connection to db 0, opened by the first :meth:`wiped`.
+        self._base: redis_sync.Redis | None = None
         #: One connection pool per client options: a test's client finds its connection
         #: already open, authenticated and on the db index (no handshake per test).
         self._pools: dict[tuple[tuple[str, object], ...], redis_sync.ConnectionPool] = {}
@@ -69,12 +79,35 @@ class RedisKeyspace:
                 else:
                     self.db = 0
                     self.prefix = f"pik:{self.owner}:"
+                    base.set(self._canary_key(), self.owner, ex=CLAIM_SECONDS)
             finally:
                 base.close()
             self._client = self._connect(self.db)
             if self.db:
                 self._client.flushdb()  # a crashed owner's leftovers
             return self.db
+
+    def _canary_key(self) -> str:
+        """The key in db 0 whose loss means db 0 was emptied."""
+        return f"{CANARY_PREFIX}{self.owner}" if self.prefix else f"{CLAIM_PREFIX}{self.db}"
+
+    def wiped(self) -> bool:
+        """Whether db 0 lost this keyspace's canary since the last look: ``FLUSHALL`` or
+        ``FLUSHDB`` on db 0 ran on the server, emptying every process's data there.
+
+        Puts the canary (and so the claim on the db index) back. One round trip; False
+        until the keyspace is claimed.
+        """
+        with self._lock:
+            if self.db is None or self._client is None:
+                return False
+            if self._base is None:
+                self._base = self._connect(0)
+            base, key = self._base, self._canary_key()
+        if base.exists(key):
+            return False
+        base.set(key, self.owner, nx=True, ex=CLAIM_SECONDS)
+        return True
 
     def _database_count(self, client: redis_sync.Redis) -> int:
         from redis.exceptions import ResponseError  # noqa: PLC0415 - optional dependency, imported when used
@@ -161,6 +194,10 @@ class RedisKeyspace:
             client, self._client = self._client, None
             db, self.db = self.db, None
             pools, self._pools = list(self._pools.values()), {}
+            prefix = self.prefix
+            if self._base is not None:
+                self._base.close()
+                self._base = None
         for pool in pools:
             pool.disconnect()
         if client is None or db is None:
@@ -176,8 +213,9 @@ class RedisKeyspace:
                 finally:
                     base.close()
             else:
-                keys = list(client.scan_iter(match=self.prefix + "*", count=1000))
+                keys = list(client.scan_iter(match=prefix + "*", count=1000))
                 if keys:
                     client.unlink(*keys)
+                client.delete(f"{CANARY_PREFIX}{self.owner}")
         finally:
             client.close()

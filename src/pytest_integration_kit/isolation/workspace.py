@@ -62,6 +62,11 @@ class IsolationWorkspace:
                 self._keyspaces[key] = found
             return found
 
+    def keyspaces(self) -> list[RedisKeyspace]:
+        """Every Redis keyspace made so far."""
+        with self._lock:
+            return list(self._keyspaces.values())
+
     def describe(self) -> list[str]:
         """A line per server: templates built or reused, databases made, Redis db indexes."""
         with self._lock:

@@ -78,11 +78,14 @@ class ServerRequest:
     bin_dir: Path | None = None
     port: int | None = None
     startup_timeout: float | None = None
+    #: The xdist worker this server is private to (``integration_redis_per_worker``);
+    #: empty: shared by every process of the run.
+    worker: str = ""
 
     @property
     def key(self) -> str:
         """A file-name-safe identity, equal across the processes of a run."""
-        return f"{self.service}-" + digest(
+        parts: list[object] = [
             self.service,
             self.backend,
             self.image,
@@ -90,7 +93,10 @@ class ServerRequest:
             str(self.bin_dir),
             self.port,
             self.startup_timeout,
-        )
+        ]
+        if self.worker:
+            parts.append(self.worker)
+        return f"{self.service}-" + digest(*parts)
 
 
 @dataclass(frozen=True)
@@ -292,14 +298,34 @@ class ServerSet:
 
     # -- resolving --------------------------------------------------------------------
 
+    def private(self, request: ServerRequest) -> ServerRequest:
+        """``request`` as this process asks for it: its own server where the service runs
+        one per worker (``integration_redis_per_worker``), else unchanged (shared)."""
+        if request.worker or request.service != "redis":
+            return request
+        per_worker = self.settings.resolved.get("redis_per_worker")
+        if per_worker is None or not per_worker.value:
+            return request
+        if self.backend_choice(request) == "url":
+            return request  # one server by URL: shared all the same (a conflict warning says so)
+        return dataclasses.replace(request, worker=self.worker_id)
+
     def backend_choice(self, request: ServerRequest) -> str:
         return request.backend or str(self.settings[f"{request.service}_backend"])
 
     def options(self, request: ServerRequest) -> ServerOptions:
         service = request.service
         s = self.settings
+        spec = spec_for(service)
+        # The spec's own settings (server options, extensions…), by key.
+        given = {setting.name: s.resolved.get(setting.name) for setting in spec.extra_settings()}
+        values = {
+            name.removeprefix(f"{service}_"): resolved.value
+            for name, resolved in given.items()
+            if resolved is not None and resolved.value is not None
+        }
         return ServerOptions(
-            spec=spec_for(service),
+            spec=spec.configured(values),
             image=request.image or str(s[f"{service}_image"]),
             url=request.url if request.url is not None else s[f"{service}_url"],
             bin_dir=request.bin_dir if request.bin_dir is not None else s[f"{service}_bin_dir"],
@@ -335,6 +361,7 @@ class ServerSet:
             request.port,
             str(self.settings["schema"]),
             digest(options.password) if options.password is not None else "random password",
+            *options.spec.identity(),
         ]
         if backend.name == "docker":
             identity.append(options.image)
@@ -351,6 +378,7 @@ class ServerSet:
     def start_all(self, requests: Iterable[ServerRequest]) -> None:
         """Begin starting every request at once; returns without waiting."""
         requests = list(requests)
+        requests = [self.private(r) for r in requests]
         if any(self._may_use_docker(r) for r in requests):
             preload_docker_modules()
         for request in requests:
@@ -358,6 +386,7 @@ class ServerSet:
 
     def get(self, request: ServerRequest) -> RunningServer:
         """The running server for ``request``, starting it if nobody has yet."""
+        request = self.private(request)
         if self._may_use_docker(request):
             preload_docker_modules()
         future = self._future(request)
@@ -370,6 +399,7 @@ class ServerSet:
 
     def done(self, request: ServerRequest) -> bool:
         """Whether the start of ``request`` is over (it succeeded or failed)."""
+        request = self.private(request)
         with self._lock:
             future = self._futures.get(request)
         return future is None or future.done()
@@ -633,6 +663,7 @@ class ServerSet:
 
     def started(self, request: ServerRequest) -> RunningServer | None:
         """The server ``request`` got, if its start is over and succeeded."""
+        request = self.private(request)
         with self._lock:
             future = self._futures.get(request)
         if future is None or not future.done() or future.exception() is not None:
@@ -647,6 +678,7 @@ class ServerSet:
 
     def log_tail(self, request: ServerRequest, lines: int = 40) -> str | None:
         """The tail of the log of the server ``request`` got, if it has one by now."""
+        request = self.private(request)
         with self._lock:
             future = self._futures.get(request)
         if future is None or not future.done() or future.exception() is not None:

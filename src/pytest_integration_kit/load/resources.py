@@ -10,7 +10,7 @@ A :class:`ResourceSampler` reads, on a background thread every ``interval`` seco
   the container's usage less its inactive file cache);
 - client connections: from the server's own statistics
   (:meth:`~pytest_integration_kit.services.spec.ServiceSpec.connection_count`), not
-  counting the sampler's own connection.
+  counting the sampler's own connection; at the start, every second and at the end.
 
 A server on the url backend runs elsewhere: it is listed with a note, not measured.
 Every read is bounded (a few seconds at most); :meth:`ResourceSampler.stop` never waits
@@ -36,6 +36,8 @@ __all__ = ["NOT_SAMPLED", "ResourceSampler", "Resources", "ServerUsage", "Target
 
 #: Seconds any single read (a Docker stats call, a connection count) may take.
 READ_TIMEOUT = 3.0
+#: Seconds between two connection counts (besides the first and the last).
+COUNT_INTERVAL = 1.0
 URL_NOTE = "url backend: the server runs elsewhere, its resources are not measured"
 
 
@@ -156,7 +158,8 @@ class _Series:
         self.memory: float | None = None
         self.connections: int | None = None
         self.note = ""
-        self.container: Any = None
+        self.client: Any = None
+        self.counted_at: float | None = None
         self.reader: Callable[[], tuple[float, float]] | None = None
 
     def prepare(self) -> None:
@@ -170,16 +173,17 @@ class _Series:
             try:
                 import docker  # noqa: PLC0415 - the docker extra is optional
 
-                client = docker.from_env(timeout=READ_TIMEOUT)
-                self.container = client.containers.get(str(handle["container_id"]))
-                container = self.container
+                self.client = docker.from_env(timeout=READ_TIMEOUT)
+                container = self.client.containers.get(str(handle["container_id"]))
                 self.reader = lambda: _container_reading(container)
             except Exception as exc:
                 self.note = f"docker stats unavailable: {exc}"
         else:
             self.note = "no process or container known for this server"
 
-    def sample(self) -> None:
+    def sample(self, *, final: bool = False) -> None:
+        """Read CPU and memory; the connections at most every :data:`COUNT_INTERVAL`
+        (each count is a new connection to the server, which costs it a little CPU)."""
         if self.target.endpoint.backend == "url":
             return
         now = time.perf_counter()
@@ -197,11 +201,18 @@ class _Series:
                 mb = memory / 1e6
                 self.memory = mb if self.memory is None else max(self.memory, mb)
                 self.samples += 1
-        if self.target.count_connections is not None:
+        due = self.counted_at is None or now - self.counted_at >= COUNT_INTERVAL
+        if self.target.count_connections is not None and (due or final):
+            self.counted_at = now
             with contextlib.suppress(Exception):
                 count = self.target.count_connections(self.target.endpoint, READ_TIMEOUT)
                 if count is not None:
                     self.connections = max(count, self.connections or 0)
+
+    def close(self) -> None:
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                self.client.close()
 
     def usage(self) -> ServerUsage:
         cpu = None
@@ -256,7 +267,8 @@ class ResourceSampler:
                     series.sample()
         with self._lock:
             for series in self.series:
-                series.sample()  # the end of the block
+                series.sample(final=True)  # the end of the block
+                series.close()
 
     def stop(self) -> Resources:
         """Take the last sample and return the figures (within ``timeout`` seconds)."""

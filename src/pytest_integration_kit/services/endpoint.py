@@ -30,6 +30,9 @@ class Endpoint:
     #: URL scheme including the driver, e.g. ``postgresql+psycopg``.
     scheme: str
     version: str = ""
+    #: The server's other ports by name (a spec's ``extra_ports``: RabbitMQ's
+    #: ``management``), as reachable from here.
+    ports: dict[str, int] = field(default_factory=dict, compare=False)
 
     @property
     def url(self) -> str:

@@ -1,0 +1,155 @@
+"""FLUSHALL on the shared Redis server: a warning naming the test; a server per worker."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+#: Two tests on two xdist workers, in step through files: ``keeper`` writes a key in its
+#: own db index and waits; ``flusher`` runs FLUSHALL through a client of its own, built
+#: from redis_database as code under test would; ``keeper`` then says if its key survived.
+STEPS = """
+import os
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+HERE = Path(__file__).parent
+
+
+def wait_for(name):
+    deadline = time.monotonic() + 60
+    while not (HERE / name).exists():
+        assert time.monotonic() < deadline, f"the other worker never wrote {name}"
+        time.sleep(0.05)
+
+
+@pytest.mark.xdist_group("keeper")
+def test_keeper(redis_client, redis_server):
+    redis_client.set("mine", "still here")
+    (HERE / "keeper.port").write_text(str(redis_server.port))
+    (HERE / "keeper.ready").touch()
+    wait_for("flusher.done")
+    (HERE / "keeper.result").write_text(str(redis_client.exists("mine")))
+
+
+@pytest.mark.xdist_group("flusher")
+def test_flusher(redis_database, redis_server):
+    wait_for("keeper.ready")
+    own = redis.Redis.from_url(redis_database.url)
+    own.flushall()
+    own.close()
+    (HERE / "flusher.port").write_text(str(redis_server.port))
+    (HERE / "flusher.done").touch()
+"""
+
+INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n{extra}\n"
+
+
+def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    pytester.makepyfile(test_steps=STEPS)
+    return pytester.runpytest_subprocess(
+        "-n", "2", "--dist", "loadgroup", "-p", "no:randomly", *args
+    )
+
+
+def _read(pytester: pytest.Pytester, name: str) -> str:
+    return pytester.path.joinpath(name).read_text()
+
+
+def test_flushall_on_the_shared_server_warns_naming_the_test(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    pytester.makeini(INI.format(extra=""))
+    result = _run(pytester, "-W", "default")
+    result.assert_outcomes(passed=2)
+    assert _read(pytester, "keeper.port") == _read(pytester, "flusher.port")  # one server
+    assert _read(pytester, "keeper.result") == "0"  # the other worker's key is gone
+    out = result.stdout.str()
+    assert "IntegrationKitWarning" in out
+    assert re.search(r"test_steps\.py::test_flusher: db 0 of the shared Redis server", out)
+    assert "integration_redis_per_worker = true" in out
+    assert "never FLUSHALL" in out
+
+
+def test_the_warning_fails_a_suite_with_filterwarnings_error(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    pytester.makeini(INI.format(extra="filterwarnings = error"))
+    result = _run(pytester)
+    # The keeper's worker sees it too: its data is gone, and its test may have needed it.
+    result.assert_outcomes(passed=2, errors=2)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_flusher*", "*IntegrationKitWarning*"])
+
+
+def test_flushdb_on_the_own_db_index_does_not_warn(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    pytester.makeini(INI.format(extra="filterwarnings = error"))
+    pytester.makepyfile(
+        test_own="""
+        import redis
+
+        def test_kit_client(redis_client):
+            redis_client.set("a", 1)
+            redis_client.flushdb()
+
+        def test_own_client(redis_database):
+            own = redis.Redis.from_url(redis_database.url)
+            own.set("b", 2)
+            own.flushdb()
+            own.close()
+
+        def test_after(redis_client):
+            assert redis_client.dbsize() == 0
+        """
+    )
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    assert "IntegrationKitWarning" not in result.stdout.str()
+
+
+def test_a_server_per_worker_keeps_flushall_to_its_worker(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    if backend_env == "url":
+        pytest.skip("the url backend gives one server: per worker needs docker or local")
+    pytester.makeini(
+        INI.format(extra="integration_redis_per_worker = true\nfilterwarnings = error")
+    )
+    result = _run(pytester)
+    result.assert_outcomes(passed=2)
+    assert _read(pytester, "keeper.port") != _read(pytester, "flusher.port")  # two servers
+    assert _read(pytester, "keeper.result") == "1"  # untouched by the other's FLUSHALL
+    assert "IntegrationKitWarning" not in result.stdout.str()
+
+
+def test_a_server_per_worker_from_the_environment(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    """The env var spelling; one worker (no xdist) has one private server all the same."""
+    if backend_env == "url":
+        pytest.skip("the url backend gives one server: per worker needs docker or local")
+    pytester.makeini(INI.format(extra="filterwarnings = error"))
+    pytester.makepyfile(
+        test_one="""
+        def test_flushall(redis_client):
+            redis_client.set("a", 1)
+            redis_client.flushall()
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "--integration-redis-per-worker")
+    result.assert_outcomes(passed=1)
+
+
+def test_per_worker_on_the_url_backend_is_said(pytester: pytest.Pytester, backend_env: str) -> None:
+    if backend_env != "url":
+        pytest.skip("a conflict of the url backend only")
+    pytester.makeini(INI.format(extra="integration_redis_per_worker = true"))
+    pytester.makepyfile(test_one="def test_x(redis_client):\n    assert redis_client.ping()\n")
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-W", "default")
+    result.assert_outcomes(passed=1)
+    assert "integration_redis_backend is url" in result.stdout.str()
