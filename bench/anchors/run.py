@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -90,7 +91,8 @@ def _env(suite: Suite, directory: Path) -> dict[str, str]:
 
 
 def run_suite(suite: Suite, *args: str, xdist: int = 0, count_containers: bool = False) -> Result:
-    directory = Path(tempfile.mkdtemp(prefix="pik-anchor-"))
+    reuse = "--integration-reuse" in args
+    directory = _project_dir(suite, reuse=reuse)
     try:
         for name, body in {**suite.files, "timing.py": suites.TIMING}.items():
             (directory / name).write_text(body)
@@ -145,7 +147,21 @@ def run_suite(suite: Suite, *args: str, xdist: int = 0, count_containers: bool =
             result.containers = _containers_started(since, time.time())
         return result
     finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(directory if not reuse else directory / "__pycache__", ignore_errors=True)
+
+
+def _project_dir(suite: Suite, *, reuse: bool) -> Path:
+    """A fresh directory; for ``--integration-reuse`` the suite's own, every time: a
+    kept server belongs to a project directory, and a new one per run would start (and
+    keep) a server per run."""
+    if not reuse:
+        return Path(tempfile.mkdtemp(prefix="pik-anchor-"))
+    key = hashlib.sha256(repr(sorted(suite.files.items())).encode()).hexdigest()[:12]
+    directory = Path(tempfile.gettempdir()) / f"pik-anchor-reuse-{key}"
+    directory.mkdir(exist_ok=True)
+    for stale in ("first.txt", "out.json", "log.txt"):
+        (directory / stale).unlink(missing_ok=True)
+    return directory
 
 
 def _python_for(user: str) -> str:
