@@ -795,8 +795,9 @@ def conflicts(settings: Settings) -> list[str]:
     """Settings that are set but have no effect given the others, one sentence each.
 
     Today: a service's URL when its backend is not ``url`` (``auto`` never picks the
-    url backend), which would otherwise be ignored without a word, and a Redis server
-    per worker asked of the url backend (which cannot start one).
+    url backend), which would otherwise be ignored without a word; on the url backend,
+    the settings only a server the kit starts can honour (server options), and a Redis
+    server per worker (which it cannot start).
     """
     from pytest_integration_kit.services.registry import REGISTRY  # noqa: PLC0415
 
@@ -804,6 +805,17 @@ def conflicts(settings: Settings) -> list[str]:
     for service in REGISTRY.names():
         url = settings.resolved.get(f"{service}_url")
         backend = settings.resolved.get(f"{service}_backend")
+        spec = REGISTRY.get(service)
+        if spec is not None and backend is not None and backend.value == "url":
+            for key in spec.server_only_settings:
+                given = settings.resolved.get(f"{service}_{key}")
+                if given is not None and given.value is not None:
+                    found.append(
+                        f"integration_{service}_{key} is set ({given.source}) but "
+                        f"integration_{service}_backend is url: the kit does not start that "
+                        "server, so it cannot apply it; configure that server itself, or "
+                        "set this only where the kit starts the server (docker, local)"
+                    )
         if url is None or url.value is None or backend is None or backend.value == "url":
             continue
         found.append(

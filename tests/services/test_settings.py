@@ -61,6 +61,7 @@ def make_example_project(pytester: pytest.Pytester) -> None:
     )
     pytester.path.joinpath("myapp", "seed.py").write_text("def load(connection):\n    pass\n")
     pytester.mkdir("seed").joinpath("users.sql").write_text("SELECT 1;\n")
+    pytester.mkdir("init").joinpath("roles.sql").write_text("CREATE ROLE reader;\n")
     pytester.mkdir("migrations").joinpath("versions").mkdir()
     pytester.path.joinpath("migrations", "env.py").write_text("")
     pytester.path.joinpath("alembic.ini").write_text(

@@ -265,6 +265,8 @@ class DockerBackend(Backend):
                 log_tail=lambda: _container_log_tail(container, 40, credentials.password),
                 is_running=is_running,
             )
+            endpoint = dataclasses.replace(endpoint, version=version)
+            spec.after_start(endpoint, f"docker image {options.image}")
         except BaseException as exc:
             # Nothing half-started is left behind.
             try:
@@ -278,7 +280,6 @@ class DockerBackend(Backend):
                 f"{spec.title} (docker, {options.image}) failed to start: "
                 f"{mask(_one_line(exc), credentials.password)}"
             ) from None
-        endpoint = dataclasses.replace(endpoint, version=version)
         return DockerServer(container, endpoint, time.monotonic() - started)
 
 

@@ -320,6 +320,7 @@ class LocalBackend(Backend):
                 version=version,
             )
             endpoint = dataclasses.replace(endpoint, ports=dict(runner.ports))
+            spec.after_start(endpoint, f"local, {binaries[next(iter(binaries))]}")
             return LocalServer(
                 spec=spec,
                 process=process,

@@ -161,7 +161,10 @@ class DatabaseAdmin(ABC):
         """``"absent"``, ``"ready"`` or ``"incomplete"`` (a builder died half-way)."""
 
     @abstractmethod
-    def create_empty(self, conn: Connection, name: str) -> None: ...
+    def create_empty(self, conn: Connection, name: str, *, kit_server: bool = False) -> None:
+        """Create ``name`` empty. ``kit_server``: the kit started this server, so its own
+        template database (PostgreSQL's template1, carrying ``integration_postgres_init``
+        and ``_extensions``) is the starting point; else a pristine one."""
 
     @abstractmethod
     def install_tracking(self, engine: Engine) -> None:
@@ -262,8 +265,9 @@ class PostgresAdmin(DatabaseAdmin):
             return "absent"
         return "ready" if row[0] else "incomplete"
 
-    def create_empty(self, conn: Connection, name: str) -> None:
-        conn.exec_driver_sql(f"CREATE DATABASE {_pg_ident(name)} TEMPLATE template0")
+    def create_empty(self, conn: Connection, name: str, *, kit_server: bool = False) -> None:
+        base = "template1" if kit_server else "template0"
+        conn.exec_driver_sql(f"CREATE DATABASE {_pg_ident(name)} TEMPLATE {base}")
 
     def install_tracking(self, engine: Engine) -> None:
         from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
@@ -433,7 +437,7 @@ class MySQLAdmin(DatabaseAdmin):
         ).first()
         return "ready" if ready is not None else "incomplete"
 
-    def create_empty(self, conn: Connection, name: str) -> None:
+    def create_empty(self, conn: Connection, name: str, *, kit_server: bool = False) -> None:
         conn.exec_driver_sql(
             f"CREATE DATABASE {_my_ident(name)} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
         )

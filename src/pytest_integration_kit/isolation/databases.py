@@ -235,7 +235,10 @@ class IsolatedDatabases:
         from sqlalchemy.pool import NullPool  # noqa: PLC0415 - optional dependency, imported when used
 
         assert hasattr(conn, "exec_driver_sql")
-        self.admin.create_empty(conn, name)  # type: ignore[arg-type]
+        # On a server the kit started, from its template1: integration_postgres_init
+        # and _extensions are there (a url server's template1 is not ours to copy).
+        kit_server = self.endpoint.backend != "url"
+        self.admin.create_empty(conn, name, kit_server=kit_server)  # type: ignore[arg-type]
         engine = self.admin.engine(self.endpoint, name, poolclass=NullPool)
         try:
             self.source.apply(engine)

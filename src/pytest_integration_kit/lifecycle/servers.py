@@ -316,8 +316,16 @@ class ServerSet:
     def options(self, request: ServerRequest) -> ServerOptions:
         service = request.service
         s = self.settings
+        spec = spec_for(service)
+        # The spec's own settings (server options, extensions…), by key.
+        given = {setting.name: s.resolved.get(setting.name) for setting in spec.extra_settings()}
+        values = {
+            name.removeprefix(f"{service}_"): resolved.value
+            for name, resolved in given.items()
+            if resolved is not None and resolved.value is not None
+        }
         return ServerOptions(
-            spec=spec_for(service),
+            spec=spec.configured(values),
             image=request.image or str(s[f"{service}_image"]),
             url=request.url if request.url is not None else s[f"{service}_url"],
             bin_dir=request.bin_dir if request.bin_dir is not None else s[f"{service}_bin_dir"],
@@ -353,6 +361,7 @@ class ServerSet:
             request.port,
             str(self.settings["schema"]),
             digest(options.password) if options.password is not None else "random password",
+            *options.spec.identity(),
         ]
         if backend.name == "docker":
             identity.append(options.image)

@@ -63,7 +63,8 @@ class _Calls:
             if exc is not None:
                 self.errors += 1
                 if self.first_error is None:
-                    self.first_error = repr(exc)
+                    text = repr(exc)
+                    self.first_error = text if len(text) <= 500 else text[:499] + "…"
                     self.first_exception = exc
 
 

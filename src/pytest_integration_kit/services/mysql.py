@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_integration_kit.errors import BackendUnavailable
+from pytest_integration_kit.services.server_settings import options_setting
 from pytest_integration_kit.services.spec import (
     Credentials,
     LocalLaunch,
@@ -15,8 +16,11 @@ from pytest_integration_kit.services.spec import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pytest_integration_kit.backends.local import LocalRunner
     from pytest_integration_kit.services.endpoint import Endpoint
+    from pytest_integration_kit.settings import Setting
 
 __all__ = ["MySQLSpec"]
 
@@ -26,6 +30,20 @@ NON_DURABLE = (
     "--sync-binlog=0",
     "--character-set-server=utf8mb4",
     "--collation-server=utf8mb4_unicode_ci",
+)
+
+#: Options the kit gives the server itself: integration_mysql_options cannot.
+RESERVED = (
+    "port",
+    "bind_address",
+    "socket",
+    "datadir",
+    "pid_file",
+    "init_file",
+    "user",
+    "skip_networking",
+    "defaults_file",
+    "no_defaults",
 )
 
 SERVER_DIRS = [Path("/usr/sbin"), Path("/usr/bin"), Path("/usr/local/mysql/bin")]
@@ -46,6 +64,23 @@ class MySQLSpec(ServiceSpec):
     os_user = "mysql"
     extra = "mysql"
     driver_packages = ("pymysql", "MySQLdb", "aiomysql", "asyncmy")
+    server_only_settings = ("options",)
+
+    def extra_settings(self) -> Sequence[Setting]:
+        return (
+            options_setting(
+                self.name,
+                self.title,
+                form="--name=value",
+                name_pattern=r"^[A-Za-z][A-Za-z0-9_-]*$",
+                reserved=RESERVED,
+                example="max_connections=300;max_allowed_packet=64M",
+                bad_example="--max_connections=300",
+            ),
+        )
+
+    def _options(self) -> list[str]:
+        return [f"--{option}" for option in self.values.get("options") or ()]
 
     def container_env(self, credentials: Credentials) -> dict[str, str]:
         return {
@@ -54,7 +89,7 @@ class MySQLSpec(ServiceSpec):
         }
 
     def container_command(self, credentials: Credentials) -> list[str]:
-        return list(NON_DURABLE)
+        return [*NON_DURABLE, *self._options()]
 
     def container_tmpfs(self) -> dict[str, str]:
         return {"/var/lib/mysql": "rw"}
@@ -157,6 +192,7 @@ class MySQLSpec(ServiceSpec):
             "--innodb-doublewrite=0",
             "--log-error=",
             *NON_DURABLE,
+            *self._options(),
         ]
         return LocalLaunch(command=command, remove_when_ready=[init_file])
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import signal
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_integration_kit.errors import BackendUnavailable
+from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
+from pytest_integration_kit.services.server_settings import (
+    extensions_setting,
+    init_setting,
+    missing_extension_fix,
+    options_setting,
+)
 from pytest_integration_kit.services.spec import (
     Credentials,
     LocalLaunch,
@@ -17,13 +24,29 @@ from pytest_integration_kit.services.spec import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pytest_integration_kit.backends.local import LocalRunner
     from pytest_integration_kit.services.endpoint import Endpoint
+    from pytest_integration_kit.settings import Setting
 
 __all__ = ["PostgresSpec"]
 
 #: Test data need not survive a crash: these make writes several times cheaper.
 NON_DURABLE = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
+#: Settings the kit gives the server itself: integration_postgres_options cannot.
+RESERVED = (
+    "port",
+    "listen_addresses",
+    "unix_socket_directories",
+    "data_directory",
+    "config_file",
+    "hba_file",
+    "ident_file",
+)
+#: SQLSTATEs of CREATE EXTENSION for an extension the server does not have: feature not
+#: supported ("is not available", 15+) and undefined file (the control file, older).
+MISSING_EXTENSION_STATES = ("0A000", "58P01")
 
 
 def _version_key(path: Path) -> tuple[int, ...]:
@@ -46,6 +69,37 @@ class PostgresSpec(ServiceSpec):
     password_in_data_dir = True  # initdb --pwfile
     extra = "postgres"
     driver_packages = ("psycopg", "psycopg2", "asyncpg")
+    server_only_settings = ("options", "extensions", "init")
+
+    def extra_settings(self) -> Sequence[Setting]:
+        return (
+            options_setting(
+                self.name,
+                self.title,
+                form="-c name=value",
+                name_pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$",
+                reserved=RESERVED,
+                example="work_mem=64MB;log_min_duration_statement=0",
+                bad_example="work mem=64MB",
+            ),
+            extensions_setting(),
+            init_setting(),
+        )
+
+    def _options(self) -> list[str]:
+        command: list[str] = []
+        for option in self.values.get("options") or ():
+            command += ["-c", str(option)]
+        return command
+
+    def identity(self) -> list[str]:
+        # The init files' contents, not only their names: an edited file is a new server.
+        files = [
+            f"{path}:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+            for path in self.values.get("init") or ()
+            if path.is_file()
+        ]
+        return [*super().identity(), *files]
 
     def container_env(self, credentials: Credentials) -> dict[str, str]:
         return {
@@ -58,7 +112,7 @@ class PostgresSpec(ServiceSpec):
         command = ["postgres"]
         for option in NON_DURABLE:
             command += ["-c", option]
-        return command
+        return command + self._options()
 
     def container_tmpfs(self) -> dict[str, str]:
         # The parent of PGDATA in every official image (17: .../data, 18: .../18/docker).
@@ -153,7 +207,7 @@ class PostgresSpec(ServiceSpec):
         ]
         for option in NON_DURABLE:
             command += ["-c", option]
-        return LocalLaunch(command=command)
+        return LocalLaunch(command=command + self._options())
 
     def probe(self, endpoint: Endpoint, timeout: float) -> str:
         try:
@@ -172,6 +226,58 @@ class PostgresSpec(ServiceSpec):
             conn.execute("SELECT 1").fetchone()
             version = conn.info.parameter_status("server_version") or ""
             return version.split(" ", 1)[0]  # "15.18 (Debian 15.18-0+deb12u1)" -> "15.18"
+
+    def after_start(self, endpoint: Endpoint, where: str) -> None:
+        """Create ``integration_postgres_extensions`` and run ``integration_postgres_init``
+        in template1, which every database the kit makes on this server copies."""
+        extensions = tuple(self.values.get("extensions") or ())
+        init_files = tuple(self.values.get("init") or ())
+        if not extensions and not init_files:
+            return
+        import psycopg  # noqa: PLC0415 - the probe needed it already
+
+        databases = dict.fromkeys(["template1", endpoint.database])
+        for database in databases if extensions else ["template1"]:
+            with psycopg.connect(
+                host=endpoint.host,
+                port=endpoint.port,
+                user=endpoint.user,
+                password=endpoint.password,
+                dbname=database,
+                connect_timeout=10,
+                autocommit=True,
+            ) as conn:
+                for extension in extensions:
+                    self._create_extension(conn, extension, endpoint, where)
+                if database != "template1":
+                    continue
+                for path in init_files:
+                    try:
+                        conn.execute(path.read_text(encoding="utf-8").encode())
+                    except (OSError, psycopg.Error) as exc:
+                        raise ServerStartError(
+                            f"integration_postgres_init: {path} failed on {self.title} "
+                            f"({where}): {type(exc).__name__}: {exc}"
+                        ) from None
+
+    def _create_extension(self, conn: object, name: str, endpoint: Endpoint, where: str) -> None:
+        import psycopg  # noqa: PLC0415 - the probe needed it already
+
+        assert isinstance(conn, psycopg.Connection)
+        try:
+            conn.execute(f'CREATE EXTENSION IF NOT EXISTS "{name}" CASCADE'.encode())
+        except psycopg.Error as exc:
+            major = endpoint.version.split(".", 1)[0] or "<major>"
+            if exc.sqlstate in MISSING_EXTENSION_STATES:
+                fix = missing_extension_fix(name, major, docker=endpoint.backend == "docker")
+                raise ServerStartError(
+                    f"integration_postgres_extensions: the extension {name!r} is not "
+                    f"installed on this PostgreSQL {endpoint.version} ({where}); {fix}"
+                ) from None
+            raise ServerStartError(
+                f"integration_postgres_extensions: CREATE EXTENSION {name} failed on "
+                f"{self.title} ({where}): {type(exc).__name__}: {exc}"
+            ) from None
 
     def connection_count(self, endpoint: Endpoint, timeout: float) -> int | None:
         """Client backends in ``pg_stat_activity``, this one excluded."""

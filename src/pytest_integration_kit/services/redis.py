@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_integration_kit.errors import BackendUnavailable
+from pytest_integration_kit.services.server_settings import options_setting
 from pytest_integration_kit.services.spec import (
     Credentials,
     LocalLaunch,
@@ -14,10 +15,16 @@ from pytest_integration_kit.services.spec import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pytest_integration_kit.backends.local import LocalRunner
     from pytest_integration_kit.services.endpoint import Endpoint
+    from pytest_integration_kit.settings import Setting
 
 __all__ = ["RedisSpec"]
+
+#: Directives the kit gives the server itself: integration_redis_options cannot.
+RESERVED = ("port", "bind", "requirepass", "dir", "daemonize", "unixsocket", "include")
 
 
 class RedisSpec(ServiceSpec):
@@ -33,6 +40,20 @@ class RedisSpec(ServiceSpec):
     os_user = "redis"
     extra = "redis"
     driver_packages = ("redis",)
+    server_only_settings = ("options",)
+
+    def extra_settings(self) -> Sequence[Setting]:
+        return (
+            options_setting(
+                self.name,
+                self.title,
+                form="--name value (redis.conf directives)",
+                name_pattern=r"^[a-z][a-z0-9-]*$",
+                reserved=RESERVED,
+                example="maxmemory=64mb;maxmemory-policy=allkeys-lru",
+                bad_example="maxmemory 64mb",
+            ),
+        )
 
     def credentials(self, password: str | None = None) -> Credentials:
         """An empty password (``integration_redis_password =``) means no AUTH at all."""
@@ -51,7 +72,11 @@ class RedisSpec(ServiceSpec):
             # No password: protected mode would refuse the bridge network's connections.
             # The port is published on 127.0.0.1 only.
             auth = ["--protected-mode", "no"]
-        return ["redis-server", *auth, "--save", "", "--appendonly", "no"]
+        command = ["redis-server", *auth, "--save", "", "--appendonly", "no"]
+        for option in self.values.get("options") or ():
+            # redis-server joins the words after --name into one directive line.
+            command += [f"--{option.name}", *(option.value.split() or [""])]
+        return command
 
     def find_binaries(self, bin_dir: Path | None) -> dict[str, Path]:
         server, searched = find_executable(
@@ -95,6 +120,7 @@ class RedisSpec(ServiceSpec):
                     'save ""',
                     "appendonly no",
                     *auth,
+                    *(f"{o.name} {o.value}" for o in self.values.get("options") or ()),
                     "",
                 ]
             ),

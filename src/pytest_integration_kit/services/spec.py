@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import secrets
 import shutil
@@ -9,17 +10,20 @@ import signal
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pytest_integration_kit.errors import BackendUnavailable, MissingExtra
 from pytest_integration_kit.services.endpoint import Endpoint
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from pytest_integration_kit.backends.local import LocalRunner
     from pytest_integration_kit.settings import Setting
+
+_Spec = TypeVar("_Spec", bound="ServiceSpec")
 
 __all__ = ["Credentials", "LocalLaunch", "ServerContext", "ServiceSpec", "find_executable"]
 
@@ -106,6 +110,29 @@ class ServiceSpec(ABC):
     #: Top-level packages whose exceptions mean a failure involved this server (the
     #: failing test's report then carries the tail of the server's log).
     driver_packages: ClassVar[tuple[str, ...]] = ()
+    #: Keys of :meth:`extra_settings` that only servers the kit starts can honour
+    #: (server options, extensions): set with the url backend, the kit says they do nothing.
+    server_only_settings: ClassVar[tuple[str, ...]] = ()
+    #: The resolved values of :meth:`extra_settings`, by key (the name without
+    #: ``<name>_``): set on the copy :meth:`configured` returns, empty on the registered one.
+    values: Mapping[str, Any] = MappingProxyType({})
+
+    def configured(self: _Spec, values: Mapping[str, Any]) -> _Spec:
+        """A copy of this spec carrying the run's values of its own settings."""
+        clone = copy.copy(self)
+        clone.values = MappingProxyType(dict(values))
+        return clone
+
+    def identity(self) -> list[str]:
+        """What makes two servers of this spec differ beyond image and binaries: a kept
+        server (``integration_reuse``) is reused only when this is equal."""
+        return [f"{key}={self.values[key]!r}" for key in sorted(self.values)]
+
+    def after_start(self, endpoint: Endpoint, where: str) -> None:
+        """Called once on a server the kit started (docker, local), after it is ready and
+        before anyone uses it; ``where`` describes it for messages (``docker image …``).
+        Raises :class:`~pytest_integration_kit.errors.ServerStartError` to fail the start."""
+        return  # nothing to do unless the spec says so
 
     @property
     def markers(self) -> tuple[str, ...]:
