@@ -149,6 +149,11 @@ def bench_database(  # noqa: PLR0915 - one scenario per strategy, read top to bo
         results["clone: take + give back"] = pool_times[3:]
         results["clone: whole cycle"] = clone_times[3:]
         results["async rollback: whole cycle"] = asyncio.run(async_cycles(databases, 100))
+        if service == "postgres":  # pytest-asyncio's default: a new loop per test
+            for driver in ("asyncpg", "psycopg_async"):
+                results[f"async rollback, {driver}, a loop per test"] = loop_per_test(
+                    databases, 100, driver
+                )
         results["async rollback, shared loop"] = asyncio.run(
             async_cycles(databases, 300, shared_loop=True)
         )
@@ -187,6 +192,25 @@ async def async_cycles(
             await session.execute(text("INSERT INTO t03 (id, label) VALUES (2, 'x')"))
             await session.commit()
         lease.release()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples[5:]
+
+
+def loop_per_test(databases: IsolatedDatabases, rounds: int, driver: str) -> list[float]:
+    """An async session test in a loop of its own, as pytest-asyncio runs them by
+    default: asyncpg opens a connection per loop, psycopg's are kept across loops."""
+
+    async def one() -> None:
+        lease = DatabaseLease(databases, "rollback").acquire()
+        async with async_rollback_session(lease.async_engine(driver)) as session:
+            await session.execute(text("INSERT INTO t03 (id, label) VALUES (2, 'x')"))
+            await session.commit()
+        lease.release()
+
+    samples: list[float] = []
+    for _ in range(rounds + 5):
+        start = time.perf_counter()
+        asyncio.run(one())
         samples.append((time.perf_counter() - start) * 1000)
     return samples[5:]
 

@@ -77,7 +77,8 @@ def _env(suite: Suite, directory: Path) -> dict[str, str]:
     }
     env.update(
         PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
-        PYTHONPATH=str(directory),
+        # A PYTHONPATH of the caller comes after (a worktree's src/ measured as is).
+        PYTHONPATH=os.pathsep.join(p for p in (str(directory), os.environ.get("PYTHONPATH")) if p),
         BENCH_OUT=str(directory / "out.json"),
         BENCH_FIRST=str(directory / "first.txt"),
         INTEGRATION_MISSING="fail",

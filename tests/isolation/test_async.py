@@ -147,3 +147,65 @@ def test_a_pinned_loop_scope_mismatch_is_a_clear_error(pytester: pytest.Pytester
         ]
     )
     assert "attached to a different loop" not in result.stdout.str()
+
+
+CROSS_LOOP_CONFTEST = """
+from pytest_integration_kit.fixtures.isolation import postgres_async_session_factory
+
+pg_psycopg = postgres_async_session_factory(driver="psycopg_async")
+"""
+
+CROSS_LOOP_TESTS = """
+import asyncio
+import pytest
+from sqlalchemy import text
+
+PIDS = []
+
+
+@pytest.mark.parametrize("n", range(4))
+@pytest.mark.asyncio
+async def test_function_loop(pg_psycopg, n):
+    PIDS.append((id(asyncio.get_running_loop()), (await pg_psycopg.execute(
+        text("SELECT pg_backend_pid()"))).scalar()))
+    assert (await pg_psycopg.execute(text("SELECT count(*) FROM orders"))).scalar() == 0
+    await pg_psycopg.execute(text("INSERT INTO orders (id, user_id, total) VALUES (1, 1, 1)"))
+    await pg_psycopg.commit()
+    # Two statements at once on the psycopg connection: its lock waits in this loop.
+    raw = (await (await pg_psycopg.connection()).get_raw_connection()).driver_connection
+    await asyncio.gather(*(raw.execute("SELECT pg_sleep(0.01)") for _ in range(2)))
+
+
+@pytest.mark.asyncio
+async def test_cancelled_mid_query(pg_psycopg):
+    task = asyncio.ensure_future(pg_psycopg.execute(text("SELECT pg_sleep(5)")))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(BaseException):
+        await task
+
+
+@pytest.mark.asyncio
+async def test_after_a_cancelled_one(pg_psycopg):
+    assert (await pg_psycopg.execute(text("SELECT count(*) FROM users"))).scalar() == 2
+
+
+def test_one_server_connection_for_every_loop():
+    loops = {loop for loop, _ in PIDS}
+    pids = {pid for _, pid in PIDS}
+    assert len(loops) == 4, PIDS
+    assert len(pids) == 1, PIDS
+"""
+
+
+def test_psycopg_connections_serve_every_function_loop(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    """psycopg's async connections are kept between tests' event loops: four tests in
+    four loops run on one server connection, isolated; a test cancelled mid-query
+    leaves one that the next test does not get."""
+    write_project(pytester)
+    pytester.makeconftest(CROSS_LOOP_CONFTEST)
+    pytester.makepyfile(test_cross=CROSS_LOOP_TESTS)
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=7)

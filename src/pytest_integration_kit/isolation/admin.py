@@ -154,6 +154,14 @@ class DatabaseAdmin(ABC):
         """Wait for a server-wide lock named ``key`` (held by this connection)."""
 
     @abstractmethod
+    def try_lock(self, conn: Connection, key: str) -> bool:
+        """Take the server-wide lock ``key`` without waiting; False when someone holds it.
+
+        Held by ``conn`` until :meth:`unlock` or until the connection ends (a process
+        that dies gives its locks back with its connections).
+        """
+
+    @abstractmethod
     def unlock(self, conn: Connection, key: str) -> None: ...
 
     @abstractmethod
@@ -249,6 +257,12 @@ class PostgresAdmin(DatabaseAdmin):
         from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
 
         conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _lock_number(key)})
+
+    def try_lock(self, conn: Connection, key: str) -> bool:
+        from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
+
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _lock_number(key)})
+        return bool(got.scalar())
 
     def unlock(self, conn: Connection, key: str) -> None:
         from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
@@ -415,6 +429,11 @@ class MySQLAdmin(DatabaseAdmin):
         if got != 1:
             raise TimeoutError(f"could not take the MySQL lock {key!r} in 600 s")
 
+    def try_lock(self, conn: Connection, key: str) -> bool:
+        from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
+
+        return conn.execute(text("SELECT GET_LOCK(:k, 0)"), {"k": _lock_name(key)}).scalar() == 1
+
     def unlock(self, conn: Connection, key: str) -> None:
         from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used
 
@@ -505,7 +524,10 @@ class MySQLAdmin(DatabaseAdmin):
                 text(f"SELECT name FROM {_my_ident(template)}.{tracking.MYSQL_PREFIX}tables")
             )
         ]
-        with self.engine(endpoint, name).connect() as target:
+        from sqlalchemy.pool import NullPool  # noqa: PLC0415 - optional dependency, imported when used
+
+        # Pool-less: the copy's connection is closed with it, never left to the GC.
+        with self.engine(endpoint, name, poolclass=NullPool).connect() as target:
             target.exec_driver_sql("SET foreign_key_checks = 0")
             for table in all_tables:
                 row = conn.exec_driver_sql(

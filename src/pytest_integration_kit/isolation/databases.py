@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pytest_integration_kit.errors import IntegrationKitError
-from pytest_integration_kit.isolation import tracking
+from pytest_integration_kit.isolation import crossloop, tracking
 from pytest_integration_kit.isolation.admin import (
     LOCK_TIMEOUT_SECONDS,
     CleanReport,
@@ -32,6 +32,7 @@ from pytest_integration_kit.isolation.admin import (
     admin_for,
     lock_timeout_setting,
 )
+from pytest_integration_kit.isolation.kept import KeptDatabases
 from pytest_integration_kit.isolation.loops import LoopEngines
 from pytest_integration_kit.isolation.schema import SchemaSource
 
@@ -142,8 +143,12 @@ class IsolatedDatabases:
         *,
         owner: str | None = None,
         admin: DatabaseAdmin | None = None,
+        keep: bool = False,
     ) -> None:
         self.endpoint = endpoint
+        #: The server is kept for later runs: so is the worker database (leased, see
+        #: :mod:`~pytest_integration_kit.isolation.kept`), instead of one per run.
+        self.kept = KeptDatabases(self) if keep else None
         self.source = source or SchemaSource()
         self.owner = owner or owner_token()
         self.admin = admin or admin_for(endpoint.service)
@@ -265,7 +270,8 @@ class IsolatedDatabases:
             self._made.append(name)
             self.created += 1
 
-    def drop(self, name: str) -> None:
+    def dispose_engines(self, name: str) -> None:
+        """Close the connections this process holds on ``name`` (its engines go)."""
         with self._lock:
             engine = self._engines.pop(name, None)
             async_engines = [e for (n, _), e in self._async_engines.items() if n == name]
@@ -273,7 +279,10 @@ class IsolatedDatabases:
         if engine is not None:
             engine.dispose()
         for async_engine in async_engines:
-            async_engine.sync_engine.dispose()  # pool-less: nothing waits on a loop
+            crossloop.dispose(async_engine)
+
+    def drop(self, name: str) -> None:
+        self.dispose_engines(name)
         with self.admin_engine.connect() as conn:
             self.admin.drop(conn, name)
         with self._lock:
@@ -299,13 +308,17 @@ class IsolatedDatabases:
         return reaped
 
     def worker_database(self) -> str:
-        """This process's own database (made from the template on first use)."""
+        """This process's own database: made from the template on first use, or, on a
+        kept server, a kept one leased for the session."""
         with self._lock:
             if self._worker is None:
                 self.reap_orphans()
-                name = database_name(self.owner)
-                self.create_from_template(name)
-                self._worker = name
+                if self.kept is not None:
+                    self._worker = self.kept.acquire(self.template())
+                else:
+                    name = database_name(self.owner)
+                    self.create_from_template(name)
+                    self._worker = name
             return self._worker
 
     def engine(self, database: str | None = None) -> Engine:
@@ -332,11 +345,12 @@ class IsolatedDatabases:
         )
 
     def async_engine(self, database: str | None = None, driver: str | None = None) -> AsyncEngine:
-        """An AsyncEngine on ``database``, one per database and driver, without a pool.
+        """An AsyncEngine on ``database``, one per database and driver.
 
-        Async connections belong to the event loop that opened them and tests run in
-        many loops, so none is kept between uses; sharing the Engine still saves each
-        test the dialect's first-connect queries.
+        Tests run in many event loops. Most drivers' connections belong to the loop
+        that opened them, so none is kept between uses (no pool); sharing the Engine
+        still saves each test the dialect's first-connect queries. psycopg's can move
+        between loops: they are kept (:mod:`~pytest_integration_kit.isolation.crossloop`).
         """
         from sqlalchemy import make_url  # noqa: PLC0415 - optional dependency, imported when used
         from sqlalchemy.pool import NullPool  # noqa: PLC0415 - optional dependency, imported when used
@@ -348,9 +362,18 @@ class IsolatedDatabases:
             if engine is None:
                 url = make_url(self.endpoint.with_database(name).url)
                 base = url.drivername.split("+", 1)[0]
-                engine = self.admin.kit_async_engine(
-                    url.set(drivername=f"{base}+{chosen}"), poolclass=NullPool
-                )
+                if chosen in crossloop.CROSS_LOOP_DRIVERS:
+                    from sqlalchemy import event  # noqa: PLC0415 - optional dependency, imported when used
+
+                    engine = self.admin.kit_async_engine(
+                        url.set(drivername=f"{base}+{chosen}"),
+                        poolclass=crossloop.cross_loop_pool(),
+                    )
+                    event.listen(engine.sync_engine, "checkout", crossloop.on_checkout)
+                else:
+                    engine = self.admin.kit_async_engine(
+                        url.set(drivername=f"{base}+{chosen}"), poolclass=NullPool
+                    )
                 self._async_engines[(name, chosen)] = engine
             return engine
 
@@ -392,6 +415,9 @@ class IsolatedDatabases:
 
     def rebuild(self, name: str) -> None:
         """Make ``name`` anew from the template (after a test changed its schema)."""
+        if self.kept is not None and name == self.kept.name:
+            self.kept.remake(name)
+            return
         self.drop(name)
         self.create_from_template(name)
 
@@ -425,10 +451,14 @@ class IsolatedDatabases:
         if self._template is None:
             return f"{where}: no database made"
         how = "built" if self.template_built else "reused"
-        return f"{where}: template {self._template} {how}, {self.created} database(s) made from it"
+        line = f"{where}: template {self._template} {how}, {self.created} database(s) made from it"
+        if self.kept is not None and self.kept.name is not None:
+            line += f"; kept database {self.kept.name} {'reused' if self.kept.reused else 'made'}"
+        return line
 
     def close(self) -> None:
-        """Dispose every engine and drop every database this object made."""
+        """Dispose every engine and drop every database this object made (a kept
+        worker database stays: its lease ends)."""
         if self._pool is not None:
             self._pool.close()
         with self._lock:
@@ -438,11 +468,13 @@ class IsolatedDatabases:
         for engine in engines:
             engine.dispose()
         for async_engine in async_engines:
-            async_engine.sync_engine.dispose()
+            crossloop.dispose(async_engine)
         if made:
             with self.admin_engine.connect() as conn:
                 for name in made:
                     self.admin.drop(conn, name)
+        if self.kept is not None:  # the kept database stays, cleaned after the last test
+            self.kept.release()
         if self._admin_engine is not None:
             self._admin_engine.dispose()
 

@@ -10,6 +10,8 @@ from pytest_integration_kit.isolation.redis import RedisKeyspace
 from pytest_integration_kit.isolation.schema import SchemaSource
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pytest_integration_kit.services.endpoint import Endpoint
 
 __all__ = ["IsolationWorkspace"]
@@ -24,9 +26,17 @@ class IsolationWorkspace:
             engine = workspace.databases(endpoint).engine()
     """
 
-    def __init__(self, source: SchemaSource | None = None, *, owner: str | None = None) -> None:
+    def __init__(
+        self,
+        source: SchemaSource | None = None,
+        *,
+        owner: str | None = None,
+        kept: Callable[[Endpoint], bool] | None = None,
+    ) -> None:
         self.source = source or SchemaSource()
         self.owner = owner or owner_token()
+        #: Which servers are kept for later runs: their worker databases are kept too.
+        self.kept = kept
         self._lock = threading.Lock()
         self._databases: dict[tuple[str, str, int, str], IsolatedDatabases] = {}
         self._keyspaces: dict[tuple[str, int, str], RedisKeyspace] = {}
@@ -37,7 +47,8 @@ class IsolationWorkspace:
         with self._lock:
             found = self._databases.get(key)
             if found is None:
-                found = IsolatedDatabases(endpoint, self.source, owner=self.owner)
+                keep = self.kept is not None and self.kept(endpoint)
+                found = IsolatedDatabases(endpoint, self.source, owner=self.owner, keep=keep)
                 self._databases[key] = found
             return found
 

@@ -379,7 +379,7 @@ class ServerSet:
         """Begin starting every request at once; returns without waiting."""
         requests = list(requests)
         requests = [self.private(r) for r in requests]
-        if any(self.backend_choice(r) in ("auto", "docker") for r in requests):
+        if any(self._may_use_docker(r) for r in requests):
             preload_docker_modules()
         for request in requests:
             self._future(request)
@@ -387,7 +387,7 @@ class ServerSet:
     def get(self, request: ServerRequest) -> RunningServer:
         """The running server for ``request``, starting it if nobody has yet."""
         request = self.private(request)
-        if self.backend_choice(request) in ("auto", "docker"):
+        if self._may_use_docker(request):
             preload_docker_modules()
         future = self._future(request)
         while True:
@@ -512,15 +512,22 @@ class ServerSet:
     def _provide(self, request: ServerRequest) -> tuple[RunningServer, ServerRecord]:
         """Start a server for ``request`` here, or attach a kept one (``reuse``)."""
         options = self.options(request)
-        backend, tried = self._choose(request, options)
-        self._progress(request.service, "start", _starting(request, options, backend.name))
         started = time.monotonic()
-        reused = False
-        config_hash = ""
-        if self.reuse and backend.name != "url":
-            server, reused, config_hash = self._kept_or_started(request, options, backend)
+        attached = self._kept_for_auto(request, options)
+        if attached is not None:
+            backend, server, config_hash = attached
+            tried: list[str] = []
+            reused = True
         else:
-            server = backend.start(options)
+            backend, tried = self._choose(request, options)
+            self._progress(request.service, "start", _starting(request, options, backend.name))
+            started = time.monotonic()
+            reused = False
+            config_hash = ""
+            if self.reuse and backend.name != "url":
+                server, reused, config_hash = self._kept_or_started(request, options, backend)
+            else:
+                server = backend.start(options)
         seconds = (
             time.monotonic() - started if reused else server.seconds_to_ready
         ) or time.monotonic() - started
@@ -563,13 +570,53 @@ class ServerSet:
         )
         return server, record
 
+    def _may_use_docker(self, request: ServerRequest) -> bool:
+        """Whether starting ``request`` may need docker-py (not for a kept local server)."""
+        choice = self.backend_choice(request)
+        if choice == "auto" and self.reuse and self.kept is not None:
+            old = self.kept.read(self._slot(request))
+            return old is None or old.backend != "local"
+        return choice in ("auto", "docker")
+
+    def _slot(self, request: ServerRequest) -> str:
+        return "slot-" + digest(self.project, request.key)
+
+    def _kept_for_auto(
+        self, request: ServerRequest, options: ServerOptions
+    ) -> tuple[Backend, RunningServer, str] | None:
+        """Under ``auto`` with ``reuse``: the slot's kept server, if it matches and answers.
+
+        Attached before any backend is probed: ``auto`` would otherwise ask Docker
+        first (and try to pull a missing image) on every warm start, only to pick the
+        same kept server. Anything else (none kept, mismatched, dead) goes the usual way.
+        """
+        if not self.reuse or self.backend_choice(request) != "auto":
+            return None
+        assert self.kept is not None
+        slot = self._slot(request)
+        with self.kept.lock(slot, options.startup_timeout + LOCK_MARGIN):
+            old = self.kept.read(slot)
+            backend = self.backends.get(old.backend) if old is not None else None
+            if old is None or old.endpoint is None or backend is None:
+                return None
+            if backend.name not in AUTO_ORDER:
+                return None
+            try:
+                config_hash = self.config_hash(request, options, backend)
+            except Exception:  # e.g. the binaries are gone: the usual way then
+                return None
+            server = attach(old)
+            if old.config_hash != config_hash or not _answers(server):
+                return None
+            return backend, server, config_hash
+
     def _kept_or_started(
         self, request: ServerRequest, options: ServerOptions, backend: Backend
     ) -> tuple[RunningServer, bool, str]:
         """Attach the kept server of this slot if its configuration matches and it answers;
         otherwise remove it and keep a new one. Returns (server, reused, config hash)."""
         assert self.kept is not None
-        slot = "slot-" + digest(self.project, request.key)
+        slot = self._slot(request)
         config_hash = self.config_hash(request, options, backend)
         with self.kept.lock(slot, options.startup_timeout + LOCK_MARGIN):
             old = self.kept.read(slot)
@@ -602,6 +649,17 @@ class ServerSet:
             return started, False, config_hash
 
     # -- using ------------------------------------------------------------------------
+
+    def is_kept(self, endpoint: Endpoint) -> bool:
+        """Whether the server at ``endpoint`` is kept for later runs (``reuse``)."""
+        with self._lock:
+            records = list(self.records)
+        return any(
+            r.kept
+            and (r.endpoint.service, r.endpoint.host, r.endpoint.port)
+            == (endpoint.service, endpoint.host, endpoint.port)
+            for r in records
+        )
 
     def started(self, request: ServerRequest) -> RunningServer | None:
         """The server ``request`` got, if its start is over and succeeded."""
