@@ -10,6 +10,7 @@ from pytest_integration_kit.errors import (
     ServerNotReady,
     ServerStartError,
 )
+from pytest_integration_kit.fixtures.compose import compose_environment_factory
 from pytest_integration_kit.fixtures.connections import (
     mysql_connection_factory,
     postgres_async_connection_factory,
@@ -55,6 +56,7 @@ __all__ = [
     "ServerStartError",
     "ServiceSpec",
     "Tcp",
+    "compose_environment_factory",
     "container_server_factory",
     "fault_proxy_factory",
     "http_mock_factory",

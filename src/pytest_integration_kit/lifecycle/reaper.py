@@ -163,6 +163,33 @@ class Reaper:
                 report.errors.append(f"container {container.short_id}: {exc}")
                 continue
             report.containers.append(str(container.id))
+        self._reap_networks(report, label=label, session=session)
+
+    @staticmethod
+    def _reap_networks(report: ReapReport, *, label: str, session: str | None) -> None:
+        """The networks a Compose environment of the session made (once its containers
+        are gone)."""
+        try:
+            networks = docker_client().networks.list(filters={"label": label})
+        except Exception:
+            return
+        for network in networks:
+            labels = dict(network.attrs.get("Labels") or {})
+            if session is None:
+                owner = Owner.from_labels(labels)
+                if owner is None or owner.is_alive():
+                    continue
+            for attempt in range(20):
+                try:
+                    network.remove()
+                    break
+                except Exception as exc:
+                    # Its containers were just removed: the engine may still list them.
+                    if "active endpoints" in str(exc) and attempt < 19:
+                        time.sleep(0.25)
+                        continue
+                    report.errors.append(f"network {network.name}: {exc}")
+                    break
 
     @staticmethod
     def _dead_containers_listed(label: str) -> bool:

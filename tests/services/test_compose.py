@@ -1,0 +1,125 @@
+"""Compose environments: a user's docker-compose.yml of two services (PostgreSQL with a
+healthcheck, a small HTTP service without one) as a session fixture."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pytest_integration_kit.lifecycle.attached import docker_client
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("docker-compose") is None and shutil.which("docker") is None,
+    reason="no Compose CLI",
+)
+
+COMPOSE = """
+version: "2.4"
+services:
+  db:
+    image: pytest-integration-kit/postgres:15
+    environment:
+      POSTGRES_PASSWORD: secret
+    ports: ["127.0.0.1::5432"]
+    healthcheck:
+      test: ["CMD", "pg_isready", "-U", "postgres", "-h", "127.0.0.1"]
+      interval: 1s
+      retries: 60
+  web:
+    image: pytest-integration-kit/base:bookworm
+    command:
+      - perl
+      - -MIO::Socket::INET
+      - -e
+      - >-
+        sleep 2; my $$s = IO::Socket::INET->new(LocalPort => 8000, Listen => 8, ReuseAddr => 1)
+        or die; while (my $$c = $$s->accept) { <$$c>;
+        print $$c "HTTP/1.0 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok"; close $$c }
+    ports: ["127.0.0.1::8000"]
+"""
+
+TESTS = """
+import os, time, urllib.request, psycopg
+
+def test_db(env):
+    db = env.endpoint("db", 5432)
+    with psycopg.connect(host=db.host, port=db.port, user="postgres", password="secret",
+                         dbname="postgres") as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    print("READY", env.seconds_to_ready, env.project)
+    if os.environ.get("HOLD"):
+        time.sleep(600)
+
+def test_web(env):
+    web = env.endpoint("web", 8000)
+    with urllib.request.urlopen(f"http://{web.address}/", timeout=10) as answer:
+        assert answer.read() == b"ok"
+"""
+
+CONFTEST = """
+from pytest_integration_kit import compose_environment_factory
+
+env = compose_environment_factory("docker-compose.yml")
+"""
+
+
+def _project_containers(project: str) -> list[object]:
+    return list(
+        docker_client().containers.list(
+            all=True, filters={"label": f"com.docker.compose.project={project}"}
+        )
+    )
+
+
+def test_a_compose_file_of_two_services_waits_for_health_and_publishes(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makefile(".yml", **{"docker-compose": COMPOSE})
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_env=TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-s")
+    result.assert_outcomes(passed=2)
+    found = re.search(r"READY ([\d.]+) (\S+)", result.stdout.str())
+    assert found
+    print(f"compose environment (docker-compose): ready in {float(found[1]):.2f} s")
+    # Brought down at the end: no container of the project is left.
+    assert _project_containers(found[2]) == []
+
+
+def test_the_compose_environment_of_a_killed_run_is_reaped(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yml", **{"docker-compose": COMPOSE})
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_env=TESTS)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-s", "-k", "test_db"],
+        cwd=pytester.path,
+        env={**os.environ, "HOLD": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    project = ""
+    deadline = time.monotonic() + 180
+    for line in process.stdout:
+        found = re.search(r"READY [\d.]+ (\S+)", line)
+        if found:
+            project = found[1]
+            break
+        assert time.monotonic() < deadline
+    assert project
+    assert len(_project_containers(project)) == 2
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    pytester.makepyfile(test_later="def test_nothing():\n    pass\n")
+    later = pytester.runpytest_subprocess("-p", "no:randomly", "test_later.py")
+    later.assert_outcomes(passed=1)
+    assert _project_containers(project) == []
+    assert docker_client().networks.list(names=[f"{project}_default"]) == []
