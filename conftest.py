@@ -22,7 +22,9 @@ How a page's blocks become a user's project (the conventions authors follow):
   makes the snippet the body of the wrapper's last line (``def test_x(postgres_server):``),
   so a "from a script" example runs against a real server; the wrapper may set up
   names the snippet uses.
-- ``<!-- skip: next -->`` (Sybil's) skips the next block; say why in the prose.
+- ``<!-- skip: next -->`` right before a block skips it; say why in the prose. (This
+  file reads it, not Sybil's SkipParser, whose state follows run order: pytest-randomly
+  shuffles a page's examples.)
 - A block of ``--8<-- "path"`` lines only (pymdownx.snippets, docs/tutorial.md) shows a
   file of the example project as it is: the file must exist (it runs in its own suite).
 """
@@ -39,7 +41,6 @@ from typing import TYPE_CHECKING
 import tomllib
 from sybil import Region, Sybil
 from sybil.parsers.markdown.lexers import DirectiveInHTMLCommentLexer, FencedCodeBlockLexer
-from sybil.parsers.markdown.skip import SkipParser
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -55,6 +56,7 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 EXTRAS = set(PYPROJECT["project"]["optional-dependencies"])
 NOX_SESSION = re.compile(r"@nox\.session\(([^)]*)\)\s*(?:@[^\n]*\n\s*)*def (\w+)")
 DEV_COMMANDS = set(re.findall(r"^    (\w+)\)$", (ROOT / "dev").read_text(), re.M))
+SKIP_NEXT = re.compile(r"<!--\s*skip:\s*next\s*-->$")
 INCLUDE = re.compile(r'^--8<-- "([^"]+)"$')
 #: Where mkdocs.yml's pymdownx.snippets looks for included files.
 SNIPPET_BASE = ROOT / "examples" / "storefront"
@@ -255,6 +257,8 @@ class BlockParser:
 
     def __call__(self, document: Document) -> Iterable[Region]:
         for region in FencedCodeBlockLexer(language=r"[\w-]+")(document):
+            if SKIP_NEXT.search(document.text[: region.start].rstrip()[-80:]):
+                continue  # shown, not run: the prose says why
             evaluator = EVALUATORS.get(region.lexemes["language"])
             if _is_include(str(region.lexemes["source"])):
                 evaluator = _evaluate_include
@@ -295,7 +299,7 @@ def _wrap_next(example: Example) -> None:
 
 
 pytest_collect_file = Sybil(
-    parsers=[SkipParser(), BlockParser()],
+    parsers=[BlockParser()],
     patterns=["README.md", "docs/*.md"],
     fixtures=["pytester"],
 ).pytest()
