@@ -37,9 +37,13 @@ TEST_DEPS = [
 
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
-    """The project's tests: every backend for real (strict when CI is set)."""
+    """The project's tests: every backend for real (strict when CI is set).
+
+    Two workers: most tests wait on servers and inner runs, not on the CPU. The tests
+    that kill, reap or list kept servers host-wide share one worker (tests/conftest.py).
+    """
     session.install("-e", ".[all]", *TEST_DEPS)
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "-n", "2", "--dist", "loadgroup", *session.posargs)
 
 
 @nox.session(python="3.11")

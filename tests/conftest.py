@@ -40,6 +40,33 @@ if os.environ.get("CI"):
 SERVICES = ("postgres", "mysql", "redis")
 
 
+#: Modules whose tests kill runs and look at what is left, reap, or list and remove kept
+#: servers: every run on the host reaps dead sessions and sees every kept server, so
+#: one xdist worker runs all of these, one after another (nox: ``--dist loadgroup``).
+HOST_WIDE = frozenset(
+    {
+        "test_compose.py",
+        "test_kept_databases.py",
+        "test_kept_remove.py",
+        "test_log_tails.py",
+        "test_podman.py",
+        "test_rabbitmq.py",
+        "test_reaping.py",
+        "test_reuse.py",
+        "test_service_plugins.py",
+        "test_shared_paths.py",
+        "test_sharing.py",
+        "test_warm.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in HOST_WIDE:
+            item.add_marker(pytest.mark.xdist_group("host-wide"))
+
+
 def selected_backends() -> list[str]:
     raw = os.environ.get("PIK_TEST_BACKENDS", ",".join(ALL_BACKENDS))
     return [b.strip() for b in raw.split(",") if b.strip()]
