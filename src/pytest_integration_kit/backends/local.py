@@ -54,6 +54,7 @@ PORT_TAKEN_MARKERS = (
     "Could not create listening socket",
     "Do you already have another",
     "could not bind IPv4 address",
+    "eaddrinuse",  # Erlang's (RabbitMQ, its management listener or distribution port)
 )
 
 
