@@ -112,11 +112,11 @@ def test_flushdb_on_the_own_db_index_does_not_warn(
     assert "IntegrationKitWarning" not in result.stdout.str()
 
 
+# The url backend gives one server: a server per worker needs docker or local.
+@pytest.mark.parametrize("backend", ["docker", "local"])
 def test_a_server_per_worker_keeps_flushall_to_its_worker(
     pytester: pytest.Pytester, backend_env: str
 ) -> None:
-    if backend_env == "url":
-        pytest.skip("the url backend gives one server: per worker needs docker or local")
     pytester.makeini(
         INI.format(extra="integration_redis_per_worker = true\nfilterwarnings = error")
     )
@@ -127,12 +127,11 @@ def test_a_server_per_worker_keeps_flushall_to_its_worker(
     assert "IntegrationKitWarning" not in result.stdout.str()
 
 
+@pytest.mark.parametrize("backend", ["docker", "local"])
 def test_a_server_per_worker_from_the_environment(
     pytester: pytest.Pytester, backend_env: str
 ) -> None:
     """The env var spelling; one worker (no xdist) has one private server all the same."""
-    if backend_env == "url":
-        pytest.skip("the url backend gives one server: per worker needs docker or local")
     pytester.makeini(INI.format(extra="filterwarnings = error"))
     pytester.makepyfile(
         test_one="""
@@ -145,9 +144,8 @@ def test_a_server_per_worker_from_the_environment(
     result.assert_outcomes(passed=1)
 
 
+@pytest.mark.parametrize("backend", ["url"])
 def test_per_worker_on_the_url_backend_is_said(pytester: pytest.Pytester, backend_env: str) -> None:
-    if backend_env != "url":
-        pytest.skip("a conflict of the url backend only")
     pytester.makeini(INI.format(extra="integration_redis_per_worker = true"))
     pytester.makepyfile(test_one="def test_x(redis_client):\n    assert redis_client.ping()\n")
     result = pytester.runpytest_subprocess("-p", "no:randomly", "-W", "default")
