@@ -4,6 +4,7 @@ docker backend (the offline Debian image) and the local one (Debian's binaries).
 
 from __future__ import annotations
 
+import logging
 import re
 import signal
 import threading
@@ -190,3 +191,20 @@ def test_rabbitmq_url_backend_makes_worker_vhosts_through_the_named_management_p
         assert names == {"/"}
     finally:
         server.stop()
+
+
+def test_a_probe_of_a_server_not_up_yet_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    """Readiness polls a starting broker: each refused attempt is an answer, and pika's
+    ERROR lines for it would fill every failure report of the run."""
+    from pytest_integration_kit.backends.local import free_port  # noqa: PLC0415
+    from pytest_integration_kit.services.endpoint import Endpoint  # noqa: PLC0415
+
+    closed = Endpoint(
+        service="rabbitmq", host="127.0.0.1", port=free_port(), user="u", password="p",
+        database="/", backend="local", scheme="amqp",
+    )  # fmt: skip
+    with caplog.at_level("DEBUG", logger="pika"):
+        with pytest.raises(pika.exceptions.AMQPError):
+            RabbitMQSpec().probe(closed, 1.0)
+        assert logging.getLogger("pika").level == logging.DEBUG  # restored after the probe
+    assert [r for r in caplog.records if r.name.startswith("pika")] == []

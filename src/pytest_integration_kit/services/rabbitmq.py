@@ -7,7 +7,10 @@ backend it starts), whose port is the endpoint's ``ports["management"]``.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import secrets
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
@@ -22,6 +25,8 @@ from pytest_integration_kit.services.spec import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from pytest_integration_kit.backends.local import LocalRunner
     from pytest_integration_kit.services.endpoint import Endpoint
 
@@ -49,6 +54,36 @@ wait "$broker"; wait "$broker"; status=$?
 kill "$epmd" 2>/dev/null; wait "$epmd"
 exit "$status"
 """
+
+
+class _PikaQuiet:
+    """pika logs every failed connection attempt at ERROR: while a readiness probe
+    polls a server still starting, that filled failure reports with dozens of them.
+    Its loggers are raised to CRITICAL while any thread probes, then restored."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._level = logging.NOTSET
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        logger = logging.getLogger("pika")
+        with self._lock:
+            if self._depth == 0:
+                self._level = logger.level
+                logger.setLevel(logging.CRITICAL)
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    logger.setLevel(self._level)
+
+
+_pika_quiet = _PikaQuiet()
 
 
 class RabbitMQSpec(ServiceSpec):
@@ -210,7 +245,8 @@ class RabbitMQSpec(ServiceSpec):
             blocked_connection_timeout=timeout,
             connection_attempts=1,
         )
-        connection = pika.BlockingConnection(parameters)
+        with _pika_quiet():  # a refused attempt is the probe's answer, not an error to log
+            connection = pika.BlockingConnection(parameters)
         try:
             properties = connection._impl.server_properties or {}
             version = properties.get("version", b"")
