@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 # In-process pytester runs restore sys.modules afterwards. A driver first imported inside
 # one would be imported anew after it, while its C extension keeps the first copy's
@@ -61,10 +62,47 @@ HOST_WIDE = frozenset(
 )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.path.name in HOST_WIDE:
-            item.add_marker(pytest.mark.xdist_group("host-wide"))
+def _host_wide(nodeid: str) -> bool:
+    return nodeid.split("::", 1)[0].rsplit("/", 1)[-1] in HOST_WIDE
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` with the host-wide modules as one group, by file name.
+
+    Not by ``xdist_group`` marks: xdist 3.8 groups by an ``@group`` suffix it writes into
+    ``item._nodeid``, which pytest 9.2 no longer reads, so the marks grouped nothing
+    and host-wide tests ran on both workers at once (CI, 2026-12-06).
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling  # noqa: PLC0415 - only under xdist
+
+    class HostWideScheduling(LoadGroupScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return "host-wide" if _host_wide(nodeid) else str(super()._split_scope(nodeid))
+
+    return HostWideScheduling(config, log)
+
+
+@pytest.fixture(autouse=True)
+def _host_wide_tests_share_one_worker(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Fail a host-wide test that runs on another worker than the first one did: the
+    grouping above has stopped working, and the tests would see each other's servers."""
+    workerinput = getattr(request.config, "workerinput", None)  # only in xdist workers
+    if workerinput is None or not _host_wide(request.node.nodeid):
+        return
+    worker = str(workerinput["workerid"])
+    record = tmp_path_factory.getbasetemp().parent / "host-wide-worker"
+    try:
+        fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        first = record.read_text()
+        assert first in ("", worker), f"host-wide tests ran on {first} and {worker}"
+    else:
+        os.write(fd, worker.encode())
+        os.close(fd)
 
 
 def selected_backends() -> list[str]:
