@@ -150,6 +150,13 @@ def _positive_seconds(raw: str) -> float:
     return value
 
 
+def _lease_seconds(raw: str) -> float:
+    value = float(raw)
+    if not 1 <= value <= 86400:  # also rejects NaN
+        raise ValueError
+    return value
+
+
 def _path(raw: str) -> Path:
     """``raw`` as a path, ``~`` expanded; no NUL byte, no line break, not blank."""
     value = raw.strip()
@@ -455,6 +462,20 @@ def settings_table(specs: Iterable[ServiceSpec] | None = None) -> tuple[Setting,
             kind="int",
             example="4",
             bad_example="0",
+        ),
+        Setting(
+            "lease_seconds",
+            "How long what a run made on a server (databases, Redis db indexes, RabbitMQ "
+            "vhosts) stays its own without a renewal; a live run renews every third of it. "
+            "A run on another host drops what a killed run left once the lease has run "
+            "out; on the same host a dead process id is enough.",
+            _lease_seconds,
+            allowed="a number of seconds from 1 to 86400",
+            default=600.0,  # isolation.ownership.DEFAULT_LEASE_SECONDS
+            metavar="SECONDS",
+            kind="float",
+            example="120",
+            bad_example="0.5",
         ),
     ]
 

@@ -29,9 +29,9 @@ from pytest_integration_kit.isolation.databases import (
     MAX_NAME_BYTES,
     TEMPLATE_PREFIX,
     IsolatedDatabases,
-    owner_label,
     template_label,
 )
+from pytest_integration_kit.isolation.ownership import owner_label
 from pytest_integration_kit.isolation.schema import split_sql
 from pytest_integration_kit.isolation.tracking import dependency_order, referencing_closure
 from pytest_integration_kit.services import spec_for

@@ -8,13 +8,16 @@ import logging
 import re
 import signal
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pika
 import pytest
 from user_project import REPORTING_CONFTEST, Project, leftovers, make_project, wait_for
 
-from pytest_integration_kit.backends.base import ServerOptions
+from other_host import holder_elsewhere, kill
+from pytest_integration_kit.backends.base import RunningServer, ServerOptions
 from pytest_integration_kit.backends.local import LocalBackend
 from pytest_integration_kit.isolation.rabbitmq import Management, RabbitVhost
 from pytest_integration_kit.lifecycle.attached import processes_under
@@ -22,6 +25,9 @@ from pytest_integration_kit.services.rabbitmq import RabbitMQSpec
 
 #: The offline image CI builds (scripts/build-test-images); users keep ``rabbitmq:3``.
 TEST_IMAGE = "pytest-integration-kit/rabbitmq:3"
+
+#: Short enough to wait out, long enough that a loaded machine still renews in time.
+LEASE = 5.0
 
 #: As a user has it: the package's entry point registers RabbitMQ; registering it again
 #: from a conftest (an install older than the entry point) changes nothing.
@@ -165,32 +171,53 @@ def test_two_local_rabbitmq_servers_side_by_side_never_meet() -> None:
     assert not [pid for workdir in workdirs for pid in processes_under(workdir)]
 
 
-def test_rabbitmq_url_backend_makes_worker_vhosts_through_the_named_management_port(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A server someone else runs: its URL says where the management API is."""
+@pytest.fixture(scope="module")
+def broker() -> Iterator[RunningServer]:
+    """A broker someone else runs, for the url backend's tests."""
     server = LocalBackend().start(
         ServerOptions(spec=RabbitMQSpec(), image="", startup_timeout=120, session_id="urlrmq")
     )
-    try:
-        endpoint = server.endpoint
-        url = f"{endpoint.url}?management_port={endpoint.ports['management']}"
-        monkeypatch.setenv("INTEGRATION_MISSING", "fail")
-        monkeypatch.setenv("INTEGRATION_RABBITMQ_BACKEND", "url")
-        monkeypatch.setenv("INTEGRATION_RABBITMQ_URL", url)
-        project = _project(pytester.path / "app", TESTS, "url", monkeypatch)
-        result = project.run("-n", "2")
-        assert result.returncode == 0, result.stdout + result.stderr
-        reports = project.reports()
-        assert {r["port"] for r in reports} == {endpoint.port}
-        assert {r["management"] for r in reports} == {endpoint.ports["management"]}
-        assert len({r["vhost"] for r in reports}) == 2
-        assert endpoint.password not in result.stdout + result.stderr
-        # The workers' vhosts are gone; the server's own is left alone.
-        names = {v["name"] for v in Management(endpoint).get("/api/vhosts")}
-        assert names == {"/"}
-    finally:
-        server.stop()
+    yield server
+    server.stop()
+
+
+def test_rabbitmq_url_backend_makes_worker_vhosts_through_the_named_management_port(
+    broker: RunningServer, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server someone else runs: its URL says where the management API is."""
+    endpoint = broker.endpoint
+    url = f"{endpoint.url}?management_port={endpoint.ports['management']}"
+    monkeypatch.setenv("INTEGRATION_MISSING", "fail")
+    monkeypatch.setenv("INTEGRATION_RABBITMQ_BACKEND", "url")
+    monkeypatch.setenv("INTEGRATION_RABBITMQ_URL", url)
+    project = _project(pytester.path / "app", TESTS, "url", monkeypatch)
+    result = project.run("-n", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    reports = project.reports()
+    assert {r["port"] for r in reports} == {endpoint.port}
+    assert {r["management"] for r in reports} == {endpoint.ports["management"]}
+    assert len({r["vhost"] for r in reports}) == 2
+    assert endpoint.password not in result.stdout + result.stderr
+    # The workers' vhosts are gone; the server's own is left alone.
+    names = {v["name"] for v in Management(endpoint).get("/api/vhosts")}
+    assert names == {"/"}
+
+
+def test_another_hosts_vhost_lives_while_renewed_and_is_deleted_after_its_lease(
+    broker: RunningServer,
+) -> None:
+    """A CI job on another host holds a vhost on the shared broker and is killed."""
+    endpoint = broker.endpoint
+    url = f"{endpoint.url}?management_port={endpoint.ports['management']}"
+    here = RabbitVhost(endpoint, lease_seconds=LEASE)
+    with holder_elsewhere("rabbitmq", url, LEASE) as (process, made):
+        time.sleep(2 * LEASE)  # its vhost's description is renewed meanwhile
+        assert made["name"] not in here.reap_orphans()
+        kill(process)
+        assert made["name"] not in here.reap_orphans()  # its lease still runs
+        time.sleep(LEASE + 1.5)
+        assert made["name"] in here.reap_orphans()
+    assert {v["name"] for v in Management(endpoint).get("/api/vhosts")} == {"/"}
 
 
 def test_a_probe_of_a_server_not_up_yet_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:

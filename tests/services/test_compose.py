@@ -9,7 +9,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +125,92 @@ def test_the_compose_environment_of_a_killed_run_is_reaped(pytester: pytest.Pyte
     later.assert_outcomes(passed=1)
     assert _project_containers(project) == []
     assert docker_client().networks.list(names=[f"{project}_default"]) == []
+
+
+#: Each test records which project it used and whether it found it up already.
+SHARED_TESTS = """
+import os, time
+
+def _record(env, name):
+    with open(os.environ["RECORD"], "a") as out:
+        out.write(f"{name} {os.getpid()} {env.project} {env.attached}\\n")
+    time.sleep(3)  # both workers hold it at once
+
+def test_one(env):
+    _record(env, "one")
+
+def test_two(env):
+    _record(env, "two")
+"""
+
+
+def _records(path: Path) -> list[list[str]]:
+    return [line.split() for line in path.read_text().splitlines()]
+
+
+def test_the_workers_of_a_run_share_one_environment(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makefile(".yml", **{"docker-compose": COMPOSE})
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_env=SHARED_TESTS)
+    record = pytester.path / "record.txt"
+    monkeypatch.setenv("RECORD", str(record))
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-n", "2")
+    result.assert_outcomes(passed=2)
+    rows = _records(record)
+    assert len({pid for _, pid, _, _ in rows}) == 2  # two workers...
+    (project,) = {project for _, _, project, _ in rows}  # ...one project
+    assert sorted(attached for *_, attached in rows) == ["False", "True"]
+    assert _project_containers(project) == []  # the last one out took it down
+
+
+def test_a_kept_environment_is_attached_by_the_next_run_until_its_file_changes(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = Path(tempfile.mkdtemp(prefix="pik-compose-cache-"))
+    monkeypatch.setenv("INTEGRATION_CACHE_DIR", str(cache))
+    pytester.makefile(".yml", **{"docker-compose": COMPOSE})
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_env=SHARED_TESTS)
+    record = pytester.path / "record.txt"
+    monkeypatch.setenv("RECORD", str(record))
+    project = ""
+    try:
+        first = pytester.runpytest_subprocess("-p", "no:randomly", "--integration-reuse")
+        first.assert_outcomes(passed=2)
+        (project,) = {p for _, _, p, _ in _records(record)}
+        kept = {c.id for c in _project_containers(project)}  # type: ignore[attr-defined]
+        assert len(kept) == 2  # left up for the next run
+
+        record.unlink()
+        second = pytester.runpytest_subprocess("-p", "no:randomly", "--integration-reuse")
+        second.assert_outcomes(passed=2)
+        assert {(p, a) for _, _, p, a in _records(record)} == {(project, "True")}
+        assert {c.id for c in _project_containers(project)} == kept  # type: ignore[attr-defined]
+
+        # Another file is another environment: the kept one is replaced, not attached.
+        pytester.makefile(".yml", **{"docker-compose": COMPOSE.replace("secret", "other")})
+        record.unlink()
+        third = pytester.runpytest_subprocess("-p", "no:randomly", "--integration-reuse")
+        third.assert_outcomes(passed=2)
+        assert {(p, a) for _, _, p, a in _records(record)} == {(project, "False")}
+        replaced = {c.id for c in _project_containers(project)}  # type: ignore[attr-defined]
+        assert len(replaced) == 2
+        assert not replaced & kept
+
+        # Listed and removed with the kept servers.
+        kept_cli = [sys.executable, "-m", "pytest_integration_kit", "kept"]
+        cache_arg = ["--cache-dir", str(cache)]
+        listing = subprocess.run(
+            [*kept_cli, "list", *cache_arg], capture_output=True, text=True, check=True
+        )
+        assert listing.stdout.count("compose") == 2, listing.stdout + listing.stderr
+        subprocess.run([*kept_cli, "remove", *cache_arg], check=True, capture_output=True)
+        assert _project_containers(project) == []
+    finally:
+        for container in _project_containers(project):
+            container.remove(force=True, v=True)  # type: ignore[attr-defined]
+        for network in docker_client().networks.list(names=[f"{project}_default"]):
+            network.remove()
+        shutil.rmtree(cache, ignore_errors=True)

@@ -73,17 +73,22 @@ class ComposeEnvironment:
         labels: dict[str, str],
         services: tuple[str, ...] = (),
         startup_timeout: float = 120.0,
+        identity: tuple[str, ...] = (),
     ) -> None:
         self.compose_file = compose_file.resolve()
         if not self.compose_file.is_file():
             raise ServerStartError(f"compose file {self.compose_file} does not exist")
         self.project = project
         self.labels = labels
+        #: The labels that make a running project this one, for :meth:`attach`.
+        self.identity = identity
         self.services = services
         self.startup_timeout = startup_timeout
         self._tmp = Path(tempfile.mkdtemp(prefix="pik-compose-"))
         self._base = compose_command()
         self.seconds_to_ready = 0.0
+        #: True when :meth:`attach` found the project up (another worker's, or kept).
+        self.attached = False
 
     # -- the CLI ----------------------------------------------------------------------
 
@@ -114,6 +119,7 @@ class ComposeEnvironment:
         return {"version": found[1]} if found else {}
 
     def _service_names(self) -> list[str]:
+        self._tmp.mkdir(mode=0o700, exist_ok=True)  # again after a down()
         (self._tmp / "labels.yml").write_text(json.dumps({**self._version(), "services": {}}))
         names = self._run("config", "--services").split()
         return [n for n in names if not self.services or n in self.services]
@@ -130,6 +136,34 @@ class ComposeEnvironment:
         (self._tmp / "labels.yml").write_text(json.dumps(document))
 
     # -- lifecycle --------------------------------------------------------------------
+
+    def attach(self) -> bool:
+        """Use the project if it is already up: every chosen service has a running
+        container carrying this environment's :attr:`identity` labels (a kept project's
+        reuse label holds the hash of its file, so a changed file never attaches).
+
+        Waits for them to be ready, as :meth:`up` does; False (nothing waited for) when
+        they are not all there.
+        """
+        started = time.monotonic()
+        names = self._service_names()
+        self._write_labels(names)
+        running = {
+            container.labels.get("com.docker.compose.service", "")
+            for container in self._containers()
+            if container.status == "running"
+            and all(container.labels.get(k) == self.labels.get(k) for k in self.identity)
+        }
+        if not set(names) <= running:
+            return False
+        self._wait(names, started + self.startup_timeout)
+        self.seconds_to_ready = time.monotonic() - started
+        self.attached = True
+        return True
+
+    def exists(self) -> bool:
+        """Whether any container of the project is there (running or not, any labels)."""
+        return bool(self._containers())
 
     def up(self) -> ComposeEnvironment:
         started = time.monotonic()
@@ -236,4 +270,8 @@ class ComposeEnvironment:
         try:
             self._run("down", "-v", "--remove-orphans", "--timeout", "5", timeout=120)
         finally:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            self.close()
+
+    def close(self) -> None:
+        """Forget the project, leaving it up (for another process, or a later run)."""
+        shutil.rmtree(self._tmp, ignore_errors=True)

@@ -222,6 +222,11 @@ class DatabaseAdmin(ABC):
     def exists(self, conn: Connection, name: str) -> bool:
         return self.template_state(conn, name) != "absent"
 
+    @abstractmethod
+    def server_time(self, conn: Connection) -> float:
+        """The server's clock, in seconds since the epoch: leases are on it, so hosts
+        whose clocks disagree still agree on when one ran out."""
+
 
 def _pg_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
@@ -368,6 +373,10 @@ class PostgresAdmin(DatabaseAdmin):
             {"p": prefix, "t": templates},
         )
         return {str(r[0]): str(r[1]) for r in rows}
+
+    def server_time(self, conn: Connection) -> float:
+        now = conn.exec_driver_sql("SELECT extract(epoch FROM clock_timestamp())").scalar_one()
+        return float(now)
 
     def drop_template(self, conn: Connection, name: str) -> None:
         conn.exec_driver_sql(f"ALTER DATABASE {_pg_ident(name)} IS_TEMPLATE false")
@@ -614,9 +623,17 @@ class MySQLAdmin(DatabaseAdmin):
     def label(self, conn: Connection, name: str, text: str) -> None:
         from sqlalchemy.exc import DBAPIError  # noqa: PLC0415 - optional dependency, imported when used
 
-        # MariaDB keeps schema comments; Oracle MySQL has none, and goes unlabelled.
+        # MariaDB keeps schema comments; Oracle MySQL has none, and goes unlabelled. The
+        # bound wait: ALTER DATABASE queues behind DDL running in that database.
         with contextlib.suppress(DBAPIError):
-            conn.exec_driver_sql(f"ALTER DATABASE {_my_ident(name)} COMMENT {_my_literal(text)}")
+            conn.exec_driver_sql(
+                "SET STATEMENT lock_wait_timeout=10 FOR "
+                f"ALTER DATABASE {_my_ident(name)} COMMENT {_my_literal(text)}"
+            )
+
+    def server_time(self, conn: Connection) -> float:
+        now = conn.exec_driver_sql("SELECT UNIX_TIMESTAMP(NOW(6))").scalar_one()
+        return float(now)
 
     def labelled(self, conn: Connection, prefix: str, *, templates: bool = False) -> dict[str, str]:
         from sqlalchemy import text  # noqa: PLC0415 - optional dependency, imported when used

@@ -16,7 +16,6 @@ import hashlib
 import os
 import queue
 import re
-import socket
 import threading
 import time
 import uuid
@@ -34,10 +33,17 @@ from pytest_integration_kit.isolation.admin import (
 )
 from pytest_integration_kit.isolation.kept import KeptDatabases
 from pytest_integration_kit.isolation.loops import LoopEngines
+from pytest_integration_kit.isolation.ownership import (
+    DEFAULT_LEASE_SECONDS,
+    abandoned,
+    owner_label,
+    parse_owner,
+    server_deadline,
+)
 from pytest_integration_kit.isolation.schema import SchemaSource
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from pytest_integration_kit.services.endpoint import Endpoint
@@ -92,19 +98,6 @@ def database_name(*parts: str) -> str:
     return name[: MAX_NAME_BYTES - len(digest) - 1] + "_" + digest
 
 
-def owner_label(host: str | None = None, pid: int | None = None) -> str:
-    """What a database the kit made says about its maker: host and process id."""
-    return (
-        f"pytest-integration-kit host={host or socket.gethostname()} "
-        f"pid={pid if pid is not None else os.getpid()}"
-    )
-
-
-def _label_owner(label: str) -> tuple[str, int] | None:
-    match = re.fullmatch(r"pytest-integration-kit host=(\S+) pid=(\d+)", label.strip())
-    return (match[1], int(match[2])) if match else None
-
-
 def template_label(day: datetime.date | None = None) -> str:
     """What a template says about itself: the day a session last used it."""
     return f"pytest-integration-kit template used={(day or datetime.date.today()).isoformat()}"
@@ -113,16 +106,6 @@ def template_label(day: datetime.date | None = None) -> str:
 def _label_day(label: str) -> datetime.date | None:
     match = re.fullmatch(r"pytest-integration-kit template used=(\d{4}-\d\d-\d\d)", label.strip())
     return datetime.date.fromisoformat(match[1]) if match else None
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's, but alive
-        return True
-    return True
 
 
 @dataclass
@@ -144,8 +127,12 @@ class IsolatedDatabases:
         owner: str | None = None,
         admin: DatabaseAdmin | None = None,
         keep: bool = False,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         self.endpoint = endpoint
+        #: How long the databases made here stay this process's without a :meth:`renew`.
+        self.lease_seconds = lease_seconds
+        self._clock_offset: float | None = None  # server clock - local clock
         #: The server is kept for later runs: so is the worker database (leased, see
         #: :mod:`~pytest_integration_kit.isolation.kept`), instead of one per run.
         self.kept = KeptDatabases(self) if keep else None
@@ -264,7 +251,7 @@ class IsolatedDatabases:
         template = self.template()
         with self.admin_engine.connect() as conn:
             self.admin.drop(conn, name)  # a leftover of a crashed run with our name
-            self.admin.clone(conn, self.endpoint, template, name, label=owner_label())
+            self.admin.clone(conn, self.endpoint, template, name, label=self._owner_label(conn))
             self.admin.database_defaults(conn, name)
         with self._lock:
             self._made.append(name)
@@ -291,18 +278,37 @@ class IsolatedDatabases:
 
     # -- databases ------------------------------------------------------------------
 
-    def reap_orphans(self) -> list[str]:
-        """Drop databases left by kit processes of this host that are gone (kill -9, crash).
+    def _owner_label(self, conn: Connection) -> str:
+        """This process's label, its lease ending ``lease_seconds`` from now."""
+        if self._clock_offset is None:
+            self._clock_offset = self.admin.server_time(conn) - time.time()
+        return owner_label(until=server_deadline(self._clock_offset, self.lease_seconds))
 
-        Only databases labelled with this host's name and a dead process id are
-        touched: other hosts' sessions, and live ones, are never.
+    def renew(self) -> None:
+        """Push the lease of every database made here ``lease_seconds`` ahead."""
+        with self._lock:
+            made = list(self._made)
+        if not made:
+            return
+        with self.admin_engine.connect() as conn:
+            label = self._owner_label(conn)
+            for name in made:
+                self.admin.label(conn, name, label)
+
+    def reap_orphans(self) -> list[str]:
+        """Drop databases whose makers are gone (kill -9, crash, a CI job cancelled).
+
+        On this host, a dead process id is enough; a database made on another host is
+        dropped only once its lease has run out (:func:`~.ownership.abandoned`). Live
+        sessions' databases, and unlabelled ones, are never touched.
         """
-        host = socket.gethostname()
         reaped: list[str] = []
         with self.admin_engine.connect() as conn:
-            for name, label in self.admin.labelled(conn, NAME_PREFIX).items():
-                owner = _label_owner(label)
-                if owner is not None and owner[0] == host and not _process_alive(owner[1]):
+            labels = self.admin.labelled(conn, NAME_PREFIX)
+            now = self.admin.server_time(conn)
+            for name, label in labels.items():
+                owner = parse_owner(label)
+                if owner is not None and abandoned(owner, now=now):
                     self.admin.drop(conn, name)
                     reaped.append(name)
         return reaped

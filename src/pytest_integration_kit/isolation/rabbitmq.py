@@ -5,19 +5,32 @@ AMQP cannot make a vhost: the management API (HTTP, the endpoint's
 full permissions for the endpoint's user, deleted at the end of the session. After each
 test every queue in it is purged (queues, exchanges and bindings stay declared:
 declaring them again is idempotent). Nothing here imports pytest.
+
+The vhost's description is its owner's label with a lease (:mod:`.ownership`), renewed
+while the process lives; making one first deletes the ``pik_`` vhosts whose owners are
+gone (this host) or whose leases ran out (any host).
 """
 
 from __future__ import annotations
 
 import base64
+import email.utils
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from pytest_integration_kit.isolation.databases import IsolationError, owner_token
+from pytest_integration_kit.isolation.ownership import (
+    DEFAULT_LEASE_SECONDS,
+    abandoned,
+    owner_label,
+    parse_owner,
+    server_deadline,
+)
 
 if TYPE_CHECKING:
     from pytest_integration_kit.services.endpoint import Endpoint
@@ -46,19 +59,28 @@ class Management:
 
     def call(self, method: str, path: str, body: object = None) -> Any:
         """``method path`` → the decoded JSON answer (None for an empty one)."""
+        raw, _ = self._request(method, path, body)
+        return json.loads(raw) if raw.strip() else None
+
+    def server_time(self) -> float:
+        """The broker's clock (its answers' ``Date``), where vhost leases are measured."""
+        _, date = self._request("GET", "/api/whoami", None)
+        parsed = email.utils.parsedate_to_datetime(date) if date else None
+        return parsed.timestamp() if parsed is not None else time.time()
+
+    def _request(self, method: str, path: str, body: object) -> tuple[bytes, str]:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(  # noqa: S310 - http only, built from the endpoint
             self.base + path, data=data, method=method, headers=self._headers
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # noqa: S310
-                raw = answer.read()
+                return answer.read(), str(answer.headers.get("Date") or "")
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:200]
             raise IsolationError(
                 f"RabbitMQ management API: {method} {path} answered {exc.code}: {detail}"
             ) from None
-        return json.loads(raw) if raw.strip() else None
 
     def get(self, path: str) -> Any:
         return self.call("GET", path)
@@ -67,13 +89,51 @@ class Management:
 class RabbitVhost:
     """This process's vhost on one RabbitMQ server."""
 
-    def __init__(self, endpoint: Endpoint, *, owner: str | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        owner: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> None:
         self.endpoint = endpoint
         self.owner = owner or owner_token()
         self.name = VHOST_PREFIX + self.owner
+        self.lease_seconds = lease_seconds
         self._api = Management(endpoint)
         self._lock = threading.Lock()
         self._created = False
+        self._clock_offset: float | None = None  # broker clock - local clock
+
+    def _label(self) -> dict[str, object]:
+        if self._clock_offset is None:
+            self._clock_offset = self._api.server_time() - time.time()
+        until = server_deadline(self._clock_offset, self.lease_seconds)
+        return {"tracing": False, "description": owner_label(until=until)}
+
+    def reap_orphans(self) -> list[str]:
+        """Delete the kit's vhosts whose owners are gone or whose leases ran out."""
+        now = self._api.server_time()
+        reaped = []
+        for vhost in self._api.get("/api/vhosts?columns=name,description") or []:
+            name = str(vhost.get("name", ""))
+            owner = parse_owner(str(vhost.get("description") or ""))
+            if not name.startswith(VHOST_PREFIX) or name == self.name or owner is None:
+                continue
+            if abandoned(owner, now=now):
+                try:
+                    self._api.call("DELETE", f"/api/vhosts/{quote(name, safe='')}")
+                except IsolationError as exc:
+                    if " 404:" not in str(exc):  # another run reaped it first
+                        raise
+                reaped.append(name)
+        return reaped
+
+    def renew(self) -> None:
+        """Push the vhost's lease ``lease_seconds`` ahead (its description)."""
+        with self._lock:
+            if self._created:
+                self._api.call("PUT", f"/api/vhosts/{self._path}", self._label())
 
     @property
     def _path(self) -> str:
@@ -83,7 +143,8 @@ class RabbitVhost:
         """Make the vhost (once), let the endpoint's user in; the endpoint on it."""
         with self._lock:
             if not self._created:
-                self._api.call("PUT", f"/api/vhosts/{self._path}", {"tracing": False})
+                self.reap_orphans()
+                self._api.call("PUT", f"/api/vhosts/{self._path}", self._label())
                 user = quote(self.endpoint.user, safe="")
                 everything = {"configure": ".*", "write": ".*", "read": ".*"}
                 self._api.call("PUT", f"/api/permissions/{self._path}/{user}", everything)

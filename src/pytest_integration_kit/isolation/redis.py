@@ -18,6 +18,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from pytest_integration_kit.isolation.databases import IsolationError, owner_token
+from pytest_integration_kit.isolation.ownership import DEFAULT_LEASE_SECONDS
 
 if TYPE_CHECKING:
     import redis as redis_sync
@@ -31,16 +32,23 @@ __all__ = ["CLAIM_PREFIX", "RedisKeyspace"]
 CLAIM_PREFIX = "pik:claim:db:"
 #: Prefix mode's canary in db 0 (db mode's canary is the claim key itself).
 CANARY_PREFIX = "pik:canary:"
-#: A claim outlives a crashed owner by at most this long.
-CLAIM_SECONDS = 24 * 3600
 
 
 class RedisKeyspace:
     """This process's db index (or key prefix) on one Redis server."""
 
-    def __init__(self, endpoint: Endpoint, *, owner: str | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        owner: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> None:
         self.endpoint = endpoint
         self.owner = owner or owner_token()
+        #: The claim key expires this long after its last :meth:`renew` (Redis's clock):
+        #: a crashed owner's db index is free again after it, whichever host asks.
+        self.claim_seconds = max(1, round(lease_seconds))
         self._lock = threading.Lock()
         self.db: int | None = None
         #: Non-empty only in prefix mode: every key of the tests must start with it.
@@ -73,13 +81,13 @@ class RedisKeyspace:
                 count = self._database_count(base)
                 for index in range(1, count):
                     key = f"{CLAIM_PREFIX}{index}"
-                    if base.set(key, self.owner, nx=True, ex=CLAIM_SECONDS):
+                    if base.set(key, self.owner, nx=True, ex=self.claim_seconds):
                         self.db = index
                         break
                 else:
                     self.db = 0
                     self.prefix = f"pik:{self.owner}:"
-                    base.set(self._canary_key(), self.owner, ex=CLAIM_SECONDS)
+                    base.set(self._canary_key(), self.owner, ex=self.claim_seconds)
             finally:
                 base.close()
             self._client = self._connect(self.db)
@@ -106,8 +114,24 @@ class RedisKeyspace:
             base, key = self._base, self._canary_key()
         if base.exists(key):
             return False
-        base.set(key, self.owner, nx=True, ex=CLAIM_SECONDS)
+        base.set(key, self.owner, nx=True, ex=self.claim_seconds)
         return True
+
+    def renew(self) -> None:
+        """Push the claim's (or canary's) expiry ``claim_seconds`` ahead, if still ours.
+
+        A missing key is left missing: :meth:`wiped` reports it and puts it back.
+        """
+        with self._lock:
+            if self.db is None:
+                return
+            key = self._canary_key()
+        base = self._connect(0)
+        try:
+            if base.get(key) == self.owner.encode():
+                base.expire(key, self.claim_seconds)
+        finally:
+            base.close()
 
     def _database_count(self, client: redis_sync.Redis) -> int:
         from redis.exceptions import ResponseError  # noqa: PLC0415 - optional dependency, imported when used

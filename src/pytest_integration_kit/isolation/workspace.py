@@ -6,6 +6,11 @@ import threading
 from typing import TYPE_CHECKING
 
 from pytest_integration_kit.isolation.databases import IsolatedDatabases, owner_token
+from pytest_integration_kit.isolation.ownership import (
+    DEFAULT_LEASE_SECONDS,
+    LeaseRenewer,
+    Renewable,
+)
 from pytest_integration_kit.isolation.redis import RedisKeyspace
 from pytest_integration_kit.isolation.schema import SchemaSource
 
@@ -24,6 +29,9 @@ class IsolationWorkspace:
 
         with IsolationWorkspace(SchemaSource(schema="app.models:Base")) as workspace:
             engine = workspace.databases(endpoint).engine()
+
+    While it is open, a daemon thread renews the leases of everything made through it
+    (and of whatever else is :meth:`hold`-ed), so other hosts leave them alone.
     """
 
     def __init__(
@@ -32,9 +40,12 @@ class IsolationWorkspace:
         *,
         owner: str | None = None,
         kept: Callable[[Endpoint], bool] | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         self.source = source or SchemaSource()
         self.owner = owner or owner_token()
+        self.lease_seconds = lease_seconds
+        self.leases = LeaseRenewer(lease_seconds)
         #: Which servers are kept for later runs: their worker databases are kept too.
         self.kept = kept
         self._lock = threading.Lock()
@@ -48,8 +59,15 @@ class IsolationWorkspace:
             found = self._databases.get(key)
             if found is None:
                 keep = self.kept is not None and self.kept(endpoint)
-                found = IsolatedDatabases(endpoint, self.source, owner=self.owner, keep=keep)
+                found = IsolatedDatabases(
+                    endpoint,
+                    self.source,
+                    owner=self.owner,
+                    keep=keep,
+                    lease_seconds=self.lease_seconds,
+                )
                 self._databases[key] = found
+                self.leases.hold(found)
             return found
 
     def keyspace(self, endpoint: Endpoint) -> RedisKeyspace:
@@ -58,9 +76,15 @@ class IsolationWorkspace:
         with self._lock:
             found = self._keyspaces.get(key)
             if found is None:
-                found = RedisKeyspace(endpoint, owner=self.owner)
+                found = RedisKeyspace(endpoint, owner=self.owner, lease_seconds=self.lease_seconds)
                 self._keyspaces[key] = found
+                self.leases.hold(found)
             return found
+
+    def hold(self, item: Renewable) -> None:
+        """Renew ``item``'s lease with this workspace's until it closes (a RabbitMQ
+        vhost, or anything of the user's with a ``renew()``)."""
+        self.leases.hold(item)
 
     def keyspaces(self) -> list[RedisKeyspace]:
         """Every Redis keyspace made so far."""
@@ -86,6 +110,7 @@ class IsolationWorkspace:
 
     def close(self) -> None:
         """Drop every database and give back every Redis db index; first error re-raised."""
+        self.leases.stop()
         with self._lock:
             items: list[IsolatedDatabases | RedisKeyspace] = [
                 *self._databases.values(),

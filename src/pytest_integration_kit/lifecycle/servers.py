@@ -254,6 +254,11 @@ class ServerSet:
                 self.run = run
             return self.run
 
+    def run_directory(self) -> RunDirectory:
+        """The run directory, for what else the run's processes share (a Compose
+        environment): its locks and files live as long as the run."""
+        return self._run_dir()
+
     def _known_run(self) -> RunDirectory | None:
         """The run directory if any process of the run made it (without making it)."""
         if self.run is not None:
