@@ -285,7 +285,8 @@ class IsolatedDatabases:
         return owner_label(until=server_deadline(self._clock_offset, self.lease_seconds))
 
     def renew(self) -> None:
-        """Push the lease of every database made here ``lease_seconds`` ahead."""
+        """Push the lease of every database made here ``lease_seconds`` ahead (an
+        :class:`~.workspace.IsolationWorkspace` does, every third of the lease)."""
         with self._lock:
             made = list(self._made)
         if not made:
