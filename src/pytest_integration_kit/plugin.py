@@ -67,7 +67,11 @@ from pytest_integration_kit.fixtures.services import (
 )
 from pytest_integration_kit.isolation.schema import SchemaSource
 from pytest_integration_kit.reporting.header import header_line, settings_table
-from pytest_integration_kit.reporting.logtails import LOG_TAIL_LINES, wants_log_tail
+from pytest_integration_kit.reporting.logtails import (
+    LOG_TAIL_LINES,
+    compose_log_sections,
+    wants_log_tail,
+)
 from pytest_integration_kit.reporting.progress import Progress
 from pytest_integration_kit.reporting.summary import RunReport, stopped_line
 from pytest_integration_kit.services import REGISTRY, spec_for
@@ -389,7 +393,8 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, Any, None]:
     """Tag a test skipped or errored for a missing server (for the summary), and attach
-    a server's log tail where the failure involves that server (reporting.logtails)."""
+    a server's log tail where the failure involves that server, and the logs of the
+    Compose services that went down (reporting.logtails)."""
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
     exc = call.excinfo.value if call.excinfo is not None else None
@@ -400,10 +405,11 @@ def pytest_runtest_makereport(
     servers = item.config.stash.get(SERVER_SET, None)
     if not report.failed or servers is None:
         return
+    verbose = int(item.config.option.verbose)
+    report.sections += compose_log_sections(getattr(item, "funcargs", {}), verbose)
     for request in {m.server: None for m in fixture_metas(item) if m.server is not None}:
         server = servers.started(request)
         packages = spec_for(request.service).driver_packages
-        verbose = int(item.config.option.verbose)
         if server is None or not wants_log_tail(
             exc=exc, packages=packages, server=server, verbose=verbose
         ):

@@ -214,3 +214,51 @@ def test_a_kept_environment_is_attached_by_the_next_run_until_its_file_changes(
         for network in docker_client().networks.list(names=[f"{project}_default"]):
             network.remove()
         shutil.rmtree(cache, ignore_errors=True)
+
+
+DYING = """
+version: "2.4"
+services:
+  web:
+    image: pytest-integration-kit/base:bookworm
+    command:
+      - perl
+      - -MIO::Socket::INET
+      - -e
+      - >-
+        $$| = 1; print "web says hello\\n";
+        my $$s = IO::Socket::INET->new(LocalPort => 8000, Listen => 8, ReuseAddr => 1)
+        or die; sleep 8; exit 3
+    ports: ["127.0.0.1::8000"]
+"""
+
+DYING_TESTS = """
+import time
+
+def test_web_went_down(env):
+    deadline = time.monotonic() + 60
+    while "web" not in env.failing_services():
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert False, "the service went down"
+
+def test_fine(env):
+    pass
+"""
+
+
+def test_a_failing_test_reports_the_logs_of_the_services_that_went_down(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makefile(".yml", **{"docker-compose": DYING})
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_env=DYING_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*- integration compose env: web log (last 40 lines) -*",
+            "*web says hello*",
+        ]
+    )
+    assert result.stdout.str().count("integration compose env:") == 1  # the failure's only

@@ -258,6 +258,22 @@ class ComposeEnvironment:
             raise ValueError(f"compose service {service!r} publishes no port {port}")
         raise ValueError(f"no compose service {service!r} in project {self.project}")
 
+    def failing_services(self) -> list[str]:
+        """The services whose container exited, died or turned unhealthy (or is gone)."""
+        states: dict[str, bool] = {}
+        for container in self._containers():
+            service = container.labels.get("com.docker.compose.service", "")
+            state = container.attrs["State"]
+            health = (state.get("Health") or {}).get("Status")
+            states[service] = state.get("Status") == "running" and health != "unhealthy"
+        names = self.services or tuple(states)
+        return sorted(name for name in names if not states.get(name, False))
+
+    def service_names(self) -> list[str]:
+        """The services of the project (the chosen ones), as its containers name them."""
+        found = {c.labels.get("com.docker.compose.service", "") for c in self._containers()}
+        return sorted(n for n in found if n and (not self.services or n in self.services))
+
     def logs(self, service: str, lines: int = 40) -> str:
         """The tail of a service's log (for failure reports)."""
         try:

@@ -7,9 +7,16 @@ server that is no longer running, or ``-v``. An ``assert 0`` gets none.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-__all__ = ["LOG_TAIL_LINES", "involves_driver", "is_running", "wants_log_tail"]
+__all__ = [
+    "LOG_TAIL_LINES",
+    "compose_log_sections",
+    "involves_driver",
+    "is_running",
+    "wants_log_tail",
+]
 
 #: Lines of server log attached to a failing test's report.
 LOG_TAIL_LINES = 40
@@ -59,3 +66,23 @@ def wants_log_tail(
     if involves_driver(exc, packages):
         return True
     return server is not None and not is_running(server)
+
+
+def compose_log_sections(funcargs: dict[str, Any], verbose: int) -> list[tuple[str, str]]:
+    """Report sections for a failing test's Compose environments: the log tail of each
+    service that exited, died or turned unhealthy (of every service with ``-v``)."""
+    module = sys.modules.get("pytest_integration_kit.backends.compose")
+    if module is None:  # no Compose environment was made in this process
+        return []
+    sections = []
+    for name, value in funcargs.items():
+        if not isinstance(value, module.ComposeEnvironment):
+            continue
+        try:
+            services = value.service_names() if verbose > 0 else value.failing_services()
+        except Exception:  # noqa: S112 - the engine is gone: nothing to show
+            continue
+        for service in services:
+            title = f"integration compose {name}: {service} log (last {LOG_TAIL_LINES} lines)"
+            sections.append((title, value.logs(service, LOG_TAIL_LINES)))
+    return sections
