@@ -2,7 +2,8 @@
 
 It has another host name and its own process ids (it is pid 1 there), exactly what a CI
 job on another machine looks like to a shared server: its pid means nothing here. The
-network is shared, so it reaches the same 127.0.0.1 servers. Needs root (CI is).
+network is shared, so it reaches the same 127.0.0.1 servers. As root, or anyone where
+unprivileged user namespaces are allowed.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def holder_elsewhere(
     assert unshare is not None, "util-linux's unshare is needed to simulate a second host"
     script = f'hostname ci-runner-b && exec {sys.executable} -c "$0" "$@"'
     namespaces = ["--uts", "--pid", "--fork", "--mount-proc", "--kill-child"]
+    if os.geteuid() != 0:  # a user namespace lets anyone make the others
+        namespaces = ["--user", "--map-root-user", *namespaces]
     arguments = [HOLDER, service, url, str(lease_seconds)]
     process = subprocess.Popen(
         [unshare, *namespaces, "sh", "-c", script, *arguments],
