@@ -70,9 +70,9 @@ def podman_host() -> Iterator[str]:
     env = {**os.environ, "CONTAINERS_CONF": str(conf)}
     for image in IMAGES.values():  # no registry: the offline images, from Docker's store
         if subprocess.run(["podman", "image", "exists", image], check=False).returncode:
-            saved = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-            _podman("load", stdin=saved.stdout, env=env)
-            assert saved.wait(timeout=60) == 0
+            with subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE) as saved:
+                _podman("load", stdin=saved.stdout, env=env)
+            assert saved.returncode == 0
     socket = top / "podman.sock"
     service = subprocess.Popen(
         ["podman", "system", "service", "--time=0", f"unix://{socket}"],

@@ -272,19 +272,17 @@ def test_help_lists_choices_flags_and_what_is_allowed(pytester: pytest.Pytester)
 
 # -- native TOML (issue 10.2) -----------------------------------------------------------
 
+
 #: Each setting's example as a native TOML value, the way a pyproject.toml has it.
-NATIVE = {
-    "bool": "true",
-    "int": "4",
-    "float": "12.5",
-}
-
-
 def _toml_value(setting: Setting) -> str:
+    """The example as TOML writes it natively: a list, a boolean, a bare number."""
     if setting.kind == "list":
         return "[" + ", ".join(f"'{entry}'" for entry in setting.example.split(",")) + "]"
-    native = NATIVE.get(setting.kind)
-    return native if native is not None else f"'{setting.example}'"
+    if setting.kind == "bool":
+        return "true" if setting.parse(setting.example) else "false"
+    if setting.kind in ("int", "float"):
+        return setting.example
+    return f"'{setting.example}'"
 
 
 def _expected(setting: Setting) -> str:
