@@ -66,6 +66,7 @@ def _host_wide(nodeid: str) -> bool:
     return nodeid.split("::", 1)[0].rsplit("/", 1)[-1] in HOST_WIDE
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: unknown where xdist is not installed
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """``--dist loadgroup`` with the host-wide modules as one group, by file name.
 
