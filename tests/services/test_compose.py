@@ -208,6 +208,7 @@ def test_a_kept_environment_is_attached_by_the_next_run_until_its_file_changes(
         assert listing.stdout.count("compose") == 2, listing.stdout + listing.stderr
         subprocess.run([*kept_cli, "remove", *cache_arg], check=True, capture_output=True)
         assert _project_containers(project) == []
+        assert docker_client().networks.list(names=[f"{project}_default"]) == []
     finally:
         for container in _project_containers(project):
             container.remove(force=True, v=True)  # type: ignore[attr-defined]

@@ -269,4 +269,16 @@ def kept_containers() -> list[dict[str, str]]:
 
 
 def remove_container(container_id: str) -> None:
-    docker_client().containers.get(container_id).remove(force=True, v=True)
+    """Remove a kept container; the last of a kept Compose project takes its network too."""
+    client = docker_client()
+    container = client.containers.get(container_id)
+    project = (container.labels or {}).get("com.docker.compose.project")
+    container.remove(force=True, v=True)
+    if not project:
+        return
+    label = f"com.docker.compose.project={project}"
+    if client.containers.list(all=True, filters={"label": label}):
+        return
+    for network in client.networks.list(filters={"label": label}):
+        with contextlib.suppress(Exception):  # in use by something else: left alone
+            network.remove()
