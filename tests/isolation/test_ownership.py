@@ -17,7 +17,7 @@ from other_host import holder_elsewhere, kill
 from pytest_integration_kit.isolation import IsolatedDatabases, RedisKeyspace
 from pytest_integration_kit.isolation.ownership import (
     LeaseRenewer,
-    Owner,
+    OwnerLabel,
     abandoned,
     host_identity,
     owner_label,
@@ -93,8 +93,8 @@ def test_another_hosts_redis_index_is_held_while_renewed_and_free_after(
 def test_labels_name_host_pid_and_lease_end_and_older_ones_still_parse() -> None:
     label = owner_label(host="runner/4026531836", pid=42, until=1_800_000_000.4)
     assert label == "pytest-integration-kit host=runner/4026531836 pid=42 until=1800000000"
-    assert parse_owner(label) == Owner("runner/4026531836", 42, 1_800_000_000.0)
-    assert parse_owner("pytest-integration-kit host=vm pid=7") == Owner("vm", 7, None)
+    assert parse_owner(label) == OwnerLabel("runner/4026531836", 42, 1_800_000_000.0)
+    assert parse_owner("pytest-integration-kit host=vm pid=7") == OwnerLabel("vm", 7, None)
     assert parse_owner("made by hand") is None
 
 
@@ -103,13 +103,13 @@ def test_who_may_drop_what() -> None:
     hostname = here.split("/", 1)[0]
     dead = 2**22 + 7  # above the default pid_max: no such process
     now = 1_800_000_000.0
-    assert abandoned(Owner(here, dead, now + 60), now=now)  # this host: the pid decides
-    assert not abandoned(Owner(here, 1, now - 60), now=now)
-    assert abandoned(Owner(hostname, dead), now=now)  # a label from before namespaces
-    assert abandoned(Owner("elsewhere/1", 1, now - 1), now=now)  # elsewhere: the lease
-    assert not abandoned(Owner("elsewhere/1", dead, now + 1), now=now)
-    assert not abandoned(Owner("elsewhere/1", dead, None), now=now)  # no lease: never
-    assert not abandoned(Owner(f"{hostname}/1", dead, None), now=now)  # another namespace
+    assert abandoned(OwnerLabel(here, dead, now + 60), now=now)  # this host: the pid decides
+    assert not abandoned(OwnerLabel(here, 1, now - 60), now=now)
+    assert abandoned(OwnerLabel(hostname, dead), now=now)  # a label from before namespaces
+    assert abandoned(OwnerLabel("elsewhere/1", 1, now - 1), now=now)  # elsewhere: the lease
+    assert not abandoned(OwnerLabel("elsewhere/1", dead, now + 1), now=now)
+    assert not abandoned(OwnerLabel("elsewhere/1", dead, None), now=now)  # no lease: never
+    assert not abandoned(OwnerLabel(f"{hostname}/1", dead, None), now=now)  # another namespace
 
 
 def test_the_renewer_keeps_renewing_through_a_failing_item() -> None:

@@ -24,15 +24,12 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
+from typing import Protocol
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
     "LeaseRenewer",
-    "Owner",
+    "OwnerLabel",
     "Renewable",
     "abandoned",
     "host_identity",
@@ -67,8 +64,8 @@ def host_identity() -> str:
 
 
 @dataclass(frozen=True)
-class Owner:
-    """What a label says: the maker's host and process, and its lease's end (server clock)."""
+class OwnerLabel:
+    """What a label says of its maker: host, process and lease end (server clock)."""
 
     host: str
     pid: int
@@ -93,13 +90,13 @@ def owner_label(
     return label if until is None else f"{label} until={until:.0f}"
 
 
-def parse_owner(label: str) -> Owner | None:
-    """The :class:`Owner` a label names; None for anything else (never the kit's)."""
+def parse_owner(label: str) -> OwnerLabel | None:
+    """The :class:`OwnerLabel` a label names; None for anything else (never the kit's)."""
     match = _LABEL.fullmatch(label.strip())
     if match is None:
         return None
     until = match["until"]
-    return Owner(match["host"], int(match["pid"]), float(until) if until else None)
+    return OwnerLabel(match["host"], int(match["pid"]), float(until) if until else None)
 
 
 def process_alive(pid: int) -> bool:
@@ -113,7 +110,7 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def abandoned(owner: Owner, *, now: float) -> bool:
+def abandoned(owner: OwnerLabel, *, now: float) -> bool:
     """Whether what ``owner`` made may be dropped by this process, at server time ``now``.
 
     On the owner's host: its process is gone. From elsewhere: its lease ran out (a label
@@ -144,8 +141,6 @@ class LeaseRenewer:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        #: Renewal rounds completed (for the curious and for tests).
-        self.rounds = 0
 
     def hold(self, *items: Renewable) -> None:
         """Renew ``items`` from now on; the thread starts with the first one."""
@@ -157,11 +152,6 @@ class LeaseRenewer:
                 )
                 self._thread.start()
 
-    def release(self, items: Iterable[Renewable]) -> None:
-        gone = list(items)
-        with self._lock:
-            self._held = [h for h in self._held if all(h is not g for g in gone)]
-
     def renew_now(self) -> None:
         """One round: every held lease renewed (failures logged, not raised)."""
         with self._lock:
@@ -171,7 +161,6 @@ class LeaseRenewer:
                 item.renew()
             except Exception as exc:
                 log.warning("renewing the lease of %r failed: %s", item, exc)
-        self.rounds += 1
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -2,10 +2,10 @@
 
 Shared: the first process that needs the environment brings it up under a lock of the
 run directory, and every process using it is listed beside the lock
-(``compose-<project>.users``, a pid per line); the last one out takes it down. A process
-that died is struck off by the next one to look, so a crashed worker never holds it up;
-when the whole run dies, the containers' session and owner labels let the reaper remove
-them.
+(``compose-<project>.users``: pid and start time, a line each); the last one out takes
+it down. A process that died is struck off by the next one to look, so a crashed worker
+never holds it up; when the whole run dies, the containers' session and owner labels let
+the reaper remove them.
 
 Kept (``integration_reuse``): the project is named after the compose file's path and its
 containers carry the reuse label with a hash of the file and the chosen services. The
