@@ -16,6 +16,7 @@ from isolation_project import run, write_project
 from other_host import holder_elsewhere, kill
 from pytest_integration_kit.isolation import IsolatedDatabases, RedisKeyspace
 from pytest_integration_kit.isolation.ownership import (
+    DEFAULT_LEASE_SECONDS,
     LeaseRenewer,
     OwnerLabel,
     abandoned,
@@ -25,6 +26,7 @@ from pytest_integration_kit.isolation.ownership import (
 )
 from pytest_integration_kit.isolation.redis import CLAIM_PREFIX
 from pytest_integration_kit.services import spec_for
+from pytest_integration_kit.settings import settings_table
 
 #: Short enough to wait out, long enough that a loaded machine still renews in time.
 LEASE = 5.0
@@ -88,6 +90,11 @@ def test_another_hosts_redis_index_is_held_while_renewed_and_free_after(
             assert base.get(key) is None  # Redis let the claim go: any host may take it
     finally:
         base.close()
+
+
+def test_the_setting_defaults_to_the_librarys_lease() -> None:
+    (setting,) = [s for s in settings_table() if s.name == "lease_seconds"]
+    assert setting.default == DEFAULT_LEASE_SECONDS
 
 
 def test_labels_name_host_pid_and_lease_end_and_older_ones_still_parse() -> None:
