@@ -35,15 +35,14 @@ from pytest_integration_kit.isolation.kept import KeptDatabases
 from pytest_integration_kit.isolation.loops import LoopEngines
 from pytest_integration_kit.isolation.ownership import (
     DEFAULT_LEASE_SECONDS,
+    LeaseClock,
     abandoned,
-    owner_label,
     parse_owner,
-    server_deadline,
 )
 from pytest_integration_kit.isolation.schema import SchemaSource
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.engine import Engine
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from pytest_integration_kit.services.endpoint import Endpoint
@@ -130,9 +129,9 @@ class IsolatedDatabases:
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         self.endpoint = endpoint
-        #: How long the databases made here stay this process's without a :meth:`renew`.
-        self.lease_seconds = lease_seconds
-        self._clock_offset: float | None = None  # server clock - local clock
+        #: The server's clock, and how long the databases made here stay this process's
+        #: without a :meth:`renew`.
+        self.clock = LeaseClock(lease_seconds)
         #: The server is kept for later runs: so is the worker database (leased, see
         #: :mod:`~pytest_integration_kit.isolation.kept`), instead of one per run.
         self.kept = KeptDatabases(self) if keep else None
@@ -251,7 +250,8 @@ class IsolatedDatabases:
         template = self.template()
         with self.admin_engine.connect() as conn:
             self.admin.drop(conn, name)  # a leftover of a crashed run with our name
-            self.admin.clone(conn, self.endpoint, template, name, label=self._owner_label(conn))
+            label = self.clock.label(lambda: self.admin.server_time(conn))
+            self.admin.clone(conn, self.endpoint, template, name, label=label)
             self.admin.database_defaults(conn, name)
         with self._lock:
             self._made.append(name)
@@ -278,12 +278,6 @@ class IsolatedDatabases:
 
     # -- databases ------------------------------------------------------------------
 
-    def _owner_label(self, conn: Connection) -> str:
-        """This process's label, its lease ending ``lease_seconds`` from now."""
-        if self._clock_offset is None:
-            self._clock_offset = self.admin.server_time(conn) - time.time()
-        return owner_label(until=server_deadline(self._clock_offset, self.lease_seconds))
-
     def renew(self) -> None:
         """Push the lease of every database made here ``lease_seconds`` ahead (an
         :class:`~.workspace.IsolationWorkspace` does, every third of the lease)."""
@@ -292,7 +286,7 @@ class IsolatedDatabases:
         if not made:
             return
         with self.admin_engine.connect() as conn:
-            label = self._owner_label(conn)
+            label = self.clock.label(lambda: self.admin.server_time(conn))
             for name in made:
                 self.admin.label(conn, name, label)
 
@@ -305,9 +299,8 @@ class IsolatedDatabases:
         """
         reaped: list[str] = []
         with self.admin_engine.connect() as conn:
-            labels = self.admin.labelled(conn, NAME_PREFIX)
-            now = self.admin.server_time(conn)
-            for name, label in labels.items():
+            now = self.clock.now(lambda: self.admin.server_time(conn))
+            for name, label in self.admin.labelled(conn, NAME_PREFIX).items():
                 owner = parse_owner(label)
                 if owner is not None and abandoned(owner, now=now):
                     self.admin.drop(conn, name)

@@ -24,10 +24,14 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
+    "LeaseClock",
     "LeaseRenewer",
     "OwnerLabel",
     "Renewable",
@@ -175,6 +179,23 @@ class LeaseRenewer:
                 thread.join(timeout=30)
 
 
-def server_deadline(offset: float, lease_seconds: float) -> float:
-    """The end of a lease taken now, on the server's clock (``offset`` = server - local)."""
-    return time.time() + offset + lease_seconds
+class LeaseClock:
+    """Times on one server's clock, where its leases are measured.
+
+    The server is asked once (``read``); later times are the local clock plus the
+    difference then seen, so hosts whose clocks disagree still agree on a lease's end.
+    """
+
+    def __init__(self, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+        self.lease_seconds = lease_seconds
+        self._offset: float | None = None  # server clock - local clock
+
+    def now(self, read: Callable[[], float]) -> float:
+        """The server's time; ``read()`` (the server's answer) only the first time."""
+        if self._offset is None:
+            self._offset = read() - time.time()
+        return time.time() + self._offset
+
+    def label(self, read: Callable[[], float]) -> str:
+        """This process's label, its lease ending ``lease_seconds`` from now."""
+        return owner_label(until=self.now(read) + self.lease_seconds)

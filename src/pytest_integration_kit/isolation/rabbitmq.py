@@ -26,10 +26,9 @@ from urllib.parse import quote
 from pytest_integration_kit.isolation.databases import IsolationError, owner_token
 from pytest_integration_kit.isolation.ownership import (
     DEFAULT_LEASE_SECONDS,
+    LeaseClock,
     abandoned,
-    owner_label,
     parse_owner,
-    server_deadline,
 )
 
 if TYPE_CHECKING:
@@ -99,21 +98,18 @@ class RabbitVhost:
         self.endpoint = endpoint
         self.owner = owner or owner_token()
         self.name = VHOST_PREFIX + self.owner
-        self.lease_seconds = lease_seconds
+        #: The broker's clock, where the vhost's lease is measured.
+        self.clock = LeaseClock(lease_seconds)
         self._api = Management(endpoint)
         self._lock = threading.Lock()
         self._created = False
-        self._clock_offset: float | None = None  # broker clock - local clock
 
     def _label(self) -> dict[str, object]:
-        if self._clock_offset is None:
-            self._clock_offset = self._api.server_time() - time.time()
-        until = server_deadline(self._clock_offset, self.lease_seconds)
-        return {"tracing": False, "description": owner_label(until=until)}
+        return {"tracing": False, "description": self.clock.label(self._api.server_time)}
 
     def reap_orphans(self) -> list[str]:
         """Delete the kit's vhosts whose owners are gone or whose leases ran out."""
-        now = self._api.server_time()
+        now = self.clock.now(self._api.server_time)
         reaped = []
         for vhost in self._api.get("/api/vhosts?columns=name,description") or []:
             name = str(vhost.get("name", ""))
