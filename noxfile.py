@@ -181,6 +181,7 @@ def bench_anchors(session: nox.Session) -> None:
         "-e",
         ".[all]",
         "pytest-xdist",
+        "pytest-asyncio",
         "pytest-postgresql>=10,<11",
         "pytest-redis>=5,<6",
         "pytest-databases[postgres,redis,mysql]>=0.19,<0.20",

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "anchors"))
-import run as anchors
+import harness as anchors
 import suites
 
 IMAGE = "pytest-integration-kit/postgres:15"

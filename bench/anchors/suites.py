@@ -65,31 +65,81 @@ class Suite:
     user: str | None = None
 
 
-def _sql_body(conn: str, *, commit: str, count: str) -> str:
+def _sql_body(conn: str, *, commit: str, count: str, sleep_ms: int = 0) -> str:
+    # A DB-bound test (the -n 2 case) waits on the server, not on Python.
+    wait = f"    {conn}.execute(text('SELECT pg_sleep({sleep_ms / 1000})'))\n" if sleep_ms else ""
     return (
         f"    {conn}.execute(items.insert().values(name='x'))\n"
+        f"{wait}"
         f"    {commit}\n"
         f"    assert {count} == 1\n"
     )
 
 
-def ours_pg(n: int, image: str | None = None) -> Suite:
+_SQL_IMPORTS = (
+    "import pytest\nfrom sqlalchemy import func, select, text\nfrom models import items\n\n"
+)
+
+
+def ours_pg(
+    n: int, image: str | None = None, *, isolation: str | None = None, sleep_ms: int = 0
+) -> Suite:
+    """``postgres_session``; ``isolation`` picks the strategy for the run."""
+    return _ours_sql("postgres", n, image, isolation=isolation, sleep_ms=sleep_ms)
+
+
+def ours_mysql(n: int, image: str | None = None) -> Suite:
+    """``mysql_session``, the same body."""
+    return _ours_sql("mysql", n, image)
+
+
+def _ours_sql(
+    service: str, n: int, image: str | None, *, isolation: str | None = None, sleep_ms: int = 0
+) -> Suite:
+    fixture = f"{service}_session"
     test = (
-        "import pytest\nfrom sqlalchemy import func, select\nfrom models import items\n\n"
+        _SQL_IMPORTS
         + PARAM.format(n=n)
-        + "def test_row(postgres_session, i):\n"
+        + f"def test_row({fixture}, i):\n"
         + _sql_body(
-            "postgres_session",
-            commit="postgres_session.commit()",
-            count="postgres_session.scalar(select(func.count()).select_from(items))",
+            fixture,
+            commit=f"{fixture}.commit()",
+            count=f"{fixture}.scalar(select(func.count()).select_from(items))",
+            sleep_ms=sleep_ms,
         )
     )
-    env = {"INTEGRATION_POSTGRES_IMAGE": image} if image else {}
+    env = {f"INTEGRATION_{service.upper()}_IMAGE": image} if image else {}
+    ini = _INI_OURS + (f"integration_isolation = {isolation}\n" if isolation else "")
     return Suite(
-        {"models.py": MODELS, "test_pg.py": test, "pytest.ini": _INI_OURS},
+        {"models.py": MODELS, f"test_{service}.py": test, "pytest.ini": ini},
         ("pytest_integration_kit.plugin",),
         env=env,
     )
+
+
+_ASYNC_CONFTEST = """
+from pytest_integration_kit import postgres_async_session_factory
+
+postgres_async_session = postgres_async_session_factory(driver={driver!r})
+"""
+
+
+def ours_pg_async(n: int, *, driver: str | None = None) -> Suite:
+    """``postgres_async_session`` under pytest-asyncio's default: a loop per test."""
+    test = (
+        "import pytest\nfrom sqlalchemy import func, select\nfrom models import items\n\n"
+        + "@pytest.mark.asyncio\n"
+        + PARAM.format(n=n)
+        + "async def test_row(postgres_async_session, i):\n"
+        + "    s = postgres_async_session\n"
+        + "    await s.execute(items.insert().values(name='x'))\n"
+        + "    await s.commit()\n"
+        + "    assert await s.scalar(select(func.count()).select_from(items)) == 1\n"
+    )
+    files = {"models.py": MODELS, "test_pg.py": test, "pytest.ini": _INI_OURS}
+    if driver:
+        files["conftest.py"] = _ASYNC_CONFTEST.format(driver=driver)
+    return Suite(files, ("pytest_integration_kit.plugin", "pytest_asyncio.plugin"))
 
 
 _INI_OURS = "[pytest]\nintegration_schema = models:metadata\n"
@@ -134,16 +184,22 @@ def session(engine):
 """
 
 
-def recipe_pg(n: int, *, url: str | None = None, image: str | None = None) -> Suite:
-    """testcontainers (or a given server) + SQLAlchemy's join-an-external-transaction."""
+def recipe_pg(
+    n: int, *, url: str | None = None, image: str | None = None, sleep_ms: int = 0
+) -> Suite:
+    """testcontainers (or a given server) + SQLAlchemy's join-an-external-transaction.
+
+    Given a ``url`` of another kind of server (MySQL), the same recipe runs on it.
+    """
     test = (
-        "import pytest\nfrom sqlalchemy import func, select\nfrom models import items\n\n"
+        _SQL_IMPORTS
         + PARAM.format(n=n)
         + "def test_row(session, i):\n"
         + _sql_body(
             "session",
             commit="session.commit()",
             count="session.scalar(select(func.count()).select_from(items))",
+            sleep_ms=sleep_ms,
         )
     )
     env = {"TESTCONTAINERS_RYUK_DISABLED": "true"}
@@ -196,9 +252,65 @@ def floor_pg(n: int, url: str) -> Suite:
     )
 
 
-def bare(n: int) -> Suite:
+_RAW_MYSQL = """
+import json
+import os
+
+import pymysql
+import pytest
+
+
+@pytest.fixture(scope="session")
+def raw():
+    conn = pymysql.connect(**json.loads(os.environ["BENCH_MYSQL"]))
+    with conn.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS items")
+        cursor.execute("CREATE TABLE items (id int AUTO_INCREMENT PRIMARY KEY, name varchar(50))")
+    conn.commit()
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def db(raw):
+    cursor = raw.cursor()
+    cursor.execute("BEGIN")
+    yield cursor
+    raw.rollback()
+"""
+
+
+def floor_mysql(n: int, connect: str) -> Suite:
+    """The MySQL floor: one raw PyMySQL connection, BEGIN … ROLLBACK around each test.
+
+    ``connect``: JSON of ``pymysql.connect`` keyword arguments.
+    """
+    test = (
+        "import pytest\n\n"
+        + PARAM.format(n=n)
+        + "def test_row(db, i):\n"
+        + "    db.execute(\"INSERT INTO items (name) VALUES ('x')\")\n"
+        + "    db.execute('SELECT count(*) FROM items')\n"
+        + "    assert db.fetchone()[0] == 1\n"
+    )
+    return Suite(
+        {"conftest.py": _RAW_MYSQL, "test_mysql.py": test}, (), env={"BENCH_MYSQL": connect}
+    )
+
+
+def bare(n: int, *, ours: bool = False) -> Suite:
+    """A test that does nothing; ``ours``: with the kit loaded and no server used."""
     test = "import pytest\n\n" + PARAM.format(n=n) + "def test_row(i):\n    pass\n"
-    return Suite({"test_bare.py": test}, ())
+    return Suite({"test_bare.py": test}, ("pytest_integration_kit.plugin",) if ours else ())
+
+
+def bare_with_imports() -> Suite:
+    """Bare pytest whose test imports what the SQL suites import (SQLAlchemy's ORM, psycopg)."""
+    test = (
+        "import sqlalchemy.orm\nimport sqlalchemy.dialects.postgresql.psycopg\n\n"
+        "def test_row():\n    pass\n"
+    )
+    return Suite({"test_imports.py": test}, ())
 
 
 _PGPROC = """
