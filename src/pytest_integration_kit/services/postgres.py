@@ -106,6 +106,9 @@ class PostgresSpec(ServiceSpec):
             "POSTGRES_USER": credentials.user,
             "POSTGRES_PASSWORD": credentials.password,
             "POSTGRES_DB": credentials.database,
+            # initdb otherwise scans the image's zoneinfo for the zone matching the
+            # container's clock (about a second of a cold start): named, it is taken.
+            "TZ": "UTC",
         }
 
     def container_command(self, credentials: Credentials) -> list[str]:
