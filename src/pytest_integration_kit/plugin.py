@@ -65,7 +65,6 @@ from pytest_integration_kit.fixtures.services import (
     UNAVAILABLE_ATTR,
     server_fixtures,
 )
-from pytest_integration_kit.isolation.schema import SchemaSource
 from pytest_integration_kit.reporting.header import header_line, settings_table
 from pytest_integration_kit.reporting.logtails import (
     LOG_TAIL_LINES,
@@ -266,16 +265,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _check_before_start(config: pytest.Config, settings: Settings) -> None:
     """What needs no server, checked before any starts: a usage error, or a warning."""
-    source = SchemaSource(
-        schema=settings["schema"],
-        alembic_config=settings["alembic_config"],
-        seed=tuple(settings["seed"] or ()),
-        root=config.rootpath,
-    )
-    try:
-        source.check()
-    except ConfigError as exc:
-        raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
+    if settings["schema"] or settings["alembic_config"] or settings["seed"]:
+        # Imported here: with none of the three set there is nothing to check.
+        from pytest_integration_kit.isolation.schema import SchemaSource  # noqa: PLC0415
+
+        source = SchemaSource(
+            schema=settings["schema"],
+            alembic_config=settings["alembic_config"],
+            seed=tuple(settings["seed"] or ()),
+            root=config.rootpath,
+        )
+        try:
+            source.check()
+        except ConfigError as exc:
+            raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
     for message in conflicts(settings):
         try:
             config.issue_config_time_warning(IntegrationKitWarning(message), stacklevel=2)
