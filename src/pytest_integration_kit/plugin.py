@@ -14,19 +14,18 @@ import pytest
 from pytest_integration_kit.errors import ConfigError, IntegrationKitWarning
 from pytest_integration_kit.fixtures.app_classes import load_app_classes
 from pytest_integration_kit.fixtures.apps import (
-    app_async_client_factory,
     app_client_factory,
     app_host_factory,
     live_server_factory,
     query_counter_factory,
 )
+from pytest_integration_kit.fixtures.async_defaults import async_fixtures
 from pytest_integration_kit.fixtures.binding import (
     load_sessionmakers,
     sessionmaker_binding_factory,
 )
 from pytest_integration_kit.fixtures.connections import (
     mysql_connection_factory,
-    postgres_async_connection_factory,
     postgres_connection_factory,
 )
 from pytest_integration_kit.fixtures.environment import (
@@ -41,13 +40,10 @@ from pytest_integration_kit.fixtures.isolation import (
     collect_worker_summary,
     follow_test_loop_scope,
     isolation_workspace_factory,
-    mysql_async_session_factory,
     mysql_engine_factory,
     mysql_session_factory,
-    postgres_async_session_factory,
     postgres_engine_factory,
     postgres_session_factory,
-    redis_async_client_factory,
     redis_client_factory,
     summary_lines,
 )
@@ -250,6 +246,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
     config.stash[SETTINGS_KEY] = settings
     config.pluginmanager.register(server_fixtures(specs), "integration_kit_servers")
+    config.pluginmanager.register(async_fixtures(), "integration_kit_async_fixtures")
     if getattr(config, "workerinput", None) is None:  # once per run, not per xdist worker
         _check_before_start(config, settings)
     # Made before conftest import when integration_env names servers; else here. An
@@ -538,7 +535,7 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
     return (yield)
 
 
-# Each registered service's <name>_server fixture is registered in pytest_configure.
+# Registered in pytest_configure: each service's <name>_server fixture, the async ones.
 http_mock = http_mock_factory()
 mock_server = mock_server_factory()
 fault_proxy = fault_proxy_factory()
@@ -548,13 +545,9 @@ postgres_engine = postgres_engine_factory()
 mysql_engine = mysql_engine_factory()
 postgres_session = postgres_session_factory()
 mysql_session = mysql_session_factory()
-postgres_async_session = postgres_async_session_factory()
-mysql_async_session = mysql_async_session_factory()
 postgres_connection = postgres_connection_factory()
-postgres_async_connection = postgres_async_connection_factory()
 mysql_connection = mysql_connection_factory()
 redis_client = redis_client_factory()
-redis_async_client = redis_async_client_factory()
 postgres_database = database_fixture_factory(server="postgres_server")
 mysql_database = database_fixture_factory(server="mysql_server")
 redis_database = database_fixture_factory(server="redis_server")
@@ -565,7 +558,6 @@ integration_env_databases = environment_databases_factory()
 integration_sessionmaker_binding = sessionmaker_binding_factory()
 integration_app_host = app_host_factory()
 app_client = app_client_factory()
-app_async_client = app_async_client_factory()
 live_server = live_server_factory()
 query_counter = query_counter_factory()
 load = load_fixture_factory()

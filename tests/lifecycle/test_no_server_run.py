@@ -37,6 +37,9 @@ NOT_AT_IMPORT = HEAVY | {
     "psutil",
     "filelock",
     "http.client",
+    # The async fixtures are made at pytest_configure, once pytest-asyncio is loaded.
+    "asyncio",
+    "pytest_asyncio",
     "pytest_integration_kit.backends.docker",
     "pytest_integration_kit.backends.local",
     "pytest_integration_kit.isolation.admin",
