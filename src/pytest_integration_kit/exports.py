@@ -21,14 +21,21 @@ def lazy_exports(package: str, homes: Mapping[str, str]) -> Callable[[str], obje
     """The module ``__getattr__`` of ``package``: ``homes`` names, for each public name,
     the submodule (relative to ``package``) that defines it.
 
-    An unknown name raises AttributeError, so ``from package import submodule`` still
-    imports the submodule.
+    Any other name is looked for as a submodule (``package.submodule`` worked when the
+    ``__init__`` imported it); failing that, AttributeError.
     """
 
     def __getattr__(name: str) -> object:
         home = homes.get(name)
         if home is None:
-            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+            if name.startswith("__"):
+                raise AttributeError(f"module {package!r} has no attribute {name!r}")
+            try:
+                return importlib.import_module(f"{package}.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{package}.{name}":
+                    raise
+                raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
         value = getattr(importlib.import_module(f"{package}.{home}"), name)
         setattr(sys.modules[package], name, value)  # found as a plain attribute next time
         return value
