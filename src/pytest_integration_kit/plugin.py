@@ -14,19 +14,18 @@ import pytest
 from pytest_integration_kit.errors import ConfigError, IntegrationKitWarning
 from pytest_integration_kit.fixtures.app_classes import load_app_classes
 from pytest_integration_kit.fixtures.apps import (
-    app_async_client_factory,
     app_client_factory,
     app_host_factory,
     live_server_factory,
     query_counter_factory,
 )
+from pytest_integration_kit.fixtures.async_defaults import async_fixtures
 from pytest_integration_kit.fixtures.binding import (
     load_sessionmakers,
     sessionmaker_binding_factory,
 )
 from pytest_integration_kit.fixtures.connections import (
     mysql_connection_factory,
-    postgres_async_connection_factory,
     postgres_connection_factory,
 )
 from pytest_integration_kit.fixtures.environment import (
@@ -41,13 +40,10 @@ from pytest_integration_kit.fixtures.isolation import (
     collect_worker_summary,
     follow_test_loop_scope,
     isolation_workspace_factory,
-    mysql_async_session_factory,
     mysql_engine_factory,
     mysql_session_factory,
-    postgres_async_session_factory,
     postgres_engine_factory,
     postgres_session_factory,
-    redis_async_client_factory,
     redis_client_factory,
     summary_lines,
 )
@@ -65,7 +61,6 @@ from pytest_integration_kit.fixtures.services import (
     UNAVAILABLE_ATTR,
     server_fixtures,
 )
-from pytest_integration_kit.isolation.schema import SchemaSource
 from pytest_integration_kit.reporting.header import header_line, settings_table
 from pytest_integration_kit.reporting.logtails import (
     LOG_TAIL_LINES,
@@ -251,6 +246,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
     config.stash[SETTINGS_KEY] = settings
     config.pluginmanager.register(server_fixtures(specs), "integration_kit_servers")
+    config.pluginmanager.register(async_fixtures(), "integration_kit_async_fixtures")
     if getattr(config, "workerinput", None) is None:  # once per run, not per xdist worker
         _check_before_start(config, settings)
     # Made before conftest import when integration_env names servers; else here. An
@@ -266,16 +262,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _check_before_start(config: pytest.Config, settings: Settings) -> None:
     """What needs no server, checked before any starts: a usage error, or a warning."""
-    source = SchemaSource(
-        schema=settings["schema"],
-        alembic_config=settings["alembic_config"],
-        seed=tuple(settings["seed"] or ()),
-        root=config.rootpath,
-    )
-    try:
-        source.check()
-    except ConfigError as exc:
-        raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
+    if settings["schema"] or settings["alembic_config"] or settings["seed"]:
+        # Imported here: with none of the three set there is nothing to check.
+        from pytest_integration_kit.isolation.schema import SchemaSource  # noqa: PLC0415
+
+        source = SchemaSource(
+            schema=settings["schema"],
+            alembic_config=settings["alembic_config"],
+            seed=tuple(settings["seed"] or ()),
+            root=config.rootpath,
+        )
+        try:
+            source.check()
+        except ConfigError as exc:
+            raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
     for message in conflicts(settings):
         try:
             config.issue_config_time_warning(IntegrationKitWarning(message), stacklevel=2)
@@ -535,7 +535,7 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
     return (yield)
 
 
-# Each registered service's <name>_server fixture is registered in pytest_configure.
+# Registered in pytest_configure: each service's <name>_server fixture, the async ones.
 http_mock = http_mock_factory()
 mock_server = mock_server_factory()
 fault_proxy = fault_proxy_factory()
@@ -545,13 +545,9 @@ postgres_engine = postgres_engine_factory()
 mysql_engine = mysql_engine_factory()
 postgres_session = postgres_session_factory()
 mysql_session = mysql_session_factory()
-postgres_async_session = postgres_async_session_factory()
-mysql_async_session = mysql_async_session_factory()
 postgres_connection = postgres_connection_factory()
-postgres_async_connection = postgres_async_connection_factory()
 mysql_connection = mysql_connection_factory()
 redis_client = redis_client_factory()
-redis_async_client = redis_async_client_factory()
 postgres_database = database_fixture_factory(server="postgres_server")
 mysql_database = database_fixture_factory(server="mysql_server")
 redis_database = database_fixture_factory(server="redis_server")
@@ -562,7 +558,6 @@ integration_env_databases = environment_databases_factory()
 integration_sessionmaker_binding = sessionmaker_binding_factory()
 integration_app_host = app_host_factory()
 app_client = app_client_factory()
-app_async_client = app_async_client_factory()
 live_server = live_server_factory()
 query_counter = query_counter_factory()
 load = load_fixture_factory()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,30 @@ HEAVY = frozenset(
         "alembic",
     }
 )
+
+#: What importing the plugin must not import either (issue #11): the layers and libraries
+#: that only a server needs. They are imported by the fixture, hook or thread using them.
+NOT_AT_IMPORT = HEAVY | {
+    "psutil",
+    "filelock",
+    "http.client",
+    # The async fixtures are made at pytest_configure, once pytest-asyncio is loaded.
+    "asyncio",
+    "pytest_asyncio",
+    "pytest_integration_kit.backends.docker",
+    "pytest_integration_kit.backends.local",
+    "pytest_integration_kit.isolation.admin",
+    "pytest_integration_kit.isolation.connections",
+    "pytest_integration_kit.isolation.databases",
+    "pytest_integration_kit.isolation.schema",
+    "pytest_integration_kit.isolation.workspace",
+    "pytest_integration_kit.lifecycle.attached",
+    "pytest_integration_kit.lifecycle.kept",
+    "pytest_integration_kit.lifecycle.owner",
+    "pytest_integration_kit.lifecycle.reaper",
+    "pytest_integration_kit.lifecycle.servers",
+    "pytest_integration_kit.services.container",
+}
 
 #: A user's conftest that records the top-level modules loaded by the end of the run.
 RECORDING_CONFTEST = """
@@ -73,6 +99,22 @@ def test_a_run_without_servers_imports_nothing_heavy(
     assert "pytest_integration_kit" in with_plugin
     assert "pytest_integration_kit" not in bare
     assert sorted((with_plugin - bare) & HEAVY) == []
+
+
+def test_importing_the_plugin_imports_no_server_layer() -> None:
+    """What the plugin's import adds to pytest's: none of NOT_AT_IMPORT (a subprocess, so
+    that nothing this test session imported counts)."""
+    code = (
+        "import json, sys, pytest; before = set(sys.modules); "
+        "import pytest_integration_kit.plugin; "
+        "print(json.dumps(sorted(set(sys.modules) - before)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    added = set(json.loads(out.stdout))
+    assert "pytest_integration_kit.plugin" in added
+    assert sorted(added & NOT_AT_IMPORT) == []
 
 
 def test_the_engine_is_asked_without_docker_py_where_it_is_local(

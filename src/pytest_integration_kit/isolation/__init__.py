@@ -6,27 +6,32 @@ Plain library classes, usable without pytest; the fixtures in
 
 from __future__ import annotations
 
-from pytest_integration_kit.isolation.connections import (
-    asyncpg_connection,
-    driver_arguments,
-    psycopg_connection,
-    pymysql_connection,
-)
-from pytest_integration_kit.isolation.databases import (
-    Clone,
-    ClonePool,
-    IsolatedDatabases,
-    IsolationError,
-    LeakError,
-    database_name,
-    owner_token,
-)
-from pytest_integration_kit.isolation.factories import bind_factories
-from pytest_integration_kit.isolation.lease import STRATEGIES, DatabaseLease
-from pytest_integration_kit.isolation.redis import RedisKeyspace
-from pytest_integration_kit.isolation.schema import SchemaSource
-from pytest_integration_kit.isolation.sessions import async_rollback_session, rollback_session
-from pytest_integration_kit.isolation.workspace import IsolationWorkspace
+from typing import TYPE_CHECKING
+
+from pytest_integration_kit.exports import lazy_exports
+
+if TYPE_CHECKING:
+    from pytest_integration_kit.isolation.connections import (
+        asyncpg_connection,
+        driver_arguments,
+        psycopg_connection,
+        pymysql_connection,
+    )
+    from pytest_integration_kit.isolation.databases import (
+        Clone,
+        ClonePool,
+        IsolatedDatabases,
+        IsolationError,
+        LeakError,
+        database_name,
+        owner_token,
+    )
+    from pytest_integration_kit.isolation.factories import bind_factories
+    from pytest_integration_kit.isolation.lease import STRATEGIES, DatabaseLease
+    from pytest_integration_kit.isolation.redis import RedisKeyspace
+    from pytest_integration_kit.isolation.schema import SchemaSource
+    from pytest_integration_kit.isolation.sessions import async_rollback_session, rollback_session
+    from pytest_integration_kit.isolation.workspace import IsolationWorkspace
 
 __all__ = [
     "STRATEGIES",
@@ -49,3 +54,31 @@ __all__ = [
     "pymysql_connection",
     "rollback_session",
 ]
+
+# Imported on first use: a run that needs no server must not pay for the whole layer
+# (mypy reads the imports above instead).
+if not TYPE_CHECKING:
+    __getattr__ = lazy_exports(
+        __name__,
+        {
+            "Clone": "databases",
+            "ClonePool": "databases",
+            "DatabaseLease": "lease",
+            "IsolatedDatabases": "databases",
+            "IsolationError": "databases",
+            "IsolationWorkspace": "workspace",
+            "LeakError": "databases",
+            "RedisKeyspace": "redis",
+            "STRATEGIES": "lease",
+            "SchemaSource": "schema",
+            "async_rollback_session": "sessions",
+            "asyncpg_connection": "connections",
+            "bind_factories": "factories",
+            "database_name": "databases",
+            "driver_arguments": "connections",
+            "owner_token": "databases",
+            "psycopg_connection": "connections",
+            "pymysql_connection": "connections",
+            "rollback_session": "sessions",
+        },
+    )

@@ -15,8 +15,6 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psutil
-
 from pytest_integration_kit.backends.base import RunningServer, ServerStopError, mask
 from pytest_integration_kit.backends.docker import DockerServer, remove_container
 from pytest_integration_kit.backends.local import LocalServer, remove_workdir
@@ -159,6 +157,8 @@ def processes_under(directory: Path) -> list[int]:
     without trusting a pid file. Processes whose facts are hidden from us are skipped.
     """
     prefix = str(directory.resolve()) if directory.exists() else str(directory)
+    import psutil  # noqa: PLC0415 - see owner.process_start
+
     found: list[int] = []
     for process in psutil.process_iter(["cwd", "cmdline"]):
         if process.pid == os.getpid():

@@ -13,12 +13,14 @@ import os
 import tempfile
 import time
 from pathlib import Path
-
-from filelock import FileLock
+from typing import TYPE_CHECKING
 
 from pytest_integration_kit.errors import ConfigError, ServerStartError
 from pytest_integration_kit.lifecycle.paths import UnsafeDirectory, is_private_dir, private_dir
 from pytest_integration_kit.lifecycle.records import ServerRecord, digest, read_json, write_json
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 __all__ = ["REUSE_LABEL", "KeptServers"]
 
@@ -79,6 +81,8 @@ class KeptServers:
         return Path(tempfile.gettempdir()) / f"pik-kept-{uid}-{digest(str(self.cache_dir))[:8]}"
 
     def lock(self, slot: str, timeout: float) -> FileLock:
+        from filelock import FileLock  # noqa: PLC0415 - see run.RunDirectory.lock
+
         return FileLock(self._ensure() / f"{slot}.lock", timeout=timeout)
 
     def read(self, slot: str) -> ServerRecord | None:

@@ -12,8 +12,6 @@ import os
 import socket
 from dataclasses import dataclass
 
-import psutil
-
 __all__ = ["START_LABEL", "Owner", "pid_alive", "process_start"]
 
 #: The owner's start time. A new name: versions that wrote ``owner-start`` (a
@@ -23,6 +21,10 @@ START_LABEL = "pytest-integration-kit.owner-started"
 
 def process_start(pid: int) -> str:
     """A token that changes when ``pid`` is reused: its start time ('' if unknown)."""
+    # Imported here: a run that starts no server and finds no other run's directory
+    # never asks who owns what.
+    import psutil  # noqa: PLC0415
+
     try:
         return f"{psutil.Process(pid).create_time():.2f}"
     except (psutil.Error, OSError):
@@ -31,6 +33,8 @@ def process_start(pid: int) -> str:
 
 def pid_alive(pid: int) -> bool:
     """True when ``pid`` runs (a zombie counts as dead: it will never do anything)."""
+    import psutil  # noqa: PLC0415 - see process_start
+
     try:
         return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
     except psutil.NoSuchProcess:

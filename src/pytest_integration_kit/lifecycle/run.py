@@ -22,8 +22,6 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from filelock import FileLock
-
 from pytest_integration_kit.lifecycle.owner import Owner
 from pytest_integration_kit.lifecycle.paths import (
     UnsafeDirectory,
@@ -35,6 +33,8 @@ from pytest_integration_kit.lifecycle.records import ServerRecord, read_json, wr
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from filelock import FileLock
 
 __all__ = ["RunDirectory", "choose_runs_root", "discard_fallback_root", "runs_root", "runs_roots"]
 
@@ -121,6 +121,9 @@ class RunDirectory:
 
     def lock(self, key: str, timeout: float) -> FileLock:
         """The lock guarding the start of the server ``key`` in this run."""
+        # Imported here: a run that starts no server takes no lock.
+        from filelock import FileLock  # noqa: PLC0415
+
         return FileLock(self.path / f"{key}.lock", timeout=timeout)
 
     def read(self, key: str) -> ServerRecord | None:

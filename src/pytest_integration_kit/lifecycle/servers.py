@@ -19,12 +19,10 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from filelock import Timeout
 
 from pytest_integration_kit.backends.base import Backend, RunningServer, ServerOptions
 from pytest_integration_kit.backends.docker import preload_docker_modules
@@ -40,6 +38,7 @@ from pytest_integration_kit.lifecycle.kept import REUSE_LABEL, KeptServers
 from pytest_integration_kit.lifecycle.owner import Owner
 from pytest_integration_kit.lifecycle.reaper import Reaper, ReapReport
 from pytest_integration_kit.lifecycle.records import ServerRecord, digest, endpoint_fields
+from pytest_integration_kit.lifecycle.requests import ServerRequest
 from pytest_integration_kit.lifecycle.run import (
     RunDirectory,
     choose_runs_root,
@@ -62,41 +61,6 @@ AUTO_ORDER = ("docker", "local")
 
 #: Seconds, beyond the start-up timeout, a process waits for another to start a server.
 LOCK_MARGIN = 120.0
-
-
-@dataclass(frozen=True)
-class ServerRequest:
-    """Which server a fixture asks for. Equal requests share one server.
-
-    Every field left None is taken from the settings at start time.
-    """
-
-    service: str
-    backend: str | None = None
-    image: str | None = None
-    url: str | None = field(default=None, repr=False)
-    bin_dir: Path | None = None
-    port: int | None = None
-    startup_timeout: float | None = None
-    #: The xdist worker this server is private to (``integration_redis_per_worker``);
-    #: empty: shared by every process of the run.
-    worker: str = ""
-
-    @property
-    def key(self) -> str:
-        """A file-name-safe identity, equal across the processes of a run."""
-        parts: list[object] = [
-            self.service,
-            self.backend,
-            self.image,
-            self.url,
-            str(self.bin_dir),
-            self.port,
-            self.startup_timeout,
-        ]
-        if self.worker:
-            parts.append(self.worker)
-        return f"{self.service}-" + digest(*parts)
 
 
 @dataclass(frozen=True)
@@ -139,7 +103,8 @@ class ServerSet:
         self.settings = settings
         self.session_id = session_id
         self.backends = backends
-        self.owner = owner or Owner.current()
+        # Made when first needed (a start, a share): it reads the process's start time.
+        self._owner = owner
         #: The run directory, once made (by the first server needed, in any process).
         self.run = run
         #: Whether servers are shared through a run directory (xdist, the plugin).
@@ -171,6 +136,13 @@ class ServerSet:
         #: Called every 0.1 s while :meth:`get` waits for a server (to print progress).
         self.on_wait: Callable[[], None] | None = None
 
+    @property
+    def owner(self) -> Owner:
+        """Who owns this set's servers: the coordinator's process."""
+        if self._owner is None:
+            self._owner = Owner.current()
+        return self._owner
+
     # -- building one per process ------------------------------------------------------
 
     @classmethod
@@ -194,10 +166,10 @@ class ServerSet:
         kept = KeptServers(cache_dir) if cache_dir is not None else None
         if kept is not None and shared is None and settings["reuse"]:
             kept.check_usable()
-        owner = Owner.current()
+        owner = None  # this process (ServerSet.owner)
         runs_root = None
         if shared is not None:
-            owner = Owner.from_labels(shared["owner"]) or owner
+            owner = Owner.from_labels(shared["owner"])
             session_id = str(shared["session"])
             runs_root = Path(shared["runs_root"])
         return cls(
@@ -430,6 +402,8 @@ class ServerSet:
         run = self._run_dir()
         timeout = (request.startup_timeout or float(self.settings["startup_timeout"])) + LOCK_MARGIN
         lock = run.lock(request.key, timeout)
+        from filelock import Timeout  # noqa: PLC0415 - loaded by run.lock already
+
         try:
             lock.acquire()
         except Timeout:

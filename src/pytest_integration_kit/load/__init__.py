@@ -9,14 +9,19 @@ end-of-run summary; the runner works the same from a script.
 
 from __future__ import annotations
 
-from pytest_integration_kit.load.resources import (
-    Resources,
-    ResourceSampler,
-    ServerUsage,
-    Target,
-)
-from pytest_integration_kit.load.result import Budget, LoadResult
-from pytest_integration_kit.load.runner import LoadError, LoadRunner
+from typing import TYPE_CHECKING
+
+from pytest_integration_kit.exports import lazy_exports
+
+if TYPE_CHECKING:
+    from pytest_integration_kit.load.resources import (
+        Resources,
+        ResourceSampler,
+        ServerUsage,
+        Target,
+    )
+    from pytest_integration_kit.load.result import Budget, LoadResult
+    from pytest_integration_kit.load.runner import LoadError, LoadRunner
 
 __all__ = [
     "Budget",
@@ -28,3 +33,20 @@ __all__ = [
     "ServerUsage",
     "Target",
 ]
+
+# Imported on first use: a run that needs no server must not pay for the whole layer
+# (mypy reads the imports above instead).
+if not TYPE_CHECKING:
+    __getattr__ = lazy_exports(
+        __name__,
+        {
+            "Budget": "result",
+            "LoadError": "runner",
+            "LoadResult": "result",
+            "LoadRunner": "runner",
+            "ResourceSampler": "resources",
+            "Resources": "resources",
+            "ServerUsage": "resources",
+            "Target": "resources",
+        },
+    )

@@ -68,8 +68,15 @@ class ServiceRegistry:
                 return
             self._loaded = True
             own = 0
-            for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_builtin_first):
-                dist = ep.dist.name if ep.dist is not None else "?"
+            found = entry_points(group=ENTRY_POINT_GROUP)
+            # A distribution's name is parsed from its metadata file at every ask: once here.
+            dists = {id(ep.dist): ep.dist.name for ep in found if ep.dist is not None}
+
+            def dist_of(ep: Any) -> str:
+                return dists[id(ep.dist)] if ep.dist is not None else "?"
+
+            for ep in sorted(found, key=lambda ep: _builtin_first(ep, dist_of(ep))):
+                dist = dist_of(ep)
                 where = f"entry point {ep.name} = {ep.value} (from {dist})"
                 try:
                     spec = _instance(ep.load())
@@ -81,7 +88,7 @@ class ServiceRegistry:
                 except Exception as exc:  # a broken package must not crash pytest
                     self.problems.append(f"{where}: {exc}")
                     continue
-                own += _is_own(ep)
+                own += _is_own(dist)
             if own == 0:
                 self.problems.append(
                     f"the installed metadata of {OWN_DISTRIBUTION} declares no services in "
@@ -241,11 +248,11 @@ def _same_class(a: ServiceSpec, b: ServiceSpec) -> bool:
     return (ta.__module__, ta.__qualname__) == (tb.__module__, tb.__qualname__)
 
 
-def _is_own(ep: Any) -> bool:
-    return ep.dist is not None and ep.dist.name.replace("_", "-").lower() == OWN_DISTRIBUTION
+def _is_own(dist: str) -> bool:
+    return dist.replace("_", "-").lower() == OWN_DISTRIBUTION
 
 
-def _builtin_first(ep: Any) -> tuple[bool, str]:
+def _builtin_first(ep: Any, dist: str) -> tuple[bool, str]:
     # By name, not by the metadata's order: installers write entry points in different
     # orders, and the header, markers and docs must not change with the installer.
-    return (not _is_own(ep), str(ep.name))
+    return (not _is_own(dist), str(ep.name))

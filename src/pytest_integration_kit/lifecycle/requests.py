@@ -1,0 +1,53 @@
+"""What a fixture asks for: the key that equal requests share one server by.
+
+Apart from :mod:`~pytest_integration_kit.lifecycle.servers` so that the fixture modules,
+which build their requests when the plugin is imported, need not import the lifecycle
+layer (a run that needs no server never does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from pytest_integration_kit.lifecycle.records import digest
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["ServerRequest"]
+
+
+@dataclass(frozen=True)
+class ServerRequest:
+    """Which server a fixture asks for. Equal requests share one server.
+
+    Every field left None is taken from the settings at start time.
+    """
+
+    service: str
+    backend: str | None = None
+    image: str | None = None
+    url: str | None = field(default=None, repr=False)
+    bin_dir: Path | None = None
+    port: int | None = None
+    startup_timeout: float | None = None
+    #: The xdist worker this server is private to (``integration_redis_per_worker``);
+    #: empty: shared by every process of the run.
+    worker: str = ""
+
+    @property
+    def key(self) -> str:
+        """A file-name-safe identity, equal across the processes of a run."""
+        parts: list[object] = [
+            self.service,
+            self.backend,
+            self.image,
+            self.url,
+            str(self.bin_dir),
+            self.port,
+            self.startup_timeout,
+        ]
+        if self.worker:
+            parts.append(self.worker)
+        return f"{self.service}-" + digest(*parts)
