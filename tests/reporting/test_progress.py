@@ -68,3 +68,16 @@ def test_without_a_terminal_a_pull_is_one_line() -> None:
     progress.event("redis", "ready", "redis ready on docker in 1.00 s")
     progress.flush()
     assert written == ["pulling redis:8.2…", "redis ready on docker in 1.00 s"]
+
+
+def test_a_kept_server_being_probed_is_waited_for_by_nobody() -> None:
+    """``attach``: the first test may start while the probe runs; nothing is written."""
+    written: list[str] = []
+    progress = Progress(written.append, None, verbose=True)
+    progress.event("postgres", "attach", "postgres kept on local")
+    progress.flush()
+    assert written == []
+    assert progress.announced == {"postgres"}
+    progress.event("postgres", "ready", "postgres attached on local in 0.05 s")
+    progress.flush()
+    assert written == ["postgres attached on local in 0.05 s"]

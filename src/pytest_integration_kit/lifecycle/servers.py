@@ -328,6 +328,12 @@ class ServerSet:
         if self.on_progress is not None:
             self.on_progress(service, kind, text)
 
+    def _attaching(self, request: ServerRequest, backend: Backend) -> None:
+        # Nothing to announce: the first test need not wait for the probe before it
+        # starts (importing its drivers meanwhile); a kept server that does not answer
+        # is replaced and its start announced then.
+        self._progress(request.service, "attach", f"{request.service} kept on {backend.name}")
+
     def config_hash(self, request: ServerRequest, options: ServerOptions, backend: Backend) -> str:
         """What a kept server must match to be reused: image or binaries, settings, schema."""
         identity: list[object] = [
@@ -585,9 +591,10 @@ class ServerSet:
             except Exception:  # e.g. the binaries are gone: the usual way then
                 return None
             server = attach(old)
-            if old.config_hash != config_hash or not _answers(server):
-                return None
-            return backend, server, config_hash
+            matches = old.config_hash == config_hash
+            if matches:
+                self._attaching(request, backend)
+            return (backend, server, config_hash) if matches and _answers(server) else None
 
     def _kept_or_started(
         self, request: ServerRequest, options: ServerOptions, backend: Backend
@@ -601,6 +608,8 @@ class ServerSet:
             old = self.kept.read(slot)
             if old is not None and old.endpoint is not None:
                 server = attach(old)
+                if old.config_hash == config_hash:
+                    self._attaching(request, backend)
                 if old.config_hash == config_hash and _answers(server):
                     return server, True, config_hash
                 server.stop()  # dead or mismatched: replaced

@@ -21,8 +21,9 @@ __all__ = ["Progress"]
 class Progress:
     """Collects ``(service, kind, text)`` events from any thread; :meth:`flush` writes them.
 
-    ``kind`` is ``start`` (always written), ``pull`` (rewritten in place on a terminal)
-    or ``ready`` (written only when ``verbose``: pytest's own lines carry the rest).
+    ``kind`` is ``start`` (always written), ``pull`` (rewritten in place on a terminal),
+    ``ready`` (written only when ``verbose``: pytest's own lines carry the rest) or
+    ``attach`` (a kept server is being probed: never written, nothing to wait for).
     """
 
     def __init__(
@@ -57,13 +58,13 @@ class Progress:
                 service, kind, text = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if kind in ("start", "ready"):
+            if kind in ("start", "ready", "attach"):
                 self.announced.add(service)
             if not self.enabled:
                 continue
             if kind == "pull":
                 self._pull(service, text)
-            elif kind == "start" or self.verbose:
+            elif kind == "start" or (self.verbose and kind == "ready"):
                 self._line(text)
 
     def _pull(self, service: str, text: str) -> None:
