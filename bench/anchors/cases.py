@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 PER_TEST = 300
 PER_DB_TEST = 30  # database-per-test tools: a test costs them a database
 CLONE_TESTS = 2000  # the clone target is a steady state over 2,000 tests
-BOUND_TESTS = 200  # the -n 2 case: tests that wait on the server
+BOUND_TESTS = 400  # the -n 2 case: tests that wait on the server, on a kept one
 BOUND_SLEEP_MS = 30
 
 Case = dict[str, Callable[[], float | None]]
@@ -64,9 +64,9 @@ def per_test(suite: Suite) -> Callable[[], float | None]:
     return lambda: _measure(suite, "per_test")
 
 
-def wall(suite: Suite, *, xdist: int = 0, tool: str = "") -> Callable[[], float | None]:
+def wall(suite: Suite, *args: str, xdist: int = 0, tool: str = "") -> Callable[[], float | None]:
     """Seconds from launch to exit (with ``tool``: counting the containers started)."""
-    return lambda: _measure(suite, "wall", xdist=xdist, tool=tool)
+    return lambda: _measure(suite, "wall", *args, xdist=xdist, tool=tool)
 
 
 def proxy_overhead(endpoint: Any) -> Callable[[], float | None]:
@@ -105,6 +105,7 @@ def build_cases(floors: dict[str, dict[str, Any]], docker: bool) -> dict[str, Ca
     both = ("postgres", "redis")
     three = ("postgres", "redis", "mysql")
     local, dock = floors["local"], floors.get("docker", {})
+    bound = suites.ours_pg(BOUND_TESTS, sleep_ms=BOUND_SLEEP_MS)
     cases: dict[str, Case] = {
         "a run that needs no server (the plugin loaded), 3 tests: wall (s)": {
             "ours": wall(suites.bare(3, ours=True)),
@@ -160,6 +161,10 @@ def build_cases(floors: dict[str, dict[str, Any]], docker: bool) -> dict[str, Ca
         "fault proxy: added per round trip, p50 (µs)": {
             "ours": proxy_overhead(local["redis_endpoint"]),
         },
+        f"-n 2, {BOUND_TESTS} DB-bound tests ({BOUND_SLEEP_MS} ms each), kept server: wall (s)": {
+            "ours": wall(bound, "--integration-reuse", xdist=2),
+            "floor: ours, serial": wall(bound, "--integration-reuse"),
+        },
         "warm start to first test, local (s)": {
             "ours": first(suites.ours_pg(1), "--integration-reuse"),
             "pytest-postgresql noproc": first(
@@ -184,7 +189,6 @@ def build_cases(floors: dict[str, dict[str, Any]], docker: bool) -> dict[str, Ca
 def _docker_cases(dock: dict[str, Any]) -> dict[str, Case]:
     img = OURS_IMAGES
     three = ("postgres", "redis", "mysql")
-    bound = {"sleep_ms": BOUND_SLEEP_MS}
     return {
         "cold start to first test, PG, docker (s)": {
             "ours": first(suites.ours_cold(("postgres",), img)),
@@ -214,16 +218,14 @@ def _docker_cases(dock: dict[str, Any]) -> dict[str, Case]:
             "pytest-databases + FLUSHDB": per_test(suites.pytest_databases_redis(PER_TEST)),
             "floor: raw SET + GET": per_test(suites.floor_redis(PER_TEST, dock["redis"])),
         },
-        f"-n 2, {BOUND_TESTS} DB-bound tests ({BOUND_SLEEP_MS} ms each), docker: wall (s)": {
-            "ours": wall(
-                suites.ours_pg(BOUND_TESTS, img["postgres"], **bound), xdist=2, tool="ours"
+        "-n 2, 60 DB tests, docker: wall (s)": {
+            "ours": wall(suites.ours_pg(60, img["postgres"]), xdist=2, tool="ours"),
+            "pytest-databases": wall(
+                suites.pytest_databases_pg(60), xdist=2, tool="pytest-databases"
             ),
             "hand-written recipe": wall(
-                suites.recipe_pg(BOUND_TESTS, image=img["postgres"], **bound),
-                xdist=2,
-                tool="hand-written recipe",
+                suites.recipe_pg(60, image=img["postgres"]), xdist=2, tool="hand-written recipe"
             ),
-            "floor: ours, serial": wall(suites.ours_pg(BOUND_TESTS, img["postgres"], **bound)),
         },
         "warm start to first test, docker (s)": {
             "ours": first(suites.ours_pg(1, img["postgres"]), "--integration-reuse"),

@@ -20,10 +20,8 @@ from pytest_integration_kit.fixtures.apps import (
     query_counter_factory,
 )
 from pytest_integration_kit.fixtures.async_defaults import async_fixtures
-from pytest_integration_kit.fixtures.binding import (
-    load_sessionmakers,
-    sessionmaker_binding_factory,
-)
+from pytest_integration_kit.fixtures.autouse import register_autouse_fixtures
+from pytest_integration_kit.fixtures.binding import load_sessionmakers
 from pytest_integration_kit.fixtures.connections import (
     mysql_connection_factory,
     postgres_connection_factory,
@@ -35,7 +33,7 @@ from pytest_integration_kit.fixtures.environment import (
     prepare_environment,
     restore_environment,
 )
-from pytest_integration_kit.fixtures.faults import fault_proxy_factory, network_guard_factory
+from pytest_integration_kit.fixtures.faults import fault_proxy_factory
 from pytest_integration_kit.fixtures.isolation import (
     collect_worker_summary,
     follow_test_loop_scope,
@@ -255,6 +253,7 @@ def pytest_configure(config: pytest.Config) -> None:
         workerinput = getattr(config, "workerinput", None)
         shared = workerinput.get(RUN_KEY) if workerinput is not None else None
         config.stash[SERVER_SET] = make_server_set(config, settings, shared)
+    register_autouse_fixtures(config, config.stash[SERVER_SET].settings)
     config.stash[REPORT_KEY] = report = RunReport()
     config.pluginmanager.register(_Tally(report), "integration-kit-tally")
     config.pluginmanager.register(LoadReport(config), "integration-kit-load")
@@ -539,7 +538,6 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
 http_mock = http_mock_factory()
 mock_server = mock_server_factory()
 fault_proxy = fault_proxy_factory()
-integration_network_guard = network_guard_factory()
 isolation_workspace = isolation_workspace_factory()
 postgres_engine = postgres_engine_factory()
 mysql_engine = mysql_engine_factory()
@@ -555,7 +553,6 @@ integration_rabbitmq_vhosts = rabbitmq_vhosts_fixture()
 rabbitmq_vhost = rabbitmq_vhost_factory()
 rabbitmq_connection = rabbitmq_connection_factory()
 integration_env_databases = environment_databases_factory()
-integration_sessionmaker_binding = sessionmaker_binding_factory()
 integration_app_host = app_host_factory()
 app_client = app_client_factory()
 live_server = live_server_factory()

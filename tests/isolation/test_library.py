@@ -321,3 +321,37 @@ def test_mysql_copies_keep_views_routines_and_triggers(pytester: pytest.Pytester
                 assert conn.execute(text("SELECT count(*) FROM v_second")).scalar() == 2
     finally:
         server.stop()
+
+
+def test_a_session_whose_connection_died_is_still_cleaned(
+    server: RunningServer, workspace: IsolationWorkspace
+) -> None:
+    """The one-round-trip end fails on a connection the server ended: the connection is
+    discarded, the clean runs on its own, and a foreign commit is still named."""
+    from sqlalchemy import create_engine  # noqa: PLC0415 - beside the others it would shadow nothing
+
+    databases = workspace.databases(server.endpoint)
+    engine = databases.engine()
+    postgres = server.endpoint.service == "postgres"
+    lease = DatabaseLease(databases, "rollback").acquire()
+    with lease.session() as session:
+        session.execute(text("DELETE FROM children"))
+        session.commit()
+        backend = session.execute(
+            text("SELECT pg_backend_pid()" if postgres else "SELECT CONNECTION_ID()")
+        ).scalar_one()
+        foreign = create_engine(engine.url.render_as_string(hide_password=False))
+        with foreign.begin() as conn:
+            conn.execute(text("INSERT INTO parents VALUES (7)"))
+        foreign.dispose()
+        with databases.admin_engine.connect() as admin:
+            admin.execute(
+                text(
+                    f"SELECT pg_terminate_backend({int(backend)})"
+                    if postgres
+                    else f"KILL {int(backend)}"
+                )
+            )
+    assert lease.release()
+    assert lease.foreign_tables == ("parents",)
+    assert counts(engine) == (2, 1)

@@ -114,7 +114,8 @@ def test_every_marker_is_documented_with_the_real_defaults(pytester: pytest.Pyte
 
 def test_every_fixture_of_the_kit_has_a_docstring(pytester: pytest.Pytester) -> None:
     """`pytest --fixtures` says what each of the kit's fixtures is (none undocumented)."""
-    result = run(pytester, "--fixtures")
+    # The network guard, autouse, exists only with its setting on.
+    result = run(pytester, "--fixtures", "-o", "integration_block_network=true")
     lines = result.stdout.str().splitlines()
     ours: dict[str, str] = {}
     for index, line in enumerate(lines):
@@ -144,3 +145,15 @@ def test_every_fixture_of_the_kit_has_a_docstring(pytester: pytest.Pytester) -> 
     assert not undocumented
     assert "PostgreSQL" in ours["postgres_server"]
     assert "Redis" in ours["redis_server"]
+
+
+def test_autouse_fixtures_only_with_their_setting(pytester: pytest.Pytester) -> None:
+    """Unset, integration_block_network and integration_sessionmaker cost a test no
+    autouse fixture of the kit; on, their fixture is there."""
+    pytester.makepyfile(test_it="def test_it(request):\n    print('USES', request.fixturenames)\n")
+    off = run(pytester, "-s").stdout.str()
+    assert "USES" in off
+    assert "integration_network_guard" not in off
+    assert "integration_sessionmaker_binding" not in off
+    on = run(pytester, "-s", "-o", "integration_block_network=true").stdout.str()
+    assert "integration_network_guard" in on

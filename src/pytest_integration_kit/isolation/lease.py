@@ -21,14 +21,19 @@ from pytest_integration_kit.isolation.databases import (
     IsolationError,
     LeakError,
 )
-from pytest_integration_kit.isolation.sessions import rollback_session
+from pytest_integration_kit.isolation.rollback_clean import (
+    rollback_and_clean,
+    rollback_clean_session,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
     from sqlalchemy.ext.asyncio import AsyncEngine
     from sqlalchemy.orm import Session
+
+    from pytest_integration_kit.isolation.admin import CleanReport
 
 __all__ = ["STRATEGIES", "DatabaseLease"]
 
@@ -64,6 +69,8 @@ class DatabaseLease:
         #: Set by :meth:`end` under ``rollback``: tables that connections other than the
         #: kit's committed to during the test (emptied, but not by the rollback).
         self.foreign_tables: tuple[str, ...] = ()
+        #: What the last session's end cleaned, when it did (:meth:`_end_session`).
+        self._cleaned: CleanReport | None = None
 
     def acquire(self) -> DatabaseLease:
         self.users += 1
@@ -81,13 +88,24 @@ class DatabaseLease:
     def session(self, **options: Any) -> Iterator[Session]:
         """A Session for the test: rolled back (rollback) or plain (truncate, clone)."""
         if self.strategy == "rollback":
-            with rollback_session(self.engine, **options) as session:
+            with rollback_clean_session(self.engine, self._end_session, **options) as session:
                 yield session
             return
         from sqlalchemy.orm import Session  # noqa: PLC0415 - optional dependency, imported when used
 
         with Session(self.engine, **options) as session:
             yield session
+
+    def _end_session(self, connection: Connection) -> bool:
+        """Roll back and clean in one round trip when this session is the last user.
+
+        Not while other fixtures of the test still use the database, nor under the
+        leak check, which looks for leftovers before the clean.
+        """
+        if self.users != 1 or self.leak_check:
+            return False
+        self._cleaned = rollback_and_clean(self.databases.admin, connection)
+        return self._cleaned is not None
 
     def async_engine(self, driver: str | None = None) -> AsyncEngine:
         """The AsyncEngine on this lease's database (shared, pool-less: nothing to dispose)."""
@@ -103,8 +121,10 @@ class DatabaseLease:
                 self.databases.clone_pool().give_back(self._clone)
             else:
                 # Under rollback too: one round trip finds (and empties) what was
-                # committed around the session.
-                report = self.databases.clean(self.database)
+                # committed around the session, unless the session's end did.
+                report = self._cleaned
+                if report is None:
+                    report = self.databases.clean(self.database)
                 if self.strategy == "rollback":
                     self.foreign_tables = report.foreign
                 if report.changed:

@@ -43,7 +43,7 @@ TRUNCATE_FROM_BYTES = 256 * 1024
 POSTGRES_SCHEMA = "_pik"
 MYSQL_PREFIX = "_pik_"
 #: Bumped whenever the bookkeeping below changes: part of the template's name.
-TRACKING_VERSION = "5"
+TRACKING_VERSION = "6"
 #: What the kit's own connections set when they connect: the PostgreSQL setting
 #: ``pik.kit`` (a custom placeholder, free in the start-up packet) and the MySQL user
 #: variable ``@pik_kit``. Marks made by connections without it are "foreign".
@@ -299,6 +299,17 @@ BEGIN
 END"""
 
 
+#: The end of a rollback session in one round trip: roll the caller's transaction back,
+#: clean, commit (:mod:`~pytest_integration_kit.isolation.rollback_clean`).
+MYSQL_END_STATEMENT = f"CALL {MYSQL_PREFIX}end()"
+MYSQL_END_PROCEDURE = f"""CREATE PROCEDURE {MYSQL_PREFIX}end()
+BEGIN
+  ROLLBACK;
+  CALL {MYSQL_PREFIX}clean();
+  COMMIT;
+END"""
+
+
 MYSQL_WARM_PROCEDURE = f"""CREATE PROCEDURE {MYSQL_PREFIX}warm()
 BEGIN
   DECLARE done INT DEFAULT 0;
@@ -360,7 +371,7 @@ def mysql_bookkeeping_statements(
 
 def mysql_tracking_statements(tables: Sequence[str]) -> list[str]:
     """Triggers and the clean procedure: not copied with tables, so made on every copy."""
-    statements = [MYSQL_CLEAN_PROCEDURE, MYSQL_WARM_PROCEDURE]
+    statements = [MYSQL_CLEAN_PROCEDURE, MYSQL_END_PROCEDURE, MYSQL_WARM_PROCEDURE]
     for table in tables:
         for event in ("INSERT", "UPDATE", "DELETE"):
             statements.append(

@@ -1,0 +1,100 @@
+"""A rollback session whose end rolls back *and* cleans, in one round trip.
+
+Under the rollback strategy the session's transaction is rolled back after the test,
+and the tracking's clean routine (:mod:`~pytest_integration_kit.isolation.tracking`)
+empties what other connections committed meanwhile. One after the other that was a
+ROLLBACK, then BEGIN, the clean and COMMIT on the pool's connection: four round trips
+where SQLAlchemy's join-an-external-transaction recipe makes one. Here the session's
+own connection sends both at once:
+
+* PostgreSQL: one simple-query message, ``ROLLBACK; SELECT _pik.clean()`` (psycopg
+  and psycopg2 send a statement without parameters that way; the clean runs in its
+  own implicit transaction, committed at the message's end);
+* MySQL: ``CALL _pik_end()``, a procedure that rolls back, cleans and commits.
+
+SQLAlchemy then closes the connection: its rollback drops the session's savepoints
+without a statement (psycopg sends none at all: the server is already outside a
+transaction), and the pool does not reset the connection again.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Final
+
+from pytest_integration_kit.isolation import tracking
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.orm import Session
+
+    from pytest_integration_kit.isolation.admin import CleanReport, DatabaseAdmin
+
+__all__ = ["end_statement", "rollback_and_clean", "rollback_clean_session"]
+
+#: PostgreSQL drivers that send a statement without parameters as one simple-query
+#: message, so several statements may share it; with the others the clean is separate.
+MULTI_STATEMENT_DRIVERS: Final = frozenset({"psycopg", "psycopg2"})
+
+
+def end_statement(admin: DatabaseAdmin, driver: str) -> str | None:
+    """The statement that rolls back and cleans at once on this server and driver."""
+    if admin.service == "mysql":
+        return tracking.MYSQL_END_STATEMENT
+    if admin.service == "postgres" and driver in MULTI_STATEMENT_DRIVERS:
+        return f"ROLLBACK; {admin.clean_statement}"
+    return None
+
+
+def rollback_and_clean(admin: DatabaseAdmin, connection: Connection) -> CleanReport | None:
+    """Roll ``connection``'s transaction back on the server and clean, in one round trip.
+
+    None (and nothing sent) when this driver cannot; the driver's errors propagate.
+    """
+    statement = end_statement(admin, connection.dialect.driver)
+    if statement is None:
+        return None
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(statement)
+        if cursor.description is None:  # psycopg: the ROLLBACK's result comes first
+            cursor.nextset()
+        row = cursor.fetchone()
+    finally:
+        cursor.close()  # pymysql: reads the CALL's last result too
+    return admin.clean_report(row)
+
+
+@contextmanager
+def rollback_clean_session(
+    engine: Engine, end: Callable[[Connection], bool], **session_options: Any
+) -> Iterator[Session]:
+    """:func:`~pytest_integration_kit.isolation.sessions.rollback_session`, ended by ``end``.
+
+    ``end(connection)`` is called with the transaction still open; True says it rolled
+    it back on the server itself (the session then only closes). On False the session
+    ends as usual; on a driver error the connection is discarded (its state is
+    unknown) and ``end`` is taken to have done nothing.
+    """
+    from sqlalchemy.orm import Session  # noqa: PLC0415 - optional dependency, imported when used
+
+    with engine.connect() as conn:
+        outer = conn.begin()
+        session = Session(bind=conn, join_transaction_mode="create_savepoint", **session_options)
+        try:
+            yield session
+        finally:
+            ended = False
+            if outer.is_active and not conn.invalidated:
+                try:
+                    ended = end(conn)
+                except conn.dialect.loaded_dbapi.Error:
+                    conn.invalidate()
+            if ended:
+                # SQLAlchemy's rollback: savepoints dropped without a statement, no reset.
+                conn.close()
+            session.close()
+            if outer.is_active:
+                outer.rollback()

@@ -1,0 +1,148 @@
+"""What a ``postgres_session`` / ``mysql_session`` test costs the server after its body.
+
+The session's rollback and the clean of what other connections committed go out as one
+round trip (issue 11): PostgreSQL one simple-query message, MySQL one CALL (and
+SQLAlchemy's own ROLLBACK). And that single round trip still cleans and reports.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+from isolation_project import write_project
+
+#: PostgreSQL: the libpq trace of every connection the kit's engines open (what was
+#: sent, message by message); after each test's teardown, the messages it sent.
+#: MySQL: the session connection's own statement counter, read at each test's start.
+COUNTING_CONFTEST = """
+import json
+import os
+
+import psycopg.pq
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+TRACE = open("postgres.trace", "w")
+SEEN = {"postgres": [], "mysql": []}
+
+
+@event.listens_for(Engine, "connect")
+def trace(dbapi_connection, record):
+    pgconn = getattr(dbapi_connection, "pgconn", None)
+    if pgconn is not None:
+        pgconn.trace(TRACE.fileno())
+        pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+
+
+def _sent():
+    with open("postgres.trace") as trace:
+        return [line.split("\\t") for line in trace if line.startswith("F\\t")]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    before = len(_sent())
+    result = yield
+    if "postgres_session" in item.fixturenames:
+        # A Query or a Sync is one round trip: the client waits for its answer.
+        sent = [m[3].strip() for m in _sent()[before:] if m[2] in ("Query", "Sync")]
+        SEEN["postgres"].append(sent)
+    return result
+
+
+def pytest_sessionfinish(session):
+    with open("seen.json", "w") as out:
+        json.dump(SEEN, out)
+"""
+
+COUNTED_TESTS = """
+import pytest
+from sqlalchemy import text
+
+from conftest import SEEN
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_postgres(postgres_session, n):
+    postgres_session.execute(text("INSERT INTO orders (id, user_id, total) VALUES (1, 1, 5)"))
+    postgres_session.commit()
+    assert postgres_session.execute(text("SELECT count(*) FROM orders")).scalar() == 1
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_mysql(mysql_session, n):
+    # This connection's own counter (the pool hands the same one back each test).
+    row = mysql_session.execute(
+        text(
+            "SELECT CONNECTION_ID(), VARIABLE_VALUE FROM information_schema.SESSION_STATUS "
+            "WHERE VARIABLE_NAME = 'QUESTIONS'"
+        )
+    ).one()
+    SEEN["mysql"].append([int(row[0]), int(row[1])])
+    mysql_session.execute(text("INSERT INTO orders (id, user_id, total) VALUES (1, 1, 5)"))
+    mysql_session.commit()
+    assert mysql_session.execute(text("SELECT count(*) FROM orders")).scalar() == 1
+"""
+
+
+def test_a_session_ends_in_one_round_trip(pytester: pytest.Pytester, backend_env: str) -> None:
+    """PostgreSQL: after the body, "ROLLBACK; SELECT _pik.clean()" and nothing else.
+    MySQL: CALL _pik_end() and SQLAlchemy's ROLLBACK (the recipe sends three)."""
+    write_project(pytester)
+    pytester.makeconftest(COUNTING_CONFTEST)
+    pytester.makepyfile(test_counted=COUNTED_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=8)
+    seen = json.loads(pytester.path.joinpath("seen.json").read_text())
+    assert seen["postgres"] == [['"ROLLBACK; SELECT _pik.clean()"']] * 4, seen["postgres"]
+    readings = seen["mysql"]
+    assert len({connection for connection, _ in readings}) == 1, readings
+    steps = {b - a for (_, a), (_, b) in itertools.pairwise(readings)}
+    # From one reading to the next: the INSERT, RELEASE, SAVEPOINT and count; CALL
+    # _pik_end() and ROLLBACK; the next test's SAVEPOINT and reading (before: 12).
+    assert steps == {8}, readings
+
+
+FOREIGN_SESSION_TESTS = """
+import pytest
+from sqlalchemy import create_engine, text
+
+DB = pytest.mark.parametrize("db", ["postgres", "mysql"])
+
+
+@DB
+def test_session_and_its_own_engine(db, request):
+    session = request.getfixturevalue(f"{db}_session")
+    url = session.get_bind().engine.url.render_as_string(hide_password=False)
+    session.execute(text("INSERT INTO users (id, name) VALUES (3, 'mine')"))
+    session.commit()
+    own = create_engine(url)
+    with own.begin() as conn:
+        conn.execute(text("INSERT INTO orders (id, user_id, total) VALUES (1, 1, 5)"))
+    own.dispose()
+
+
+@DB
+def test_all_undone(db, request):
+    session = request.getfixturevalue(f"{db}_session")
+    assert session.execute(text("SELECT count(*) FROM orders")).scalar() == 0
+    rows = session.execute(text("SELECT id, name FROM users ORDER BY id")).all()
+    assert [tuple(r) for r in rows] == [(1, "ada; lovelace"), (2, "100% grace")]
+"""
+
+
+def test_the_one_round_trip_still_cleans_and_reports(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    """A session-only test whose code commits through an engine of its own: the
+    session's end empties that table and the foreign commit is reported."""
+    write_project(pytester, extra="    default::pytest_integration_kit.IntegrationKitWarning")
+    pytester.makepyfile(test_foreign_session=FOREIGN_SESSION_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=4, warnings=2)
+    out = result.stdout.str().replace("\n", " ")
+    for db in ("postgres", "mysql"):
+        assert f"test_session_and_its_own_engine[{db}] committed to orders" in out
