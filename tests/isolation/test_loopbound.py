@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import isolation_project  # noqa: F401 - preloads the SQL dialects, see there
@@ -15,11 +16,15 @@ from pytest_integration_kit.isolation import loopbound
 
 
 class _Server:
-    """A stand-in admin engine: answers ``SHOW ssl`` and counts how often it is asked."""
+    """A stand-in admin engine: answers ``SHOW ssl`` and counts how often it is asked;
+    its (psycopg) connection uses TLS or not."""
 
-    def __init__(self, ssl: str) -> None:
+    def __init__(self, ssl: str, *, ssl_in_use: bool = False) -> None:
         self.ssl = ssl
         self.asked = 0
+        self.connection = SimpleNamespace(
+            driver_connection=SimpleNamespace(pgconn=SimpleNamespace(ssl_in_use=ssl_in_use))
+        )
 
     @contextmanager
     def connect(self) -> Iterator[_Server]:
@@ -50,9 +55,10 @@ def test_plain_when_the_server_has_no_tls_asked_once_per_server() -> None:
     assert server.asked == 1
 
 
-def test_tls_left_to_asyncpg_when_the_server_has_it() -> None:
+@pytest.mark.parametrize("server", [_Server("on"), _Server("off", ssl_in_use=True)])
+def test_tls_left_to_asyncpg_when_the_server_or_a_proxy_takes_it(server: _Server) -> None:
     url = make_url("postgresql+asyncpg://u:p@127.0.0.1:5432/a")
-    assert loopbound.plain_url(url, _Server("on")) == url  # type: ignore[arg-type]
+    assert loopbound.plain_url(url, server) == url  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("query", ["sslmode=require", "ssl=prefer", "direct_tls=true"])

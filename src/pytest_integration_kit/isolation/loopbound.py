@@ -8,7 +8,9 @@ are cut here for asyncpg, with the same session as the result:
 
 - TLS negotiation: without ``ssl``/``sslmode`` asyncpg asks the server for TLS first
   (``prefer``), a round trip a server with ``ssl = off`` always declines. Asked once
-  per server (``SHOW ssl``); when off, connections go plain straight away.
+  per server: when it says ``ssl = off`` and the kit's own libpq connection (which
+  offered TLS too) is plain — not a proxy in front that takes TLS — connections go
+  plain straight away.
 - Closing: asyncpg's ``close()`` sends Terminate and then waits for the server's
   backend to exit and drop the socket, within the test's time. libpq does not wait;
   neither does the kit: an idle connection (no transaction open on the server) is
@@ -53,7 +55,8 @@ def loop_bound_engine(admin: DatabaseAdmin, url: URL, admin_engine: Engine) -> A
 
 def plain_url(url: URL, admin_engine: Engine) -> URL:
     """``url`` with ``ssl=disable`` when asyncpg would only offer TLS to a server that
-    has none (nothing asks for TLS and the server says ``ssl = off``); else ``url``."""
+    declines it (nothing asks for TLS, the server says ``ssl = off`` and the kit's
+    libpq connection to it is plain); else ``url``."""
     if any(key in url.query for key in _TLS_QUERY) or any(
         name in os.environ for name in _TLS_ENVIRONMENT
     ):
@@ -63,7 +66,11 @@ def plain_url(url: URL, admin_engine: Engine) -> URL:
         known = _SSL_OFF.get(server)
     if known is None:
         with admin_engine.connect() as conn:
-            known = conn.exec_driver_sql("SHOW ssl").scalar() == "off"
+            raw = conn.connection.driver_connection
+            # psycopg's PGconn, psycopg2's ConnectionInfo; neither: TLS is left as is.
+            libpq = getattr(raw, "pgconn", None) or getattr(raw, "info", None)
+            plain = getattr(libpq, "ssl_in_use", True) is False
+            known = plain and conn.exec_driver_sql("SHOW ssl").scalar() == "off"
         with _SSL_OFF_LOCK:
             _SSL_OFF[server] = known
     return url.update_query_dict({"ssl": "disable"}) if known else url
