@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pytest_integration_kit.errors import IntegrationKitError
-from pytest_integration_kit.isolation import crossloop, tracking
+from pytest_integration_kit.isolation import crossloop, loopbound, tracking
 from pytest_integration_kit.isolation.admin import (
     LOCK_TIMEOUT_SECONDS,
     CleanReport,
@@ -348,12 +348,12 @@ class IsolatedDatabases:
         """An AsyncEngine on ``database``, one per database and driver.
 
         Tests run in many event loops. Most drivers' connections belong to the loop
-        that opened them, so none is kept between uses (no pool); sharing the Engine
-        still saves each test the dialect's first-connect queries. psycopg's can move
+        that opened them, so none is kept between uses
+        (:mod:`~pytest_integration_kit.isolation.loopbound`); sharing the Engine still
+        saves each test the dialect's first-connect queries. psycopg's can move
         between loops: they are kept (:mod:`~pytest_integration_kit.isolation.crossloop`).
         """
-        from sqlalchemy import make_url  # noqa: PLC0415 - optional dependency, imported when used
-        from sqlalchemy.pool import NullPool  # noqa: PLC0415 - optional dependency, imported when used
+        from sqlalchemy import event, make_url  # noqa: PLC0415 - optional dependency, imported when used
 
         name = database or self.worker_database()
         chosen = driver or self.async_driver()
@@ -361,19 +361,12 @@ class IsolatedDatabases:
             engine = self._async_engines.get((name, chosen))
             if engine is None:
                 url = make_url(self.endpoint.with_database(name).url)
-                base = url.drivername.split("+", 1)[0]
+                url = url.set(drivername=f"{url.drivername.split('+', 1)[0]}+{chosen}")
                 if chosen in crossloop.CROSS_LOOP_DRIVERS:
-                    from sqlalchemy import event  # noqa: PLC0415 - optional dependency, imported when used
-
-                    engine = self.admin.kit_async_engine(
-                        url.set(drivername=f"{base}+{chosen}"),
-                        poolclass=crossloop.cross_loop_pool(),
-                    )
+                    engine = self.admin.kit_async_engine(url, poolclass=crossloop.cross_loop_pool())
                     event.listen(engine.sync_engine, "checkout", crossloop.on_checkout)
                 else:
-                    engine = self.admin.kit_async_engine(
-                        url.set(drivername=f"{base}+{chosen}"), poolclass=NullPool
-                    )
+                    engine = loopbound.loop_bound_engine(self.admin, url, self.admin_engine)
                 self._async_engines[(name, chosen)] = engine
             return engine
 
