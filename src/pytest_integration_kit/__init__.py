@@ -24,11 +24,13 @@ from pytest_integration_kit.fixtures.isolation import (
     postgres_async_session_factory,
     postgres_engine_factory,
     postgres_session_factory,
-    redis_async_client_factory,
-    redis_client_factory,
 )
 from pytest_integration_kit.fixtures.load import load_fixture_factory
 from pytest_integration_kit.fixtures.mocks import http_mock_factory, mock_server_factory
+from pytest_integration_kit.fixtures.redis_clients import (
+    redis_async_client_factory,
+    redis_client_factory,
+)
 from pytest_integration_kit.fixtures.services import (
     container_server_factory,
     mysql_server_factory,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_integration_kit.errors import ConfigError, IntegrationKitWarning
+from pytest_integration_kit.fixtures import redis_clients
 from pytest_integration_kit.fixtures.app_classes import load_app_classes
 from pytest_integration_kit.fixtures.apps import (
     app_async_client_factory,
@@ -47,8 +48,6 @@ from pytest_integration_kit.fixtures.isolation import (
     postgres_async_session_factory,
     postgres_engine_factory,
     postgres_session_factory,
-    redis_async_client_factory,
-    redis_client_factory,
     summary_lines,
 )
 from pytest_integration_kit.fixtures.load import LoadReport, load_fixture_factory
@@ -59,7 +58,7 @@ from pytest_integration_kit.fixtures.rabbitmq import (
     rabbitmq_vhost_factory,
     rabbitmq_vhosts_fixture,
 )
-from pytest_integration_kit.fixtures.redis_guard import redis_wipes
+from pytest_integration_kit.fixtures.redis_guard import RedisWipes
 from pytest_integration_kit.fixtures.services import (
     SERVER_SET,
     UNAVAILABLE_ATTR,
@@ -519,11 +518,10 @@ def pytest_testnodedown(node: Any, error: object) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
-    """Warn if the test emptied a shared Redis server's db 0: looked at before its fixtures
-    (and, after the last test, the session's) are torn down, said after."""
-    wipes = redis_wipes(item)
+    """Warn if the test emptied a shared Redis server's db 0 (see RedisWipes for when)."""
+    wipes = RedisWipes(item)
     result = yield
-    for warning in wipes:
+    for warning in wipes.warnings():
         item.warn(warning)
     return result
 
@@ -550,8 +548,8 @@ mysql_async_session = mysql_async_session_factory()
 postgres_connection = postgres_connection_factory()
 postgres_async_connection = postgres_async_connection_factory()
 mysql_connection = mysql_connection_factory()
-redis_client = redis_client_factory()
-redis_async_client = redis_async_client_factory()
+redis_client = redis_clients.redis_client_factory()
+redis_async_client = redis_clients.redis_async_client_factory()
 postgres_database = database_fixture_factory(server="postgres_server")
 mysql_database = database_fixture_factory(server="mysql_server")
 redis_database = database_fixture_factory(server="redis_server")
