@@ -21,10 +21,8 @@ from pytest_integration_kit.fixtures.apps import (
     live_server_factory,
     query_counter_factory,
 )
-from pytest_integration_kit.fixtures.binding import (
-    load_sessionmakers,
-    sessionmaker_binding_factory,
-)
+from pytest_integration_kit.fixtures.autouse import per_test_fixtures
+from pytest_integration_kit.fixtures.binding import load_sessionmakers
 from pytest_integration_kit.fixtures.connections import (
     mysql_connection_factory,
     postgres_async_connection_factory,
@@ -37,7 +35,7 @@ from pytest_integration_kit.fixtures.environment import (
     prepare_environment,
     restore_environment,
 )
-from pytest_integration_kit.fixtures.faults import fault_proxy_factory, network_guard_factory
+from pytest_integration_kit.fixtures.faults import fault_proxy_factory
 from pytest_integration_kit.fixtures.isolation import (
     collect_worker_summary,
     follow_test_loop_scope,
@@ -250,6 +248,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"pytest-integration-kit: bad setting\n{exc}") from None
     config.stash[SETTINGS_KEY] = settings
     config.pluginmanager.register(server_fixtures(specs), "integration_kit_servers")
+    config.pluginmanager.register(per_test_fixtures(settings), "integration_kit_per_test")
     if getattr(config, "workerinput", None) is None:  # once per run, not per xdist worker
         _check_before_start(config, settings)
     # Made before conftest import when integration_env names servers; else here. An
@@ -537,7 +536,6 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
 http_mock = http_mock_factory()
 mock_server = mock_server_factory()
 fault_proxy = fault_proxy_factory()
-integration_network_guard = network_guard_factory()
 isolation_workspace = isolation_workspace_factory()
 postgres_engine = postgres_engine_factory()
 mysql_engine = mysql_engine_factory()
@@ -557,7 +555,6 @@ integration_rabbitmq_vhosts = rabbitmq_vhosts_fixture()
 rabbitmq_vhost = rabbitmq_vhost_factory()
 rabbitmq_connection = rabbitmq_connection_factory()
 integration_env_databases = environment_databases_factory()
-integration_sessionmaker_binding = sessionmaker_binding_factory()
 integration_app_host = app_host_factory()
 app_client = app_client_factory()
 app_async_client = app_async_client_factory()
