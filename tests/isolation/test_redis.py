@@ -123,6 +123,28 @@ def test_per_test_cost_is_one_round_trip_on_an_open_connection(
         keyspace.close()
 
 
+def test_the_clean_sees_a_flushall_and_puts_the_canary_back(url_servers: dict[str, str]) -> None:
+    """What ``wiped`` would have said, the clean's own round trip says: once per wipe."""
+    endpoint = spec_for("redis").endpoint_from_url(url_servers["redis"])
+    outsider = redis.Redis.from_url(url_servers["redis"])
+    keyspace = RedisKeyspace(endpoint, owner="clean_look")
+    try:
+        db = keyspace.claim()
+        with keyspace.cleaned_after():
+            assert keyspace.clean_due
+        assert not keyspace.clean_due
+        assert keyspace.take_look() is False
+        outsider.flushall()  # what a test might run
+        keyspace.clean()
+        assert outsider.get(f"{CLAIM_PREFIX}{db}") == b"clean_look"  # the claim is back
+        assert keyspace.take_look() is True
+        assert keyspace.take_look() is None  # told once
+        assert keyspace.wiped() is False  # and the canary is there again
+    finally:
+        keyspace.close()
+        outsider.close()
+
+
 COUNTED = """
 import json
 from pathlib import Path
