@@ -29,11 +29,13 @@ if TYPE_CHECKING:
         postgres_async_session_factory,
         postgres_engine_factory,
         postgres_session_factory,
-        redis_async_client_factory,
-        redis_client_factory,
     )
     from pytest_integration_kit.fixtures.load import load_fixture_factory
     from pytest_integration_kit.fixtures.mocks import http_mock_factory, mock_server_factory
+    from pytest_integration_kit.fixtures.redis_clients import (
+        redis_async_client_factory,
+        redis_client_factory,
+    )
     from pytest_integration_kit.fixtures.services import (
         container_server_factory,
         mysql_server_factory,
@@ -116,8 +118,8 @@ if not TYPE_CHECKING:
             "postgres_engine_factory": "fixtures.isolation",
             "postgres_server_factory": "fixtures.services",
             "postgres_session_factory": "fixtures.isolation",
-            "redis_async_client_factory": "fixtures.isolation",
-            "redis_client_factory": "fixtures.isolation",
+            "redis_async_client_factory": "fixtures.redis_clients",
+            "redis_client_factory": "fixtures.redis_clients",
             "redis_server_factory": "fixtures.services",
             "register_service": "services.registry",
             "server_fixture_factory": "fixtures.services",

@@ -20,7 +20,7 @@ from pytest_integration_kit.fixtures.apps import (
     query_counter_factory,
 )
 from pytest_integration_kit.fixtures.async_defaults import async_fixtures
-from pytest_integration_kit.fixtures.autouse import register_autouse_fixtures
+from pytest_integration_kit.fixtures.autouse import per_test_fixtures
 from pytest_integration_kit.fixtures.binding import load_sessionmakers
 from pytest_integration_kit.fixtures.connections import (
     mysql_connection_factory,
@@ -42,7 +42,6 @@ from pytest_integration_kit.fixtures.isolation import (
     mysql_session_factory,
     postgres_engine_factory,
     postgres_session_factory,
-    redis_client_factory,
     summary_lines,
 )
 from pytest_integration_kit.fixtures.load import LoadReport, load_fixture_factory
@@ -53,7 +52,8 @@ from pytest_integration_kit.fixtures.rabbitmq import (
     rabbitmq_vhost_factory,
     rabbitmq_vhosts_fixture,
 )
-from pytest_integration_kit.fixtures.redis_guard import redis_wipes
+from pytest_integration_kit.fixtures.redis_clients import redis_client_factory
+from pytest_integration_kit.fixtures.redis_guard import RedisWipes
 from pytest_integration_kit.fixtures.services import (
     SERVER_SET,
     UNAVAILABLE_ATTR,
@@ -245,6 +245,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     config.pluginmanager.register(server_fixtures(specs), "integration_kit_servers")
     config.pluginmanager.register(async_fixtures(), "integration_kit_async_fixtures")
+    config.pluginmanager.register(per_test_fixtures(settings), "integration_kit_per_test")
     if getattr(config, "workerinput", None) is None:  # once per run, not per xdist worker
         _check_before_start(config, settings)
     # Made before conftest import when integration_env names servers; else here. An
@@ -253,7 +254,6 @@ def pytest_configure(config: pytest.Config) -> None:
         workerinput = getattr(config, "workerinput", None)
         shared = workerinput.get(RUN_KEY) if workerinput is not None else None
         config.stash[SERVER_SET] = make_server_set(config, settings, shared)
-    register_autouse_fixtures(config, config.stash[SERVER_SET].settings)
     config.stash[REPORT_KEY] = report = RunReport()
     config.pluginmanager.register(_Tally(report), "integration-kit-tally")
     config.pluginmanager.register(LoadReport(config), "integration-kit-load")
@@ -518,11 +518,10 @@ def pytest_testnodedown(node: Any, error: object) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
-    """Warn if the test emptied a shared Redis server's db 0: looked at before its fixtures
-    (and, after the last test, the session's) are torn down, said after."""
-    wipes = redis_wipes(item)
+    """Warn if the test emptied a shared Redis server's db 0 (see RedisWipes for when)."""
+    wipes = RedisWipes(item)
     result = yield
-    for warning in wipes:
+    for warning in wipes.warnings():
         item.warn(warning)
     return result
 

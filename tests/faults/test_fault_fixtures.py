@@ -215,3 +215,26 @@ def test_block_network_allows_configured_server_hosts(
         """
     )
     project.runpytest_subprocess().assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_the_autouse_fixtures_are_set_up_only_where_their_setting_is_on(
+    project: pytest.Pytester, on: bool
+) -> None:
+    """pytest pays for each function fixture of each test: the network guard and the
+    sessionmaker binding are fixtures of no test while their settings are off, and
+    still there by name."""
+    extra = "integration_block_network = true\nintegration_sessionmaker = app:maker\n"
+    project.makeini(INI + (extra if on else ""))
+    project.makepyfile(app="from sqlalchemy.orm import sessionmaker\nmaker = sessionmaker()\n")
+    project.makepyfile(
+        test_plain="def test_plain():\n    pass\n",
+        test_named="def test_named(integration_network_guard):\n    pass\n",
+    )
+    result = project.runpytest("--setup-plan")
+    names = ("integration_network_guard", "integration_sessionmaker_binding")
+    plain = [line for line in result.outlines if "test_plain.py::test_plain" in line]
+    assert len(plain) == 1
+    assert all((name in plain[0]) == on for name in names), plain[0]
+    if not on:  # (on, the sessionmaker would need a server integration_env names)
+        project.runpytest().assert_outcomes(passed=2)

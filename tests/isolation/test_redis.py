@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import redis
 from isolation_project import run, write_project
@@ -89,7 +91,8 @@ def test_per_test_cost_is_one_round_trip_on_an_open_connection(
     url_servers: dict[str, str],
 ) -> None:
     """After the first test, a test's client connects no more and the clean is one
-    pipelined round trip (DBSIZE + FLUSHDB): no AUTH, SELECT, HELLO or CLIENT per test."""
+    pipelined round trip: db 0's canary looked at (SELECT 0, SET NX), then SELECT back,
+    DBSIZE + FLUSHDB. No AUTH, HELLO or CLIENT per test."""
     endpoint = spec_for("redis").endpoint_from_url(url_servers["redis"])
     outsider = redis.Redis.from_url(url_servers["redis"])
     keyspace = RedisKeyspace(endpoint, owner="per_test_cost")
@@ -109,9 +112,86 @@ def test_per_test_cost_is_one_round_trip_on_an_open_connection(
         calls = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         calls["info"] -= 2  # the first look at the counters
         assert connections_after - connections == 0
-        assert {k: v for k, v in calls.items() if v} == {"dbsize": 20, "set": 10, "flushdb": 10}
+        assert {k: v for k, v in calls.items() if v} == {
+            "dbsize": 20,
+            "set": 20,
+            "select": 20,
+            "flushdb": 10,
+        }
+        assert keyspace.take_look() is False  # the canary was there every time
     finally:
         keyspace.close()
+
+
+def test_the_clean_sees_a_flushall_and_puts_the_canary_back(url_servers: dict[str, str]) -> None:
+    """What ``wiped`` would have said, the clean's own round trip says: once per wipe."""
+    endpoint = spec_for("redis").endpoint_from_url(url_servers["redis"])
+    outsider = redis.Redis.from_url(url_servers["redis"])
+    keyspace = RedisKeyspace(endpoint, owner="clean_look")
+    try:
+        db = keyspace.claim()
+        with keyspace.cleaned_after():
+            assert keyspace.clean_due
+        assert not keyspace.clean_due
+        assert keyspace.take_look() is False
+        outsider.flushall()  # what a test might run
+        keyspace.clean()
+        assert outsider.get(f"{CLAIM_PREFIX}{db}") == b"clean_look"  # the claim is back
+        assert keyspace.take_look() is True
+        assert keyspace.take_look() is None  # told once
+        assert keyspace.wiped() is False  # and the canary is there again
+    finally:
+        keyspace.close()
+        outsider.close()
+
+
+COUNTED = """
+import json
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+def calls(client):
+    stats = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(s["calls"]) for name, s in stats.items()}
+
+
+def test_0_before(redis_client):
+    (HERE / "before.json").write_text(json.dumps(calls(redis_client)))
+
+
+@pytest.mark.parametrize("n", range(10))
+def test_1_write(redis_client, n):
+    redis_client.set("k", n)
+
+
+def test_2_after(redis_client):
+    (HERE / "after.json").write_text(json.dumps(calls(redis_client)))
+"""
+
+
+@pytest.mark.parametrize("backend", ["local"])  # a server of the run's own: nobody else counts
+def test_a_test_costs_its_commands_and_one_pipelined_clean(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    """Through the plugin: after each test, the clean's one round trip and nothing else —
+    the look for FLUSHALL is in it (no EXISTS of its own)."""
+    write_project(pytester)
+    pytester.makepyfile(test_counted=COUNTED)
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=12)
+    before, after = (
+        json.loads(pytester.path.joinpath(f"{name}.json").read_text())
+        for name in ("before", "after")
+    )
+    calls = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    calls.pop("info")  # test_0_before's own
+    # 11 cleans (test_0_before's and the ten tests'): SELECT 0, SET NX, SELECT n,
+    # DBSIZE, FLUSHDB each; the ten tests' SETs.
+    assert calls == {"select": 22, "set": 21, "dbsize": 11, "flushdb": 11}
 
 
 def test_a_client_closed_by_the_test_does_not_break_the_next(

@@ -114,8 +114,7 @@ def test_every_marker_is_documented_with_the_real_defaults(pytester: pytest.Pyte
 
 def test_every_fixture_of_the_kit_has_a_docstring(pytester: pytest.Pytester) -> None:
     """`pytest --fixtures` says what each of the kit's fixtures is (none undocumented)."""
-    # The network guard, autouse, exists only with its setting on.
-    result = run(pytester, "--fixtures", "-o", "integration_block_network=true")
+    result = run(pytester, "--fixtures")
     lines = result.stdout.str().splitlines()
     ours: dict[str, str] = {}
     for index, line in enumerate(lines):

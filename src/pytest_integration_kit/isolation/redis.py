@@ -7,20 +7,24 @@ db 0 exists (managed Redis, cluster), it falls back to a key prefix and cleans w
 
 A test that runs ``FLUSHALL`` (or ``FLUSHDB`` on db 0) on a shared server empties every
 process's data. Db 0 holds a *canary* key per keyspace (its claim key, or a key of its
-own in prefix mode): :meth:`RedisKeyspace.wiped` looks after each test whether it is
-still there, whichever client — the kit's or one the code under test built from the
-URL — sent the command.
+own in prefix mode): after each test it is looked at, whichever client — the kit's or
+one the code under test built from the URL — sent the command. A test that used a
+client fixture has it looked at by :meth:`RedisKeyspace.clean`, in the clean's own
+round trip; any other test by :meth:`RedisKeyspace.wiped`.
 """
 
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from pytest_integration_kit.isolation.databases import IsolationError, owner_token
 from pytest_integration_kit.isolation.ownership import DEFAULT_LEASE_SECONDS
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import redis as redis_sync
     import redis.asyncio as redis_async
 
@@ -59,6 +63,11 @@ class RedisKeyspace:
         #: One connection pool per client options: a test's client finds its connection
         #: already open, authenticated and on the db index (no handshake per test).
         self._pools: dict[tuple[tuple[str, object], ...], redis_sync.ConnectionPool] = {}
+        #: Tests' clients (:meth:`cleaned_after`) whose clean is still to come.
+        self._cleans_due = 0
+        #: Whether a clean found the canary gone since the last :meth:`take_look`
+        #: (None: no clean looked).
+        self._look: bool | None = None
 
     def _connect(self, db: int) -> redis_sync.Redis:
         import redis as redis_sync  # noqa: PLC0415 - optional dependency, imported when used
@@ -103,9 +112,12 @@ class RedisKeyspace:
         """Whether db 0 lost this keyspace's canary since the last look: ``FLUSHALL`` or
         ``FLUSHDB`` on db 0 ran on the server, emptying every process's data there.
 
-        Puts the canary (and so the claim on the db index) back. One round trip; False
-        until the keyspace is claimed.
+        Puts the canary (and so the claim on the db index) back. One round trip (none
+        when a clean since the last look already saw it gone); False until the
+        keyspace is claimed.
         """
+        if self.take_look():
+            return True
         with self._lock:
             if self.db is None or self._client is None:
                 return False
@@ -116,6 +128,33 @@ class RedisKeyspace:
             return False
         base.set(key, self.owner, nx=True, ex=self.claim_seconds)
         return True
+
+    @property
+    def clean_due(self) -> bool:
+        """Whether a test's client is out (:meth:`cleaned_after`): its clean will look at
+        the canary, so the look after the test can wait for it (:meth:`take_look`)."""
+        with self._lock:
+            return self._cleans_due > 0
+
+    def take_look(self) -> bool | None:
+        """What the cleans since the last call saw: True if one found the canary gone
+        (and put it back), None if none looked."""
+        with self._lock:
+            look, self._look = self._look, None
+        return look
+
+    @contextmanager
+    def cleaned_after(self) -> Iterator[None]:
+        """Around a test's use of this keyspace: :meth:`clean` at the end, which also
+        looks at the canary; till then :attr:`clean_due` says so."""
+        with self._lock:
+            self._cleans_due += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._cleans_due -= 1
+            self.clean()
 
     def renew(self) -> None:
         """Push the claim's (or canary's) expiry ``claim_seconds`` ahead, if still ours.
@@ -194,22 +233,35 @@ class RedisKeyspace:
         return cls(**self._connection(options))  # type: ignore[no-any-return]
 
     def clean(self) -> int:
-        """Empty this keyspace; returns how many keys there were (one round trip if none)."""
+        """Empty this keyspace; returns how many keys there were.
+
+        On a db index one round trip, which also looks at db 0's canary and puts it back
+        if it is gone; :meth:`take_look` tells what it saw.
+        """
         self.claim()
-        client = self._client
-        if client is None:
+        with self._lock:
+            client, db, key = self._client, self.db, self._canary_key()
+        if client is None or db is None:
             raise IsolationError("the Redis keyspace is closed")
         if self.prefix:
             keys = list(client.scan_iter(match=self.prefix + "*", count=1000))
             for start in range(0, len(keys), 1000):
                 client.unlink(*keys[start : start + 1000])
-            return len(keys)
-        # One round trip: count and empty together. ASYNC frees a large keyspace off the
-        # server's main thread; Redis frees a small one in place all the same.
-        pipe = client.pipeline(transaction=False)
-        pipe.dbsize()
-        pipe.flushdb(asynchronous=True)
-        size, _ = pipe.execute()
+            gone = client.set(key, self.owner, nx=True, ex=self.claim_seconds)
+            size = len(keys)
+        else:
+            # One round trip: the canary in db 0, then count and empty this db index.
+            # ASYNC frees a large keyspace off the server's main thread; Redis frees a
+            # small one in place all the same. SET NX: a no-op while the canary is there.
+            pipe = client.pipeline(transaction=False)
+            pipe.select(0)
+            pipe.set(key, self.owner, nx=True, ex=self.claim_seconds)
+            pipe.select(db)
+            pipe.dbsize()
+            pipe.flushdb(asynchronous=True)
+            _, gone, _, size, _ = pipe.execute()
+        with self._lock:
+            self._look = bool(self._look) or bool(gone)
         return int(size)
 
     def close(self) -> None:
