@@ -492,3 +492,10 @@ def pytest_postgresql_cold(services: tuple[str, ...], pg_ctl: str, redis_exec: s
         [f"--redis-exec={redis_exec}"] if "redis" in services else []
     )
     return Suite({"test_cold.py": test}, tuple(plugins), args=tuple(args), user="postgres")
+
+
+def ours_pg_clone(n: int, image: str | None = None) -> Suite:
+    """:func:`ours_pg` with every test on a database of its own (the clone strategy)."""
+    suite = ours_pg(n, image)
+    suite.files["pytest.ini"] = _INI_OURS + "integration_isolation = clone\n"
+    return suite
