@@ -6,6 +6,7 @@ Plain library classes, usable without pytest; the fixtures in
 
 from __future__ import annotations
 
+from pytest_integration_kit.isolation.clone_pool import Clone, ClonePool
 from pytest_integration_kit.isolation.connections import (
     asyncpg_connection,
     driver_arguments,
@@ -13,8 +14,6 @@ from pytest_integration_kit.isolation.connections import (
     pymysql_connection,
 )
 from pytest_integration_kit.isolation.databases import (
-    Clone,
-    ClonePool,
     IsolatedDatabases,
     IsolationError,
     LeakError,

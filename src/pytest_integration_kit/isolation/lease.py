@@ -15,12 +15,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
-from pytest_integration_kit.isolation.databases import (
-    Clone,
-    IsolatedDatabases,
-    IsolationError,
-    LeakError,
-)
+from pytest_integration_kit.isolation.databases import IsolatedDatabases, IsolationError, LeakError
 from pytest_integration_kit.isolation.sessions import rollback_session
 
 if TYPE_CHECKING:
@@ -29,6 +24,8 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlalchemy.ext.asyncio import AsyncEngine
     from sqlalchemy.orm import Session
+
+    from pytest_integration_kit.isolation.clone_pool import Clone
 
 __all__ = ["STRATEGIES", "DatabaseLease"]
 
