@@ -1,8 +1,13 @@
-"""The clone strategy's databases: fresh ones from the template, made ahead of need.
+"""The clone strategy's databases: made ahead of need, reset or dropped behind it.
 
 A :class:`ClonePool` keeps ``size`` clones of the template ready, each with an Engine
-already holding a warm connection, so a test pays only for taking one off a queue;
-used ones are dropped in the background.
+already holding a warm connection, so a test pays only for taking one off a queue.
+On PostgreSQL a clone given back is reset to the template's state in the background
+and handed out again (:mod:`~pytest_integration_kit.isolation.clone_reset`): no
+``CREATE DATABASE`` or ``DROP DATABASE`` per test. A clone the reset cannot vouch for
+(the test changed the schema, left a connection open) — and every clone on MySQL,
+whose copies replay the schema and cannot be reset this way — is dropped and a new one
+made from the template, as before.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pytest_integration_kit.isolation import tracking
+from pytest_integration_kit.isolation.clone_reset import PostgresCloneReset
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
@@ -24,22 +32,26 @@ __all__ = ["Clone", "ClonePool"]
 
 @dataclass
 class Clone:
-    """A fresh database from the template, with an Engine already holding a connection."""
+    """A database equal to the template, with an Engine already holding a connection."""
 
     name: str
     engine: Engine
+    #: The fresh clone's catalog fingerprint (PostgreSQL): the reset compares with it.
+    #: None: the clone is dropped after one use.
+    reference: tuple[int, ...] | None = None
+    #: How many tests had this database before the one that has it now.
+    reused: int = 0
 
 
 class ClonePool:
-    """Fresh databases from the template, made ahead of need and dropped behind it.
+    """Clones of the template, made ahead of need and reset or dropped behind it.
 
-    One background thread keeps ``size`` clones ready (each with a connected Engine),
-    another drops the ones given back, so a test pays only for taking one off the
-    queue. A used clone's connections are closed when it is given back and the maker
-    waits while ``size`` used clones are still to be dropped, so neither connections
-    nor databases pile up however fast tests go. A clone that failed is made again
-    for the test that takes it: one failure (a busy template, a full server) fails
-    at most that test, never every later one.
+    One background thread keeps ``size`` clones ready — resetting used ones first,
+    making new ones when short — another drops the ones that cannot be reset. The maker
+    waits while ``size`` used clones are still to be dropped, and a used clone's
+    connection is closed unless it is reset, so neither connections nor databases pile
+    up however fast tests go. A clone that failed is made again for the test that takes
+    it: one failure (a busy template, a full server) fails at most that test.
     """
 
     def __init__(self, databases: IsolatedDatabases, *, size: int = 2) -> None:
@@ -47,11 +59,17 @@ class ClonePool:
             raise ValueError("a clone pool needs size >= 1")
         self.databases = databases
         self.size = size
+        postgres = databases.admin.service == "postgres"
+        self._reset = PostgresCloneReset(f'"{tracking.POSTGRES_SCHEMA}"') if postgres else None
+        #: How many used clones were reset and handed out again, and how many dropped.
+        self.reset_count = 0
+        self.dropped_count = 0
         self._ready: queue.Queue[Clone | BaseException] = queue.Queue()
+        self._returned: queue.Queue[Clone] = queue.Queue()  # given back, to reset
         self._doomed: queue.Queue[Clone | None] = queue.Queue()  # None: stop
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._pending = 0  # clones made but not yet taken
+        self._pending = 0  # clones ready, being made or being reset: not taken
         self._unfinished_drops = 0  # given back, not dropped yet
         self._making = threading.Event()
         self._count_lock = threading.Lock()
@@ -72,15 +90,23 @@ class ClonePool:
             with engine.connect() as conn:  # stays in the engine's pool, warmed up
                 conn.exec_driver_sql(self.databases.admin.warm_statement)
                 conn.commit()
+            reference = self._reset.reference(engine) if self._reset is not None else None
         except BaseException:
             engine.dispose()
             with contextlib.suppress(Exception):  # else IsolatedDatabases.close drops it
                 self.databases.drop(name)
             raise
-        return Clone(name, engine)
+        return Clone(name, engine, reference)
 
     def _run(self) -> None:
         while not self._stopping.is_set():
+            try:
+                used = self._returned.get_nowait()
+            except queue.Empty:
+                pass
+            else:
+                self._recycle(used)
+                continue
             with self._count_lock:
                 short = self._pending < self.size and self._unfinished_drops < self.size
                 if short:
@@ -96,6 +122,35 @@ class ClonePool:
                 self._ready.put(exc)
             finally:
                 self._making.clear()
+
+    def _recycle(self, clone: Clone) -> None:
+        """Reset a used clone and hand it out again, or drop it."""
+        assert self._reset is not None
+        assert clone.reference is not None
+        reason: str | None = "stopping"
+        if not self._stopping.is_set():
+            # Engines of the test's own on this database (async ones): closed first.
+            self.databases.dispose_engines(clone.name)
+            try:
+                reason = self._reset.reset(clone.engine, clone.reference)
+            except Exception as exc:  # the test broke something the reset needs
+                reason = f"{type(exc).__name__}: {exc}"
+        if reason is None:
+            clone.reused += 1
+            self.reset_count += 1
+            self._ready.put(clone)
+            return
+        with self._count_lock:
+            self._pending -= 1
+        self._doom(clone)
+
+    def _doom(self, clone: Clone) -> None:
+        clone.engine.dispose()
+        with self._count_lock:
+            self._unfinished_drops += 1
+            self.dropped_count += 1
+        self._doomed.put(clone)
+        self._wake.set()
 
     def _drop_loop(self) -> None:
         while True:
@@ -116,7 +171,7 @@ class ClonePool:
             self.databases.drop(clone.name)
 
     def take(self, timeout: float = 120.0) -> Clone:
-        """A fresh clone; waits for the background thread if none is ready yet."""
+        """A clone equal to the template; waits for the background thread if none is ready."""
         from pytest_integration_kit.isolation.databases import IsolationError  # noqa: PLC0415 - databases imports this module
 
         started = time.monotonic()
@@ -135,12 +190,13 @@ class ClonePool:
         return item
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
-        """Wait until the pool is full and nothing is being dropped (for benchmarks)."""
+        """Wait until the pool is full and nothing is being reset or dropped (benchmarks)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._count_lock:
                 idle = (
                     self._pending >= self.size
+                    and self._ready.qsize() >= self._pending
                     and self._unfinished_drops == 0
                     and not self._making.is_set()
                 )
@@ -150,11 +206,24 @@ class ClonePool:
         return False
 
     def give_back(self, clone: Clone) -> None:
-        """Close a used clone's connections now; drop the database in the background."""
-        clone.engine.dispose()
+        """Hand a used clone to the background: reset for reuse, or dropped.
+
+        A connection still checked out of its engine (a leak) rules the reset out: its
+        connections are closed now and the database is dropped.
+        """
+        reusable = (
+            self._reset is not None
+            and clone.reference is not None
+            and not clone.engine.pool.checkedout()  # type: ignore[attr-defined]
+            and not self._stopping.is_set()
+        )
+        if not reusable:
+            self._doom(clone)
+            return
         with self._count_lock:
-            self._unfinished_drops += 1
-        self._doomed.put(clone)
+            self._pending += 1
+        self._returned.put(clone)
+        self._wake.set()
 
     def close(self) -> None:
         self._stopping.set()
@@ -163,7 +232,7 @@ class ClonePool:
         for thread in self._threads:
             thread.join(timeout=60)
         leftovers: list[Clone] = []
-        for source in (self._ready, self._doomed):
+        for source in (self._ready, self._returned, self._doomed):
             while True:
                 try:
                     item = source.get_nowait()
