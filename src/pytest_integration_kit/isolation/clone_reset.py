@@ -169,7 +169,9 @@ class PostgresCloneReset:
         expected = "ARRAY[" + ", ".join(str(int(v)) for v in reference) + "]::bigint[]"
         # One round trip: the session's reset, then the database's (multiple statements,
         # no parameters: the simple query protocol, one transaction).
-        batch = f"SELECT {self.schema}.reset({expected}); {SESSION_RESET}"
+        # The session first: a setting the test left (statement_timeout, read-only
+        # transactions) does not get in the way of the reset.
+        batch = f"{SESSION_RESET}; SELECT {self.schema}.reset({expected})"
         deadline = time.monotonic() + OTHERS_WAIT_SECONDS
         while True:
             with engine.connect() as conn:
@@ -177,7 +179,9 @@ class PostgresCloneReset:
                 cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
                 try:
                     cursor.execute(batch)
-                    row = cursor.fetchone()  # the first statement's
+                    while cursor.nextset():  # to the last statement's result
+                        pass
+                    row = cursor.fetchone()
                     reason = row[0] if row is not None else "no answer"
                 finally:
                     cursor.close()
