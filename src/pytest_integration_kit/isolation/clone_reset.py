@@ -168,10 +168,11 @@ class PostgresCloneReset:
             engine.dispose()
         expected = "ARRAY[" + ", ".join(str(int(v)) for v in reference) + "]::bigint[]"
         # One round trip: the session's reset, then the database's (multiple statements,
-        # no parameters: the simple query protocol, one transaction).
-        # The session first: a setting the test left (statement_timeout, read-only
-        # transactions) does not get in the way of the reset.
-        batch = f"{SESSION_RESET}; SELECT {self.schema}.reset({expected})"
+        # no parameters: the simple query protocol).
+        # The session first, committed: the reset then runs in a transaction of its own
+        # that a setting the test left (read-only transactions, a statement timeout)
+        # no longer governs.
+        batch = f"{SESSION_RESET}; COMMIT; SELECT {self.schema}.reset({expected})"
         deadline = time.monotonic() + OTHERS_WAIT_SECONDS
         while True:
             with engine.connect() as conn:
