@@ -605,9 +605,3 @@ def pytest_postgresql_cold(services: tuple[str, ...], pg_ctl: str, redis_exec: s
     )
     return Suite({"test_cold.py": test}, tuple(plugins), args=tuple(args), user="postgres")
 
-
-def ours_pg_truncate(n: int, image: str | None = None) -> Suite:
-    """``ours_pg`` with ``integration_isolation = truncate``: the written tables emptied."""
-    suite = ours_pg(n, image)
-    suite.files["pytest.ini"] = _INI_OURS + "integration_isolation = truncate\n"
-    return suite

@@ -68,6 +68,10 @@ def rename(workspace, server, old, new):
 
 
 def test_a_template_goes_away(postgres_session, isolation_workspace, postgres_server):
+    # A changed schema: this clone is dropped, not reset, so the pool clones the template
+    # again for the next test — and fails.
+    postgres_session.execute(text("CREATE TABLE scratch (id INTEGER)"))
+    postgres_session.commit()
     databases = isolation_workspace.databases(postgres_server)
     assert databases.clone_pool().wait_idle()
     rename(isolation_workspace, postgres_server, databases.template(), MOVED)

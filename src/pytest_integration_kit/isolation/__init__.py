@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from pytest_integration_kit.exports import lazy_exports
 
 if TYPE_CHECKING:
+    from pytest_integration_kit.isolation.clone_pool import Clone, ClonePool
     from pytest_integration_kit.isolation.connections import (
         asyncpg_connection,
         driver_arguments,
@@ -18,8 +19,6 @@ if TYPE_CHECKING:
         pymysql_connection,
     )
     from pytest_integration_kit.isolation.databases import (
-        Clone,
-        ClonePool,
         IsolatedDatabases,
         IsolationError,
         LeakError,
@@ -61,8 +60,8 @@ if not TYPE_CHECKING:
     __getattr__ = lazy_exports(
         __name__,
         {
-            "Clone": "databases",
-            "ClonePool": "databases",
+            "Clone": "clone_pool",
+            "ClonePool": "clone_pool",
             "DatabaseLease": "lease",
             "IsolatedDatabases": "databases",
             "IsolationError": "databases",

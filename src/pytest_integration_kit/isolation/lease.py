@@ -6,8 +6,9 @@ too; those that connections other than the kit's committed to are reported
 (:attr:`DatabaseLease.foreign_tables`): rollback was not what undid them.
 ``truncate`` — the worker database; afterwards the tables written to (tracked by
 triggers, whoever wrote) are emptied and their seed rows restored, in one round trip.
-``clone`` — a fresh database from the template, taken from the background pool and
-dropped behind the test.
+``clone`` — a database equal to the template, taken from the background pool; behind
+the test it is reset to the template's state for a later test, or dropped when the
+reset cannot vouch for it (:mod:`~pytest_integration_kit.isolation.clone_pool`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
-from pytest_integration_kit.isolation.databases import (
-    Clone,
-    IsolatedDatabases,
-    IsolationError,
-    LeakError,
-)
+from pytest_integration_kit.isolation.databases import IsolatedDatabases, IsolationError, LeakError
 from pytest_integration_kit.isolation.rollback_clean import (
     rollback_and_clean,
     rollback_clean_session,
@@ -34,6 +30,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from pytest_integration_kit.isolation.admin import CleanReport
+    from pytest_integration_kit.isolation.clone_pool import Clone
 
 __all__ = ["STRATEGIES", "DatabaseLease"]
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
+from pytest_integration_kit.isolation.clone_reset import postgres_reuse_statements
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
@@ -43,7 +45,9 @@ TRUNCATE_FROM_BYTES = 256 * 1024
 POSTGRES_SCHEMA = "_pik"
 MYSQL_PREFIX = "_pik_"
 #: Bumped whenever the bookkeeping below changes: part of the template's name.
-TRACKING_VERSION = "6"
+#: 6: MySQL's _pik_end (a rollback session's end in one call); 7: the clone strategy's
+#: reset (:mod:`~pytest_integration_kit.isolation.clone_reset`).
+TRACKING_VERSION = "7"
 #: What the kit's own connections set when they connect: the PostgreSQL setting
 #: ``pik.kit`` (a custom placeholder, free in the start-up packet) and the MySQL user
 #: variable ``@pik_kit``. Marks made by connections without it are "foreign".
@@ -186,7 +190,7 @@ END $$""",
             f"CREATE TRIGGER _pik_mark AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {qualified} "
             f"FOR EACH STATEMENT EXECUTE FUNCTION {s}.mark()",
         ]
-    return statements
+    return statements + postgres_reuse_statements(s)
 
 
 def _my_ident(name: str) -> str:
