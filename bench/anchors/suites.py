@@ -604,4 +604,3 @@ def pytest_postgresql_cold(services: tuple[str, ...], pg_ctl: str, redis_exec: s
         [f"--redis-exec={redis_exec}"] if "redis" in services else []
     )
     return Suite({"test_cold.py": test}, tuple(plugins), args=tuple(args), user="postgres")
-
