@@ -28,7 +28,6 @@ from pytest_integration_kit.fixtures.connections import (
 )
 from pytest_integration_kit.fixtures.environment import (
     database_fixture_factory,
-    environment_databases_factory,
     make_server_set,
     prepare_environment,
     restore_environment,
@@ -551,7 +550,6 @@ redis_database = database_fixture_factory(server="redis_server")
 integration_rabbitmq_vhosts = rabbitmq_vhosts_fixture()
 rabbitmq_vhost = rabbitmq_vhost_factory()
 rabbitmq_connection = rabbitmq_connection_factory()
-integration_env_databases = environment_databases_factory()
 integration_app_host = app_host_factory()
 app_client = app_client_factory()
 live_server = live_server_factory()
