@@ -95,7 +95,11 @@ def pmr_prestarted(n: int) -> Callable[[], float | None]:
 
     def measure() -> float:
         subprocess.run(["pmr", "postgres"], check=True, capture_output=True, timeout=300)
-        return _measure(suites.pytest_mock_resources(n), "first")
+        try:
+            return _measure(suites.pytest_mock_resources(n), "first")
+        finally:
+            # Left running, it would make pytest-mock-resources' next "cold" start warm.
+            subprocess.run(["pmr", "--stop", "postgres"], capture_output=True, check=False)
 
     return measure
 
