@@ -175,11 +175,15 @@ def test_orphans_of_dead_processes_are_reaped(
     )
     dead_pid = int(ended.stdout)
     token = uuid.uuid4().hex[:8]
-    orphan, alive, foreign = (database_name(kind, token) for kind in ("orphan", "alive", "far"))
+    orphan, alive, foreign, reused = (
+        database_name(kind, token) for kind in ("orphan", "alive", "far", "reused")
+    )
     labels = {
         orphan: owner_label(pid=dead_pid),
         alive: owner_label(),  # this very process
         foreign: owner_label(host="another-host", pid=dead_pid),
+        # A dead worker's pid now held by another process (this one): its start differs.
+        reused: owner_label(pid=os.getpid(), started="1000000000.00"),
     }
     admin = databases.admin
     with databases.admin_engine.connect() as conn:
@@ -189,6 +193,7 @@ def test_orphans_of_dead_processes_are_reaped(
     try:
         reaped = databases.reap_orphans()
         assert orphan in reaped
+        assert reused in reaped
         assert alive not in reaped
         assert foreign not in reaped
         with databases.admin_engine.connect() as conn:

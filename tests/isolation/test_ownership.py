@@ -102,6 +102,12 @@ def test_labels_name_host_pid_and_lease_end_and_older_ones_still_parse() -> None
     assert label == "pytest-integration-kit host=runner/4026531836 pid=42 until=1800000000"
     assert parse_owner(label) == OwnerLabel("runner/4026531836", 42, 1_800_000_000.0)
     assert parse_owner("pytest-integration-kit host=vm pid=7") == OwnerLabel("vm", 7, None)
+    started = owner_label(host="vm/1", pid=42, until=1_800_000_000, started="1799999000.25")
+    assert started.endswith(" until=1800000000 started=1799999000.25")
+    assert parse_owner(started) == OwnerLabel("vm/1", 42, 1_800_000_000.0, "1799999000.25")
+    mine = parse_owner(owner_label())  # this process: its start is in the label
+    assert mine is not None
+    assert mine.started
     assert parse_owner("made by hand") is None
 
 
@@ -112,6 +118,10 @@ def test_who_may_drop_what() -> None:
     now = 1_800_000_000.0
     assert abandoned(OwnerLabel(here, dead, now + 60), now=now)  # this host: the pid decides
     assert not abandoned(OwnerLabel(here, 1, now - 60), now=now)
+    me = parse_owner(owner_label())
+    assert me is not None
+    assert not abandoned(me, now=now)  # this process, its start matching
+    assert abandoned(OwnerLabel(here, me.pid, now + 60, "1000000000.00"), now=now)  # pid reused
     assert abandoned(OwnerLabel(hostname, dead), now=now)  # a label from before namespaces
     assert abandoned(OwnerLabel("elsewhere/1", 1, now - 1), now=now)  # elsewhere: the lease
     assert not abandoned(OwnerLabel("elsewhere/1", dead, now + 1), now=now)

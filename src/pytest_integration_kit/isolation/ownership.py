@@ -7,7 +7,10 @@ heard from it. A live run renews its leases every third of their length from a d
 thread (:class:`LeaseRenewer`), so a run of any length keeps what it made.
 
 Whether something is abandoned (:func:`abandoned`) depends on who asks. On the owner's
-own host a dead process id settles it at once. From another host process ids mean
+own host a dead process id settles it at once, and so does a live one that started at
+another time than the owner did: process ids are reused (32,768 of them by default, gone
+round in minutes on a busy CI machine), and a killed run's database must not live on
+because some later process got its worker's id. From another host process ids mean
 nothing, so only an expired lease does: that is how CI jobs on many machines share one
 server and still clean up after a job that was killed. "Host" is the host name *and*
 the process-id namespace, so two containers with the same host name are two hosts.
@@ -47,6 +50,7 @@ DEFAULT_LEASE_SECONDS = 600.0
 _LABEL = re.compile(
     r"pytest-integration-kit host=(?P<host>\S+) pid=(?P<pid>\d+)"
     r"(?: until=(?P<until>\d+(?:\.\d+)?))?"
+    r"(?: started=(?P<started>\d+(?:\.\d+)?))?"
 )
 
 log = logging.getLogger(__name__)
@@ -75,6 +79,9 @@ class OwnerLabel:
     pid: int
     #: Seconds since the epoch on the server's clock; None in labels older than leases.
     until: float | None = None
+    #: When the process started (its host's clock, 10 ms): tells a reused pid apart.
+    #: None in labels from before it was written.
+    started: str | None = None
 
     def on_this_host(self) -> bool:
         here = host_identity()
@@ -84,14 +91,21 @@ class OwnerLabel:
 
 
 def owner_label(
-    host: str | None = None, pid: int | None = None, *, until: float | None = None
+    host: str | None = None,
+    pid: int | None = None,
+    *,
+    until: float | None = None,
+    started: str | None = None,
 ) -> str:
-    """The label of something this process made: host, process id and lease end."""
-    label = (
-        f"pytest-integration-kit host={host or host_identity()} "
-        f"pid={pid if pid is not None else os.getpid()}"
-    )
-    return label if until is None else f"{label} until={until:.0f}"
+    """The label of something this process made: host, process id, lease end and, for
+    this process, when it started."""
+    if pid is None:
+        pid = os.getpid()
+        started = _own_start(pid)
+    label = f"pytest-integration-kit host={host or host_identity()} pid={pid}"
+    if until is not None:
+        label += f" until={until:.0f}"
+    return f"{label} started={started}" if started else label
 
 
 def parse_owner(label: str) -> OwnerLabel | None:
@@ -100,7 +114,26 @@ def parse_owner(label: str) -> OwnerLabel | None:
     if match is None:
         return None
     until = match["until"]
-    return OwnerLabel(match["host"], int(match["pid"]), float(until) if until else None)
+    return OwnerLabel(
+        match["host"], int(match["pid"]), float(until) if until else None, match["started"]
+    )
+
+
+@functools.cache
+def _own_start(pid: int) -> str:
+    """This process's start, read once (keyed by pid: a fork reads its own)."""
+    return process_started(pid)
+
+
+def process_started(pid: int) -> str:
+    """When ``pid`` started, to 10 ms ('' when it cannot be read: no such process)."""
+    # Imported here: only a run that makes or judges something on a server asks.
+    import psutil  # noqa: PLC0415
+
+    try:
+        return f"{psutil.Process(pid).create_time():.2f}"
+    except (psutil.Error, OSError):
+        return ""
 
 
 def process_alive(pid: int) -> bool:
@@ -121,7 +154,10 @@ def abandoned(owner: OwnerLabel, *, now: float) -> bool:
     without a lease, from a kit before leases, is never dropped from another host).
     """
     if owner.on_this_host():
-        return not process_alive(owner.pid)
+        if not process_alive(owner.pid):
+            return True
+        # Alive: the owner, or a later process that got its id.
+        return owner.started is not None and process_started(owner.pid) not in ("", owner.started)
     return owner.until is not None and owner.until < now
 
 
