@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from pytest_integration_kit.lifecycle.owner import process_start
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -122,18 +124,7 @@ def parse_owner(label: str) -> OwnerLabel | None:
 @functools.cache
 def _own_start(pid: int) -> str:
     """This process's start, read once (keyed by pid: a fork reads its own)."""
-    return process_started(pid)
-
-
-def process_started(pid: int) -> str:
-    """When ``pid`` started, to 10 ms ('' when it cannot be read: no such process)."""
-    # Imported here: only a run that makes or judges something on a server asks.
-    import psutil  # noqa: PLC0415
-
-    try:
-        return f"{psutil.Process(pid).create_time():.2f}"
-    except (psutil.Error, OSError):
-        return ""
+    return process_start(pid)
 
 
 def process_alive(pid: int) -> bool:
@@ -157,7 +148,7 @@ def abandoned(owner: OwnerLabel, *, now: float) -> bool:
         if not process_alive(owner.pid):
             return True
         # Alive: the owner, or a later process that got its id.
-        return owner.started is not None and process_started(owner.pid) not in ("", owner.started)
+        return owner.started is not None and process_start(owner.pid) not in ("", owner.started)
     return owner.until is not None and owner.until < now
 
 
