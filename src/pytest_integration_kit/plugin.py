@@ -353,7 +353,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                 needed[meta.server] = None
     progress = _progress(session.config, servers)
     servers.start_all(needed)
-    while any(not servers.done(r) and r.service not in progress.announced for r in needed):
+    # Waiting only orders the "starting …" lines before the first test's: with none to
+    # print (-q, an xdist worker) the first test's set-up goes on at once.
+    while progress.enabled and any(
+        not servers.done(r) and r.service not in progress.announced for r in needed
+    ):
         time.sleep(0.02)
         progress.flush()
     progress.flush()
