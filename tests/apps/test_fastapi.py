@@ -172,6 +172,7 @@ def test_drifted_schema(app_client):
 
 @pytest.fixture
 def project(pytester: pytest.Pytester, backend_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The FastAPI user project, its startups and logins logged to files the tests read."""
     write_project(pytester, MAIN)
     monkeypatch.setenv("STARTUP_LOG", str(pytester.path / "startups.txt"))
     monkeypatch.setenv("LOGIN_LOG", str(pytester.path / "logins.txt"))

@@ -30,14 +30,17 @@ def _local(service: str) -> Iterator[Endpoint]:
 
 @pytest.fixture(scope="session")
 def local_redis() -> Iterator[Endpoint]:
+    """A Redis server of the local backend, shared by the module's proxies."""
     yield from _local("redis")
 
 
 @pytest.fixture(scope="session")
 def local_postgres() -> Iterator[Endpoint]:
+    """A PostgreSQL server of the local backend, shared by the module's proxies."""
     yield from _local("postgres")
 
 
 @pytest.fixture(scope="session")
 def local_mysql() -> Iterator[Endpoint]:
+    """A MySQL/MariaDB server of the local backend, shared by the module's proxies."""
     yield from _local("mysql")

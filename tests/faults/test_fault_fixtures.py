@@ -13,6 +13,7 @@ asyncio_default_fixture_loop_scope = function
 
 @pytest.fixture
 def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A user project on the local backend, strict about missing servers."""
     monkeypatch.setenv("INTEGRATION_BACKEND", "local")
     monkeypatch.setenv("INTEGRATION_MISSING", "fail")
     pytester.makeini(INI)

@@ -58,6 +58,7 @@ sys.addaudithook(_tripwire)
 
 @pytest.fixture(autouse=True)
 def tripwire() -> Iterator[None]:
+    """Arm the tripwire for the test: a connection that escapes the guard is seen."""
     _armed.set()
     try:
         yield
@@ -67,6 +68,7 @@ def tripwire() -> Iterator[None]:
 
 @pytest.fixture
 def listener() -> Iterator[socket.socket]:
+    """A listening socket on 127.0.0.1 (a free port) for loopback connections."""
     with socket.create_server(("127.0.0.1", 0)) as server:
         yield server
 
@@ -374,6 +376,7 @@ def test_marked_goes_through():
 
 @pytest.fixture
 def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A user project on the local backend whose conftest arms the tripwire."""
     monkeypatch.setenv("INTEGRATION_BACKEND", "local")
     pytester.makeini(INI)
     pytester.makeconftest(TRIPWIRE_CONFTEST)

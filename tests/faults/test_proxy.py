@@ -29,12 +29,14 @@ SLACK = 0.25
 
 @pytest.fixture
 def redis_proxy(local_redis: Endpoint) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the local Redis (seeded: toxics are reproducible)."""
     with FaultProxy(local_redis, seed=7) as proxy:
         yield proxy
 
 
 @pytest.fixture
 def pg_proxy(local_postgres: Endpoint) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the local PostgreSQL (seeded: toxics are reproducible)."""
     with FaultProxy(local_postgres, seed=7) as proxy:
         yield proxy
 

@@ -71,6 +71,7 @@ def test_names_stay_within_limits_and_apart() -> None:
 
 @pytest.fixture(scope="module", params=["postgres", "mysql"])
 def server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    """A PostgreSQL, then a MySQL/MariaDB server of the local backend, for the module."""
     started = LocalBackend().start(
         ServerOptions(
             spec=spec_for(str(request.param)),
@@ -85,6 +86,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
 
 @pytest.fixture
 def workspace(pytester: pytest.Pytester) -> Iterator[IsolationWorkspace]:
+    """An isolation workspace over a two-table schema with seed rows, closed after the test."""
     pytester.makepyfile(
         lib_models="""
 from sqlalchemy import Column, ForeignKey, Integer, MetaData, Table

@@ -159,6 +159,7 @@ def test_it(postgres_session):
 
 @pytest.fixture
 def pg_dialect_engine() -> Engine:
+    """A PostgreSQL Engine that never connects: compiling DDL needs only its dialect."""
     # Compiling DDL needs only a dialect: an engine that never connects.
     return create_engine("postgresql+psycopg://u:p@127.0.0.1:1/db")
 

@@ -118,6 +118,7 @@ def _kept_databases(cache_dir: Path, db: str) -> list[str]:
 
 @pytest.fixture
 def local_env(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> Path:
+    """Runs on the local backend, strict, with the test's own cache directory."""
     monkeypatch.setenv("INTEGRATION_BACKEND", "local")
     monkeypatch.setenv("INTEGRATION_MISSING", "fail")
     return cache_dir

@@ -107,6 +107,7 @@ def test_a_symlink_planted_as_the_runs_dir_with_xdist(
 
 @pytest.fixture
 def nobody() -> pwd.struct_passwd:
+    """The ``nobody`` user, to plant directories as another user (needs root)."""
     if os.geteuid() != 0:
         pytest.skip("planting a directory as another user needs root")
     return pwd.getpwnam("nobody")

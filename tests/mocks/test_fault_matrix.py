@@ -118,6 +118,7 @@ FAULTS: dict[str, tuple[Callable[[], HttpFault], Outcome]] = {
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[MockServer]:
+    """One mock server for the module's fault matrix."""
     with MockServer() as running:
         yield running
 

@@ -42,18 +42,21 @@ BODY = {"id": 7, "name": "seven", "tags": ["a", "b", "c"]}
 
 @pytest.fixture(scope="module")
 def running_server() -> Iterator[MockServer]:
+    """One mock server for the module (reset per test by ``server``)."""
     with MockServer() as server:
         yield server
 
 
 @pytest.fixture
 def server(running_server: MockServer) -> MockServer:
+    """The module's mock server, its routes and calls reset."""
     running_server.reset()
     return running_server
 
 
 @pytest.fixture
 def mock() -> Iterator[HttpMock]:
+    """An in-process respx router for ``https://api.example.test``."""
     with HttpMock(base_url="https://api.example.test") as router:
         yield router
 

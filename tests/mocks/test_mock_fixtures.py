@@ -13,6 +13,7 @@ asyncio_default_fixture_loop_scope = function
 
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A user project with the kit's ini."""
     pytester.makeini(INI)
     return pytester
 

@@ -22,12 +22,14 @@ if TYPE_CHECKING:
 
 @pytest.fixture(scope="module")
 def running_server() -> Iterator[MockServer]:
+    """One mock server for the module (reset per test by ``server``)."""
     with MockServer() as server:
         yield server
 
 
 @pytest.fixture
 def server(running_server: MockServer) -> MockServer:
+    """The module's mock server, its routes and calls reset."""
     running_server.reset()
     return running_server
 
@@ -249,6 +251,7 @@ def test_a_program_in_a_subprocess_is_served(server: MockServer) -> None:
 
 @pytest.fixture(scope="module")
 def tls_server() -> Iterator[MockServer]:
+    """One HTTPS mock server for the module, its certificate from a throwaway CA."""
     with MockServer(https=True) as server:
         yield server
 

@@ -106,6 +106,7 @@ def _need_docker() -> None:
 
 @pytest.fixture
 def docker_over_tcp() -> Iterator[str]:
+    """``tcp://127.0.0.1:<port>`` bridged to the engine's unix socket (DOCKER_HOST over TCP)."""
     _need_docker()
     bridge = TcpToUnixBridge()
     yield f"tcp://127.0.0.1:{bridge.port}"

@@ -224,6 +224,7 @@ def test_local_server_that_never_listens_times_out_shows_its_log_and_leaves_noth
 
 @pytest.fixture
 def docker_available() -> None:
+    """Skip without a Docker engine; fail instead in strict CI."""
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
         if os.environ.get("PIK_TEST_STRICT"):
             pytest.fail("docker is required in CI")

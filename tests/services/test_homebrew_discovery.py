@@ -22,6 +22,7 @@ def executable(path: Path) -> Path:
 
 @pytest.fixture
 def brew(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Homebrew prefix, and a PATH on which nothing is found."""
     prefix = tmp_path / "homebrew"
     (prefix / "opt").mkdir(parents=True)
     monkeypatch.setenv("HOMEBREW_PREFIX", str(prefix))
