@@ -248,8 +248,7 @@ class ProxiedConnection:
         self.client.inbound = Link(self, "upstream", self.client, self.server)
         self.server.inbound = Link(self, "downstream", self.server, self.client)
         self._applies: dict[Toxic, bool] = {}
-        self._watched: set[Toxic] = set()
-        self._watchers: set[asyncio.Task[None]] = set()
+        self._watchers: dict[Toxic, asyncio.Task[None]] = {}
         self._connecting: asyncio.Task[None] | None = None
         self._ended = 0
         #: Both sockets are connected (the client's is not read before).
@@ -265,15 +264,16 @@ class ProxiedConnection:
         return decided
 
     def watch(self, toxic: Toxic) -> None:
-        """Run the toxic's watchdog (if any) on this connection once; on the loop's thread."""
-        if self.closed or not self.up or toxic in self._watched or not self.applies(toxic):
+        """Run the toxic's watchdog (if any) on this connection, one at a time per toxic
+        (a toxic added while the connection was being made is met twice); on the loop's
+        thread."""
+        if self.closed or not self.up or toxic in self._watchers or not self.applies(toxic):
             return
-        self._watched.add(toxic)
         watchdog = toxic.watch(self)
         if watchdog is not None:
             task = asyncio.get_running_loop().create_task(watchdog)
-            self._watchers.add(task)
-            task.add_done_callback(self._watchers.discard)
+            self._watchers[toxic] = task
+            task.add_done_callback(lambda _: self._watchers.pop(toxic, None))
 
     # -- from the sockets ------------------------------------------------------------
 
@@ -318,7 +318,7 @@ class ProxiedConnection:
             return
         self.closed = True
         current = asyncio.current_task()
-        for task in (*self._watchers, self._connecting):
+        for task in (*self._watchers.values(), self._connecting):
             if task is not None and task is not current:
                 task.cancel()
         self.client.inbound.cancel()
