@@ -123,6 +123,19 @@ def test_the_servers_eof_reaches_the_client_which_can_still_send(path: str) -> N
         assert after.get(timeout=10) == b"still here"
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_what_the_client_sends_and_closes_at_once_reaches_the_server(path: str) -> None:
+    """Bytes and EOF sent before the proxy reached the server wait for it, not dropped."""
+
+    def echo(conn: socket.socket) -> None:
+        conn.sendall(read_to_eof(conn))
+
+    with proxied(echo, path) as (_, sock):
+        sock.sendall(b"early")
+        sock.shutdown(socket.SHUT_WR)
+        assert read_to_eof(sock) == b"early"
+
+
 # -- resets from each side ---------------------------------------------------------------
 
 

@@ -170,8 +170,11 @@ class Link:
         return self._acting
 
     def feed(self, data: bytes) -> None:
-        """A chunk (``b""``: EOF) from the source: straight out, or queued for the toxics."""
-        if self._pump is None and not self.toxics():
+        """A chunk (``b""``: EOF) from the source: straight out, or queued for the toxics
+        or held until the server connection is made (the client's socket is paused until
+        then, but older Pythons, 3.10 among them, start reading a new socket even when
+        ``connection_made`` paused it: CPython gh-103607)."""
+        if self._pump is None and self.connection.up and not self.toxics():
             if data:
                 self.sink.write(data)
             else:
@@ -180,9 +183,13 @@ class Link:
         loop = asyncio.get_running_loop()
         self._inbox.append((loop.time(), data))
         self.queued += len(data)
-        if self._pump is None:
-            self._pump = loop.create_task(self._run())
+        self.start()
         self.source.update_reading()
+
+    def start(self) -> None:
+        """Hand what is queued to the pump, once the connection is up."""
+        if self._pump is None and self._inbox and self.connection.up:
+            self._pump = asyncio.get_running_loop().create_task(self._run())
 
     async def send(self, data: bytes) -> None:
         """Write to the sink and wait while its buffer is full (a toxic's last step)."""
@@ -299,8 +306,9 @@ class ProxiedConnection:
         self.up = True
         for toxic in self.source.toxics:
             self.watch(toxic)
-        self.client.update_reading()
-        self.server.update_reading()
+        for side in (self.client, self.server):
+            side.inbound.start()
+            side.update_reading()
 
     def ended(self, link: Link) -> None:
         """One direction passed its EOF on; once both have, the connection is done."""
