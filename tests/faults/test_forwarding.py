@@ -9,6 +9,7 @@ Most tests run twice: on the straight path (no toxic) and on the toxics' queued 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import queue
 import socket
@@ -305,3 +306,24 @@ def test_both_sockets_are_nodelay() -> None:
             assert side.transport is not None
             raw = side.transport.get_extra_info("socket")
             assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_stopping_with_a_client_that_stopped_reading_closes_everything(path: str) -> None:
+    """What the proxy still holds for a client that does not read cannot be flushed: the
+    stop drops it after a short grace instead of leaving the socket open."""
+    data = os.urandom(1 << 16) * 512
+
+    def send_everything(conn: socket.socket) -> None:
+        conn.sendall(data)
+
+    with proxied(send_everything, path) as (proxy, sock):
+        time.sleep(0.5)  # the buffers on the way are full
+        start = time.perf_counter()
+        proxy.stop()
+        assert time.perf_counter() - start < 5
+        sock.settimeout(10)
+        with contextlib.suppress(ConnectionResetError):
+            while sock.recv(1 << 20):
+                pass  # everything up to the end: the proxy's socket is closed
+        gc.collect()  # an unclosed transport would warn here (an error in this suite)

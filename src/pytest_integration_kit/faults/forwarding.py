@@ -64,6 +64,8 @@ class Side(asyncio.Protocol):
         self.write_paused = False
         #: The other end sent EOF: nothing more to read, never resume reading.
         self.eof = False
+        #: The socket is closed (asyncio called ``connection_lost``).
+        self.gone = False
         self._reading_paused = False
         self._drain: asyncio.Future[None] | None = None
 
@@ -91,6 +93,7 @@ class Side(asyncio.Protocol):
         self.peer.update_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.gone = True
         self._wake(exc or ConnectionResetError("Connection lost"))
         self.connection.lost(exc)
 
@@ -317,9 +320,24 @@ class ProxiedConnection:
             self.close()
 
     def lost(self, exc: Exception | None) -> None:
-        """A socket closed under us: an error resets the other side, as a router would."""
+        """A socket closed under us (an error resets the other side, as a router would),
+        or one we closed is done."""
         if not self.closed:
             self.close(reset=exc is not None)
+        elif self.settled:
+            self._forget(self)
+
+    @property
+    def settled(self) -> bool:
+        """No socket of the connection is open any more."""
+        return all(side.transport is None or side.gone for side in (self.client, self.server))
+
+    def abort(self) -> None:
+        """Drop at once what the sockets still hold to send (a peer that stopped reading
+        would keep a closing socket open for ever)."""
+        for side in (self.client, self.server):
+            if side.transport is not None and not side.gone:
+                side.transport.abort()
 
     def close(self, *, reset: bool = False) -> None:
         if self.closed:
@@ -338,7 +356,8 @@ class ProxiedConnection:
                 _abort(side.transport, reset=True)
             elif not side.transport.is_closing():
                 side.transport.close()
-        self._forget(self)
+        if self.settled:
+            self._forget(self)
 
 
 async def _through(toxics: list[Toxic], data: bytes, link: Link) -> None:

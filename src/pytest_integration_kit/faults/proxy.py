@@ -44,6 +44,10 @@ if TYPE_CHECKING:
 __all__ = ["FaultProxy", "FaultProxyFactory", "Link", "ProxiedConnection"]
 
 
+#: How long stopping or disabling the proxy lets closed connections send what they hold.
+SHUT_GRACE_SECONDS = 1.0
+
+
 @runtime_checkable
 class Addressable(Protocol):
     host: str
@@ -160,6 +164,15 @@ class FaultProxy:
             server.close()
         for connection in list(self._connections):
             connection.close(reset=reset)
+        # A closed connection still sends what it holds; one whose peer stopped reading
+        # would stay open for ever (and Python 3.12's wait_closed would wait for it).
+        await asyncio.sleep(0)  # the sockets with nothing left to send close now
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHUT_GRACE_SECONDS
+        while self._connections and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for connection in list(self._connections):
+            connection.abort()
         if server is not None:
             await server.wait_closed()
 
