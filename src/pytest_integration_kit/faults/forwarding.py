@@ -207,6 +207,7 @@ class Link:
         self.connection.ended(self)
 
     def cancel(self) -> None:
+        """Stop the pump (the connection is closed), unless it is the caller."""
         if self._pump is not None and self._pump is not asyncio.current_task():
             self._pump.cancel()
 
@@ -283,7 +284,11 @@ class ProxiedConnection:
         if watchdog is not None:
             task = asyncio.get_running_loop().create_task(watchdog)
             self._watchers[toxic] = task
-            task.add_done_callback(lambda _: self._watchers.pop(toxic, None))
+            task.add_done_callback(lambda done: self._unwatch(toxic, done))
+
+    def _unwatch(self, toxic: Toxic, task: asyncio.Task[None]) -> None:
+        if self._watchers.get(toxic) is task:
+            del self._watchers[toxic]
 
     # -- from the sockets ------------------------------------------------------------
 
