@@ -21,18 +21,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import socket
-import struct
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
+from pytest_integration_kit.faults.forwarding import Link, ProxiedConnection
 from pytest_integration_kit.faults.loop_thread import LoopThread
 from pytest_integration_kit.faults.toxics import (
     Bandwidth,
     Direction,
     Latency,
     LimitData,
-    LinkClosed,
     ResetPeer,
     Slicer,
     SlowClose,
@@ -45,9 +43,9 @@ if TYPE_CHECKING:
 
 __all__ = ["FaultProxy", "FaultProxyFactory", "Link", "ProxiedConnection"]
 
-CHUNK = 65536
-#: Chunks read ahead of the toxics per direction (then the reader waits: backpressure).
-INBOX_CHUNKS = 64
+
+#: How long stopping or disabling the proxy lets closed connections send what they hold.
+SHUT_GRACE_SECONDS = 1.0
 
 
 @runtime_checkable
@@ -56,106 +54,12 @@ class Addressable(Protocol):
     port: int
 
 
-def _set_nodelay(writer: asyncio.StreamWriter) -> None:
-    raw = writer.get_extra_info("socket")
-    if raw is not None:
-        with contextlib.suppress(OSError):
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def _abort(writer: asyncio.StreamWriter, *, reset: bool) -> None:
-    raw = writer.get_extra_info("socket")
-    if reset and raw is not None:
-        with contextlib.suppress(OSError):
-            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.transport.abort()
-
-
 class FaultProxyFactory(Protocol):
     """What the ``fault_proxy`` fixture is: annotate tests with it."""
 
     def __call__(
         self, target: Any, *, seed: int | str | None = None, port: int = 0
     ) -> FaultProxy: ...
-
-
-class ProxiedConnection:
-    """One client connection and its connection to the server."""
-
-    def __init__(
-        self,
-        client: asyncio.StreamWriter,
-        server: asyncio.StreamWriter,
-        rng: random.Random,
-    ) -> None:
-        self.client = client
-        self.server = server
-        self.random = rng
-        self._applies: dict[Toxic, bool] = {}
-        self._watchers: set[asyncio.Task[None]] = set()
-        self.closed = False
-
-    def applies(self, toxic: Toxic) -> bool:
-        """Whether ``toxic`` acts on this connection: drawn once, by its toxicity."""
-        decided = self._applies.get(toxic)
-        if decided is None:
-            decided = toxic.toxicity >= 1.0 or self.random.random() < toxic.toxicity
-            self._applies[toxic] = decided
-        return decided
-
-    def watch(self, toxic: Toxic) -> None:
-        """Run the toxic's watchdog (if any) on this connection; on the loop's thread."""
-        if self.closed or not self.applies(toxic):
-            return
-        watchdog = toxic.watch(self)
-        if watchdog is not None:
-            task = asyncio.get_running_loop().create_task(watchdog)
-            self._watchers.add(task)
-            task.add_done_callback(self._watchers.discard)
-
-    def close(self, *, reset: bool = False) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        current = asyncio.current_task()
-        for task in list(self._watchers):
-            if task is not current:
-                task.cancel()
-        for writer in (self.client, self.server):
-            if reset:
-                _abort(writer, reset=True)
-            elif not writer.transport.is_closing():
-                writer.close()
-
-
-class Link:
-    """One direction of a proxied connection: what toxics see."""
-
-    def __init__(
-        self,
-        connection: ProxiedConnection,
-        direction: str,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-    ) -> None:
-        self.connection = connection
-        self.direction = direction
-        self.reader = reader
-        self.writer = writer
-        #: Per-toxic counters (LimitData's bytes sent, say).
-        self.state: dict[Toxic, Any] = {}
-        #: When the chunk being handled arrived (the loop's clock).
-        self.arrived = 0.0
-        #: Whether the pump is handling a chunk (then new data must queue behind it).
-        self.busy = False
-
-    @property
-    def random(self) -> random.Random:
-        return self.connection.random
-
-    async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
 
 
 class FaultProxy:
@@ -242,7 +146,8 @@ class FaultProxy:
         return self
 
     async def _listen(self) -> asyncio.Server:
-        return await asyncio.start_server(self._accept, self.host, self.port, limit=CHUNK)
+        loop = asyncio.get_running_loop()
+        return await loop.create_server(self._new_connection, self.host, self.port)
 
     def stop(self) -> None:
         if not self._started:
@@ -259,6 +164,15 @@ class FaultProxy:
             server.close()
         for connection in list(self._connections):
             connection.close(reset=reset)
+        # A closed connection still sends what it holds; one whose peer stopped reading
+        # would stay open for ever (and Python 3.12's wait_closed would wait for it).
+        await asyncio.sleep(0)  # the sockets with nothing left to send close now
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHUT_GRACE_SECONDS
+        while self._connections and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for connection in list(self._connections):
+            connection.abort()
         if server is not None:
             await server.wait_closed()
 
@@ -383,98 +297,14 @@ class FaultProxy:
 
     # -- forwarding ---------------------------------------------------------------------
 
-    async def _accept(
-        self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
-    ) -> None:
+    def _new_connection(self) -> asyncio.Protocol:
+        """A client connected: its protocol, which connects on to the server (``forwarding``)."""
         self.accepted += 1
-        _set_nodelay(client_writer)
-        try:
-            server_reader, server_writer = await asyncio.open_connection(
-                self.upstream_host, self.upstream_port, limit=CHUNK
-            )
-        except OSError:
-            _abort(client_writer, reset=True)
-            return
-        _set_nodelay(server_writer)
         connection = ProxiedConnection(
-            client_writer, server_writer, self._random_for(self.accepted)
+            self,
+            self._random_for(self.accepted),
+            (self.upstream_host, self.upstream_port),
+            self._connections.discard,
         )
         self._connections.add(connection)
-        for toxic in self._toxics:
-            connection.watch(toxic)
-        upstream = Link(connection, "upstream", client_reader, server_writer)
-        downstream = Link(connection, "downstream", server_reader, client_writer)
-        try:
-            await asyncio.gather(self._pump(upstream), self._pump(downstream))
-        except asyncio.CancelledError:
-            # Stopping the proxy; Python 3.11's stream callback chokes on a cancelled task.
-            pass
-        finally:
-            connection.close()
-            self._connections.discard(connection)
-
-    async def _pump(self, link: Link) -> None:
-        """Forward one direction: chunks are read as they come (stamped with their arrival,
-        so a latency toxic delays a burst once, not once per chunk) and handed to the
-        toxics that act on this connection now."""
-        connection = link.connection
-        inbox: asyncio.Queue[tuple[float, bytes | BaseException]] = asyncio.Queue(INBOX_CHUNKS)
-        reading = asyncio.get_running_loop().create_task(self._read_into(link, inbox))
-        try:
-            while True:
-                arrived, data = await inbox.get()
-                if isinstance(data, BaseException):
-                    raise data
-                link.busy, link.arrived = True, arrived
-                toxics = [
-                    t for t in self._toxics if t.covers(link.direction) and connection.applies(t)
-                ]
-                if not data:
-                    for toxic in toxics:
-                        await toxic.on_eof(link)
-                    if link.writer.can_write_eof() and not link.writer.transport.is_closing():
-                        link.writer.write_eof()
-                    return
-                if toxics:
-                    await _through(toxics, data, link)
-                else:
-                    await link.send(data)
-                link.busy = False
-        except LinkClosed as closed:
-            connection.close(reset=closed.reset)
-        except (ConnectionError, OSError):
-            connection.close(reset=True)
-        finally:
-            reading.cancel()
-
-    async def _read_into(
-        self, link: Link, inbox: asyncio.Queue[tuple[float, bytes | BaseException]]
-    ) -> None:
-        """Read chunks into ``inbox`` with their arrival time; EOF is ``b""``, errors are
-        passed on. With no toxic on the proxy and nothing queued, data goes straight out."""
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                data = await link.reader.read(CHUNK)
-                if data and not self._toxics and not link.busy and inbox.empty():
-                    await link.send(data)
-                    continue
-            except (ConnectionError, OSError) as exc:
-                await inbox.put((loop.time(), exc))
-                return
-            await inbox.put((loop.time(), data))
-            if not data:
-                return
-
-
-async def _through(toxics: list[Toxic], data: bytes, link: Link) -> None:
-    """Hand ``data`` to the first toxic, whose ``send`` is the rest of the chain."""
-    first, rest = toxics[0], toxics[1:]
-
-    async def send(piece: bytes) -> None:
-        if rest:
-            await _through(rest, piece, link)
-        else:
-            await link.send(piece)
-
-    await first.pipe(data, link, send)
+        return connection.client

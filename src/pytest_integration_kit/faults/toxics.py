@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
 
-    from pytest_integration_kit.faults.proxy import FaultProxy, Link, ProxiedConnection
+    from pytest_integration_kit.faults.forwarding import Link, ProxiedConnection
+    from pytest_integration_kit.faults.proxy import FaultProxy
 
 __all__ = [
     "Bandwidth",
