@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pytest_integration_kit.backends.labels import LABEL_PREFIX, SESSION_LABEL
+from pytest_integration_kit.backends.labels import LABEL_PREFIX, REUSE_LABEL, SESSION_LABEL
 from pytest_integration_kit.backends.workdirs import (
     WORKDIR_PREFIX,
     orphaned_socket_dirs,
@@ -28,7 +28,6 @@ from pytest_integration_kit.backends.workdirs import (
     workdir_bases,
 )
 from pytest_integration_kit.lifecycle.engine import labelled_containers
-from pytest_integration_kit.lifecycle.kept import REUSE_LABEL
 from pytest_integration_kit.lifecycle.owner import Owner
 from pytest_integration_kit.lifecycle.run import RunDirectory
 
