@@ -252,7 +252,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # joins the run its controller created; anyone else coordinates one, and reaps.
     workerinput = getattr(config, "workerinput", None)
     shared = workerinput.get(RUN_KEY) if workerinput is not None else None
-    config.stash[MAKE_SERVER_SET] = lambda: make_server_set(config, settings, shared)
+    config.stash[MAKE_SERVER_SET] = lambda: _make_servers(config, settings, shared)
     if shared is None:
         start_reaping(config, settings)
     if settings["reuse"]:  # its cache dir is checked now: a usage error at start-up
@@ -260,6 +260,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[REPORT_KEY] = report = RunReport()
     config.pluginmanager.register(_Tally(report), "integration-kit-tally")
     config.pluginmanager.register(LoadReport(config), "integration-kit-load")
+
+
+def _make_servers(config: pytest.Config, settings: Settings, shared: Any) -> ServerSet:
+    """The run's ServerSet, made on first need; it reports progress from then on (once
+    the terminal is there: not yet when integration_reuse makes it at configure)."""
+    servers = make_server_set(config, settings, shared)
+    if config.pluginmanager.get_plugin("terminalreporter") is not None:
+        _progress(config, servers)
+    return servers
 
 
 def _check_before_start(config: pytest.Config, settings: Settings) -> None:
