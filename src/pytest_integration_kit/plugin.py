@@ -27,10 +27,12 @@ from pytest_integration_kit.fixtures.connections import (
     postgres_connection_factory,
 )
 from pytest_integration_kit.fixtures.environment import (
+    REAPING,
     database_fixture_factory,
     make_server_set,
     prepare_environment,
     restore_environment,
+    start_reaping,
 )
 from pytest_integration_kit.fixtures.faults import fault_proxy_factory
 from pytest_integration_kit.fixtures.isolation import (
@@ -54,17 +56,14 @@ from pytest_integration_kit.fixtures.rabbitmq import (
 from pytest_integration_kit.fixtures.redis_clients import redis_client_factory
 from pytest_integration_kit.fixtures.redis_guard import RedisWipes
 from pytest_integration_kit.fixtures.services import (
+    MAKE_SERVER_SET,
     SERVER_SET,
+    SETTINGS,
     UNAVAILABLE_ATTR,
     server_fixtures,
+    server_set,
 )
 from pytest_integration_kit.reporting.header import header_line, settings_table
-from pytest_integration_kit.reporting.logtails import (
-    LOG_TAIL_LINES,
-    compose_log_sections,
-    wants_log_tail,
-)
-from pytest_integration_kit.reporting.progress import Progress
 from pytest_integration_kit.reporting.summary import RunReport, stopped_line
 from pytest_integration_kit.services import REGISTRY, spec_for
 from pytest_integration_kit.settings import (
@@ -80,14 +79,15 @@ if TYPE_CHECKING:
     from collections.abc import Generator, Iterable
 
     from pytest_integration_kit.lifecycle.servers import ServerRequest, ServerSet
+    from pytest_integration_kit.reporting.progress import Progress
     from pytest_integration_kit.services.spec import ServiceSpec
 
-SETTINGS_KEY = pytest.StashKey[Settings]()
+SETTINGS_KEY = SETTINGS
 #: The registry as it was before this run's conftests registered services.
 REGISTRY_STATE_KEY = pytest.StashKey[dict[str, Any]]()
 #: What the end summary says, gathered during the run.
 REPORT_KEY = pytest.StashKey[RunReport]()
-PROGRESS_KEY = pytest.StashKey[Progress]()
+PROGRESS_KEY = pytest.StashKey["Progress"]()
 STOPPED_KEY = pytest.StashKey[bool]()
 PYTEST_VERSION = tuple(pytest.version_tuple[:2])
 #: The workerinput key carrying the controller's run to xdist workers.
@@ -247,15 +247,28 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(per_test_fixtures(settings), "integration_kit_per_test")
     if getattr(config, "workerinput", None) is None:  # once per run, not per xdist worker
         _check_before_start(config, settings)
-    # Made before conftest import when integration_env names servers; else here. An
-    # xdist worker joins the run its controller created; anyone else coordinates one.
-    if config.stash.get(SERVER_SET, None) is None:
-        workerinput = getattr(config, "workerinput", None)
-        shared = workerinput.get(RUN_KEY) if workerinput is not None else None
-        config.stash[SERVER_SET] = make_server_set(config, settings, shared)
+    # Made before conftest import when integration_env names servers; else when first
+    # needed (after collection, by a fixture, for xdist's workers). An xdist worker
+    # joins the run its controller created; anyone else coordinates one, and reaps.
+    workerinput = getattr(config, "workerinput", None)
+    shared = workerinput.get(RUN_KEY) if workerinput is not None else None
+    config.stash[MAKE_SERVER_SET] = lambda: _make_servers(config, settings, shared)
+    if shared is None:
+        start_reaping(config, settings)
+    if settings["reuse"]:  # its cache dir is checked now: a usage error at start-up
+        server_set(config)
     config.stash[REPORT_KEY] = report = RunReport()
     config.pluginmanager.register(_Tally(report), "integration-kit-tally")
     config.pluginmanager.register(LoadReport(config), "integration-kit-load")
+
+
+def _make_servers(config: pytest.Config, settings: Settings, shared: Any) -> ServerSet:
+    """The run's ServerSet, made on first need; it reports progress from then on (once
+    the terminal is there: not yet when integration_reuse makes it at configure)."""
+    servers = make_server_set(config, settings, shared)
+    if config.pluginmanager.get_plugin("terminalreporter") is not None:
+        _progress(config, servers)
+    return servers
 
 
 def _check_before_start(config: pytest.Config, settings: Settings) -> None:
@@ -290,9 +303,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """xdist: tell each worker which run's servers to share."""
-    servers = node.config.stash.get(SERVER_SET, None)
-    if servers is not None:
-        node.workerinput[RUN_KEY] = servers.share()
+    if node.config.stash.get(MAKE_SERVER_SET, None) is not None:
+        node.workerinput[RUN_KEY] = server_set(node.config).share()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -343,14 +355,16 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     Before the first test runs, says what is starting (and shows an image pull)."""
     if session.config.option.collectonly:
         return
-    servers = session.config.stash.get(SERVER_SET, None)
-    if servers is None:
+    if session.config.stash.get(MAKE_SERVER_SET, None) is None:
         return
     needed: dict[ServerRequest, None] = {}
     for item in session.items:
         for meta in fixture_metas(item):
             if meta.server is not None:
                 needed[meta.server] = None
+    if not needed:
+        return  # no ServerSet: a fixture asking for a server later makes it
+    servers = server_set(session.config)
     progress = _progress(session.config, servers)
     servers.start_all(needed)
     # Waiting only orders the "starting …" lines before the first test's: with none to
@@ -374,6 +388,9 @@ def _progress(config: pytest.Config, servers: ServerSet) -> Progress:
     progress = config.stash.get(PROGRESS_KEY, None)
     if progress is not None:
         return progress
+    # Imported here, as below: only a run that starts servers shows progress.
+    from pytest_integration_kit.reporting.progress import Progress  # noqa: PLC0415
+
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None or getattr(config, "workerinput", None) is not None:
         progress = Progress(lambda line: None, enabled=False)
@@ -407,6 +424,12 @@ def pytest_runtest_makereport(
     servers = item.config.stash.get(SERVER_SET, None)
     if not report.failed or servers is None:
         return
+    from pytest_integration_kit.reporting.logtails import (  # noqa: PLC0415
+        LOG_TAIL_LINES,
+        compose_log_sections,
+        wants_log_tail,
+    )
+
     verbose = int(item.config.option.verbose)
     report.sections += compose_log_sections(getattr(item, "funcargs", {}), verbose)
     for request in {m.server: None for m in fixture_metas(item) if m.server is not None}:
@@ -461,7 +484,14 @@ def _stop_servers(config: pytest.Config) -> None:
     """Stop this process's servers once, timed; first keep what the summary needs."""
     servers = config.stash.get(SERVER_SET, None)
     report = config.stash.get(REPORT_KEY, None)
-    if servers is None or report is None or config.stash.get(STOPPED_KEY, False):
+    if report is None or config.stash.get(STOPPED_KEY, False):
+        return
+    if servers is None:  # no test needed one: only the reaper's pass to wait for
+        reaping = config.stash.get(REAPING, None)
+        if reaping is not None:
+            config.stash[STOPPED_KEY] = True
+            reaped = reaping.done()
+            report.reaped = reaped.describe() if reaped else ""
         return
     config.stash[STOPPED_KEY] = True
     restore_environment(config)  # its workspace holds databases on these servers

@@ -196,8 +196,11 @@ def _cache_dir_default(_: Mapping[str, Any], env: Mapping[str, str]) -> tuple[Pa
     return default_cache_dir(env), "default"
 
 
+# Patterns are compiled (and cached by ``re``) at their first use, not at import: every
+# run imports this module, few set an image or print a URL with a password.
+
 #: Docker's reference grammar, loosely: [registry[:port]/]name[/name…][:tag][@digest].
-_IMAGE = re.compile(
+_IMAGE = (
     r"(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?"
     r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
@@ -207,7 +210,7 @@ _IMAGE = re.compile(
 
 def _image(raw: str) -> str:
     value = raw.strip()
-    if len(value) > 512 or not _IMAGE.fullmatch(value):
+    if len(value) > 512 or not re.fullmatch(_IMAGE, value):
         raise ValueError
     return value
 
@@ -265,7 +268,7 @@ def _clone_pool_size(raw: str) -> int:
 
 #: Query parameters that carry a password (libpq's ``password``/``sslpassword``,
 #: redis-py's ``password``, and the usual spellings of a secret).
-_SECRET_QUERY = re.compile(r"(?i)([?&;](?:[a-z_]*pass(?:word|wd)?|pwd|secret|token|auth)=)[^&;#]*")
+_SECRET_QUERY = r"(?i)([?&;](?:[a-z_]*pass(?:word|wd)?|pwd|secret|token|auth)=)[^&;#]*"  # noqa: S105 - a pattern, not a password
 
 
 def mask_url_password(url: str) -> str:
@@ -284,7 +287,7 @@ def mask_url_password(url: str) -> str:
         user, colon, _ = userinfo.partition(":")
         if colon:
             rest = f"{user}:***@{hostpart}"
-    rest = _SECRET_QUERY.sub(r"\1***", rest)
+    rest = re.sub(_SECRET_QUERY, r"\1***", rest)
     return f"{scheme}{sep}{rest}"
 
 

@@ -52,7 +52,27 @@ NOT_AT_IMPORT = HEAVY | {
     "pytest_integration_kit.lifecycle.owner",
     "pytest_integration_kit.lifecycle.reaper",
     "pytest_integration_kit.lifecycle.servers",
+    "pytest_integration_kit.lifecycle.engine",
+    "pytest_integration_kit.lifecycle.run",
+    "pytest_integration_kit.backends.base",
     "pytest_integration_kit.services.container",
+}
+
+#: What a whole run whose tests use no server must not import either (issue #11): no
+#: ServerSet is made, the reaper's pass imports no backend, and asks the Docker engine
+#: without http.client. (psutil is left out: the reaper imports it when another run's
+#: directory is there to judge, as on a machine running tests side by side.)
+NOT_IN_A_RUN = HEAVY | {
+    "filelock",
+    "http.client",
+    "ssl",
+    "concurrent.futures",
+    "pytest_integration_kit.backends.base",
+    "pytest_integration_kit.backends.docker",
+    "pytest_integration_kit.backends.local",
+    "pytest_integration_kit.lifecycle.attached",
+    "pytest_integration_kit.lifecycle.servers",
+    "pytest_integration_kit.isolation.workspace",
 }
 
 #: A user's conftest that records the top-level modules loaded by the end of the run.
@@ -65,8 +85,21 @@ def pytest_sessionfinish(session):
 """
 
 
-def _modules_of_run(pytester: pytest.Pytester, out: Path, *args: str) -> set[str]:
-    pytester.makeconftest(RECORDING_CONFTEST)
+#: The same, recording every module's full name once the run is over (the reaper's
+#: pass is waited for at the end of the session).
+RECORDING_FULL_CONFTEST = """
+import json, os, sys
+
+def pytest_unconfigure(config):
+    with open(os.environ["PIK_MODULES_OUT"], "w") as out:
+        json.dump(sorted(sys.modules), out)
+"""
+
+
+def _modules_of_run(
+    pytester: pytest.Pytester, out: Path, *args: str, conftest: str = RECORDING_CONFTEST
+) -> set[str]:
+    pytester.makeconftest(conftest)
     pytester.makepyfile(
         test_plain="""
         import pytest
@@ -99,6 +132,27 @@ def test_a_run_without_servers_imports_nothing_heavy(
     assert "pytest_integration_kit" in with_plugin
     assert "pytest_integration_kit" not in bare
     assert sorted((with_plugin - bare) & HEAVY) == []
+
+
+def test_a_run_without_servers_makes_no_server_set(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Nothing of the lifecycle layer but the reaper's pass: the ServerSet, the backends
+    and their libraries are made and imported when a test first needs a server."""
+    monkeypatch.setenv("PIK_MODULES_OUT", str(tmp_path / "with.json"))
+    with_plugin = _modules_of_run(
+        pytester, tmp_path / "with.json", conftest=RECORDING_FULL_CONFTEST
+    )
+    monkeypatch.setenv("PIK_MODULES_OUT", str(tmp_path / "bare.json"))
+    bare = _modules_of_run(
+        pytester,
+        tmp_path / "bare.json",
+        "-p",
+        "no:integration_kit",
+        conftest=RECORDING_FULL_CONFTEST,
+    )
+    assert "pytest_integration_kit.lifecycle.reaper" in with_plugin  # it did reap
+    assert sorted((with_plugin - bare) & NOT_IN_A_RUN) == []
 
 
 def test_importing_the_plugin_imports_no_server_layer() -> None:

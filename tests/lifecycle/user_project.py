@@ -20,12 +20,12 @@ from pytest_integration_kit.lifecycle.attached import docker_client, processes_u
 REPORTING_CONFTEST = """
 import json, os
 import pytest
-from pytest_integration_kit.fixtures.services import SERVER_SET
+from pytest_integration_kit.fixtures.services import server_set
 
 @pytest.fixture
 def report(request):
     def write(**fields):
-        servers = request.config.stash[SERVER_SET]
+        servers = server_set(request.config)
         fields.update(
             session=servers.session_id,
             worker=os.environ.get("PYTEST_XDIST_WORKER", "main"),

@@ -6,14 +6,17 @@ naming the setting, the value and what is allowed.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from pytest_integration_kit.services.templates import EnvTemplate, parse_env_templates
+# The template parser is imported by the one setting using it, when set: every run
+# builds the settings table, few set integration_env.
+if TYPE_CHECKING:
+    from pytest_integration_kit.services.templates import EnvTemplate
 
 __all__ = ["EnvTemplates", "SecretText", "module_attrs", "parse_env", "secret_text"]
 
 
-class EnvTemplates(tuple[EnvTemplate, ...]):
+class EnvTemplates(tuple["EnvTemplate", ...]):
     """The parsed ``integration_env`` entries; shown as the user wrote them."""
 
     __slots__ = ()
@@ -23,6 +26,8 @@ class EnvTemplates(tuple[EnvTemplate, ...]):
 
 
 def parse_env(raw: str) -> EnvTemplates:
+    from pytest_integration_kit.services.templates import parse_env_templates  # noqa: PLC0415
+
     return EnvTemplates(parse_env_templates(raw))
 
 

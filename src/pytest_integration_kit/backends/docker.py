@@ -21,6 +21,7 @@ from pytest_integration_kit.backends.base import (
     ServerStopError,
     mask,
 )
+from pytest_integration_kit.backends.labels import LABEL_PREFIX, SESSION_LABEL
 from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
 from pytest_integration_kit.services.readiness import wait_until_ready
 from pytest_integration_kit.services.spec import ServerContext
@@ -40,8 +41,6 @@ __all__ = [
     "remove_container",
 ]
 
-LABEL_PREFIX = "pytest-integration-kit"
-SESSION_LABEL = f"{LABEL_PREFIX}.session"
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 #: How long to wait for the engine to answer a ping before calling it unreachable.
 PING_TIMEOUT = 5

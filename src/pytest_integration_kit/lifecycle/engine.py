@@ -3,17 +3,17 @@
 Every run reaps what dead sessions left behind, and most runs find nothing. Importing
 docker-py and testcontainers to learn that costs a run that needs no server more than
 the rest of the plugin together, so the reaper first asks the engine itself, with one
-HTTP request on its unix socket (the standard library only), and imports docker-py
+HTTP request on its unix socket (a socket, not even http.client), and imports docker-py
 only when there is something to remove. Where the engine is not a local unix socket
 (``DOCKER_HOST=tcp://…``, ``ssh://…``) this module answers None: use docker-py.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -23,24 +23,8 @@ __all__ = ["labelled_containers"]
 DEFAULT_SOCKET = "/var/run/docker.sock"
 #: Seconds to wait for the engine's answer (a busy engine answers a list in milliseconds).
 TIMEOUT = 5.0
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    """HTTP on a unix socket (the engine's API is HTTP/1.1 on it)."""
-
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._path)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
+#: The most of an answer read (a list of every container on a busy host fits many times).
+MAX_ANSWER = 64 * 1024 * 1024
 
 
 def engine_socket() -> str | None:
@@ -80,21 +64,60 @@ _NO_ENGINE: Any = object()
 
 
 def _get(path: str, url: str) -> Any:
-    """The engine's JSON answer to ``GET url``; None when unsure, _NO_ENGINE when absent."""
-    connection = _UnixConnection(path, TIMEOUT)
+    """The engine's JSON answer to ``GET url``; None when unsure, _NO_ENGINE when absent.
+
+    One HTTP/1.0 request, read to the end of the connection: the engine then answers
+    without keep-alive, and no HTTP client (http.client pulls in ssl and email) is needed.
+    """
+    deadline = time.monotonic() + TIMEOUT
+    chunks: list[bytes] = []
     try:
-        connection.request("GET", url)
-        response = connection.getresponse()
-        body = response.read()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(TIMEOUT)
+            sock.connect(path)
+            sock.sendall(f"GET {url} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode("ascii"))
+            size = 0
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_ANSWER or time.monotonic() > deadline:
+                    return None
     except (ConnectionRefusedError, FileNotFoundError):
         return _NO_ENGINE
     except OSError:  # a timeout, a permission error: docker-py says what it is
         return None
-    finally:
-        connection.close()
-    if response.status != 200:
+    return _json_body(b"".join(chunks))
+
+
+def _json_body(answer: bytes) -> Any:
+    """The JSON body of a 200 answer; None for any other status or an unreadable one."""
+    head, separator, body = answer.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    parts = status.split(None, 2)
+    if not separator or len(parts) < 2 or not parts[0].startswith(b"HTTP/") or parts[1] != b"200":
         return None
+    headers = {
+        k.strip().lower(): v.strip().lower() for k, _, v in (h.partition(b":") for h in lines)
+    }
+    if b"chunked" in headers.get(b"transfer-encoding", b""):
+        body = _dechunked(body)
     try:
         return json.loads(body)
     except ValueError:
         return None
+
+
+def _dechunked(body: bytes) -> bytes:
+    """A chunked body's data (b"" when malformed: not JSON, so None above)."""
+    data = bytearray()
+    while body:
+        size_line, separator, rest = body.partition(b"\r\n")
+        try:
+            size = int(size_line.split(b";")[0], 16)
+        except ValueError:
+            return b""
+        if not separator or size == 0:
+            break
+        data += rest[:size]
+        body = rest[size + 2 :]
+    return bytes(data)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pytest_integration_kit.backends.labels import REUSE_LABEL
 from pytest_integration_kit.errors import ConfigError, ServerStartError
 from pytest_integration_kit.lifecycle.paths import UnsafeDirectory, is_private_dir, private_dir
 from pytest_integration_kit.lifecycle.records import ServerRecord, digest, read_json, write_json
@@ -23,9 +24,6 @@ if TYPE_CHECKING:
     from filelock import FileLock
 
 __all__ = ["REUSE_LABEL", "KeptServers"]
-
-#: Containers kept for reuse carry this label (its value: the configuration hash).
-REUSE_LABEL = "pytest-integration-kit.reuse"
 
 
 class KeptServers:

@@ -10,12 +10,22 @@ be a link, and nothing that exists is chmod-ed at all.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import stat
 import tempfile
 from pathlib import Path
+from typing import Any
 
-__all__ = ["UnsafeDirectory", "is_private_dir", "private_dir", "private_temp_dir"]
+__all__ = [
+    "UnsafeDirectory",
+    "is_private_dir",
+    "private_dir",
+    "private_temp_dir",
+    "read_json",
+    "write_json",
+]
 
 #: Open a directory without following a symlink in its last component.
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0)
@@ -88,3 +98,24 @@ def is_private_dir(path: Path) -> bool:
 def private_temp_dir(prefix: str, parent: Path | None = None) -> Path:
     """A new directory with a random name (mkdtemp: created atomically, mode 0700)."""
     return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write atomically (rename) and privately (0600): records hold passwords."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()  # left by a crash of a process that had this pid
+    # O_EXCL: a new file, never one (or a link) that is already there.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The document at ``path``, or None when it is absent or unreadable."""
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict):
+            return data
+    return None

@@ -20,23 +20,19 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pytest_integration_kit.backends.docker import (
-    LABEL_PREFIX,
-    SESSION_LABEL,
-    preload_docker_modules,
-)
-from pytest_integration_kit.backends.local import (
+from pytest_integration_kit.backends.labels import LABEL_PREFIX, REUSE_LABEL, SESSION_LABEL
+from pytest_integration_kit.backends.workdirs import (
     WORKDIR_PREFIX,
     orphaned_socket_dirs,
     remove_workdir,
+    workdir_bases,
 )
-from pytest_integration_kit.backends.workdirs import workdir_bases
-from pytest_integration_kit.lifecycle.attached import docker_client, stop_process_tree
 from pytest_integration_kit.lifecycle.engine import labelled_containers
-from pytest_integration_kit.lifecycle.kept import REUSE_LABEL
 from pytest_integration_kit.lifecycle.owner import Owner
 from pytest_integration_kit.lifecycle.run import RunDirectory
 
+# The backends and docker-py are imported where something is to be removed: most
+# passes (every run makes one, in a thread) find nothing.
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -137,6 +133,9 @@ class Reaper:
         label = f"{SESSION_LABEL}={session}" if session is not None else SESSION_LABEL
         if session is None and not self._dead_containers_listed(label):
             return  # nothing to remove: docker-py not even imported
+        from pytest_integration_kit.backends.docker import preload_docker_modules  # noqa: PLC0415
+        from pytest_integration_kit.lifecycle.attached import docker_client  # noqa: PLC0415
+
         preload_docker_modules()  # in this thread, under the lock servers' threads use
         try:
             containers = docker_client().containers.list(all=True, filters={"label": label})
@@ -169,6 +168,8 @@ class Reaper:
     def _reap_networks(report: ReapReport, *, label: str, session: str | None) -> None:
         """The networks a Compose environment of the session made (once its containers
         are gone)."""
+        from pytest_integration_kit.lifecycle.attached import docker_client  # noqa: PLC0415
+
         try:
             networks = docker_client().networks.list(filters={"label": label})
         except Exception:
@@ -224,6 +225,10 @@ class Reaper:
 
     def _reap_workdirs(self, report: ReapReport, *, sessions: set[str]) -> None:
         for workdir in self.workdirs(sessions):
+            from pytest_integration_kit.lifecycle.attached import (  # noqa: PLC0415
+                stop_process_tree,
+            )
+
             try:
                 stop_process_tree(workdir, grace=REAP_GRACE)
             except Exception as exc:
@@ -248,6 +253,8 @@ def _abandoned(run: RunDirectory) -> bool:
 def kept_containers() -> list[dict[str, str]]:
     """Containers labelled for reuse by this host (a shared engine may hold other hosts'):
     id, service, config hash, status."""
+    from pytest_integration_kit.lifecycle.attached import docker_client  # noqa: PLC0415
+
     try:
         containers = docker_client().containers.list(all=True, filters={"label": REUSE_LABEL})
     except Exception:
@@ -270,6 +277,8 @@ def kept_containers() -> list[dict[str, str]]:
 
 def remove_container(container_id: str) -> None:
     """Remove a kept container; the last of a kept Compose project takes its network too."""
+    from pytest_integration_kit.lifecycle.attached import docker_client  # noqa: PLC0415
+
     client = docker_client()
     container = client.containers.get(container_id)
     project = (container.labels or {}).get("com.docker.compose.project")

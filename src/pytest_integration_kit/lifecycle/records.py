@@ -7,18 +7,13 @@ to reach the server again: a container id, or a process id and its work director
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
-import json
-import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pytest_integration_kit.lifecycle.paths import read_json, write_json
 from pytest_integration_kit.services.endpoint import Endpoint
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 __all__ = ["ServerRecord", "digest", "read_json", "write_json"]
 
@@ -76,24 +71,3 @@ class ServerRecord:
 
 def endpoint_fields(endpoint: Endpoint) -> dict[str, Any]:
     return dataclasses.asdict(endpoint)
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write atomically (rename) and privately (0600): records hold passwords."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()  # left by a crash of a process that had this pid
-    # O_EXCL: a new file, never one (or a link) that is already there.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True)
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The document at ``path``, or None when it is absent or unreadable."""
-    with contextlib.suppress(OSError, ValueError):
-        data = json.loads(path.read_text())
-        if isinstance(data, dict):
-            return data
-    return None

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pytest_integration_kit.lifecycle.records import digest
-
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -50,4 +48,8 @@ class ServerRequest:
         ]
         if self.worker:
             parts.append(self.worker)
+        # Imported here: the fixtures build their requests at plugin import, and only a
+        # run that needs a server asks for a key (records is the lifecycle's file format).
+        from pytest_integration_kit.lifecycle.records import digest  # noqa: PLC0415
+
         return f"{self.service}-" + digest(*parts)

@@ -28,13 +28,16 @@ from pytest_integration_kit.lifecycle.paths import (
     is_private_dir,
     private_dir,
     private_temp_dir,
+    read_json,
+    write_json,
 )
-from pytest_integration_kit.lifecycle.records import ServerRecord, read_json, write_json
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from filelock import FileLock
+
+    from pytest_integration_kit.lifecycle.records import ServerRecord
 
 __all__ = ["RunDirectory", "choose_runs_root", "discard_fallback_root", "runs_root", "runs_roots"]
 
@@ -128,13 +131,20 @@ class RunDirectory:
 
     def read(self, key: str) -> ServerRecord | None:
         data = read_json(self.path / f"{key}.json")
-        return ServerRecord.from_json(data) if data is not None else None
+        if data is None:
+            return None
+        # Imported here: the reaper reads owners only, at every run, in a thread.
+        from pytest_integration_kit.lifecycle.records import ServerRecord  # noqa: PLC0415
+
+        return ServerRecord.from_json(data)
 
     def write(self, record: ServerRecord) -> None:
         write_json(self.path / f"{record.key}.json", record.to_json())
 
     def records(self) -> list[ServerRecord]:
         """Every record of the run, oldest first."""
+        from pytest_integration_kit.lifecycle.records import ServerRecord  # noqa: PLC0415
+
         found: list[ServerRecord] = []
         for path in self.path.glob("*.json"):
             if path.name == OWNER_FILE:

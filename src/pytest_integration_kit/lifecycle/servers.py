@@ -37,6 +37,7 @@ from pytest_integration_kit.lifecycle.attached import (
 from pytest_integration_kit.lifecycle.kept import REUSE_LABEL, KeptServers
 from pytest_integration_kit.lifecycle.owner import Owner
 from pytest_integration_kit.lifecycle.reaper import Reaper, ReapReport
+from pytest_integration_kit.lifecycle.reaping import BackgroundReap, reaper_needs_docker
 from pytest_integration_kit.lifecycle.records import ServerRecord, digest, endpoint_fields
 from pytest_integration_kit.lifecycle.requests import ServerRequest
 from pytest_integration_kit.lifecycle.run import (
@@ -45,7 +46,7 @@ from pytest_integration_kit.lifecycle.run import (
     discard_fallback_root,
     runs_root,
 )
-from pytest_integration_kit.services import REGISTRY, spec_for
+from pytest_integration_kit.services import spec_for
 from pytest_integration_kit.settings import mask_url_password
 
 if TYPE_CHECKING:
@@ -128,7 +129,7 @@ class ServerSet:
         #: Servers this process started, by request key (for stopping in order).
         self._started: dict[str, RunningServer] = {}
         self._kept_keys: set[str] = set()
-        self._reaping: threading.Thread | None = None
+        self._reaping: BackgroundReap | None = None
         self.reaped = ReapReport()
         #: Told, from any thread, what is starting: ``(service, kind, text)`` with kind
         #: ``start``, ``pull`` or ``ready``. The pytest plugin prints it.
@@ -248,29 +249,26 @@ class ServerSet:
 
     def reap_dead_sessions(self, *, background: bool = True) -> None:
         """Remove what dead sessions left behind (in a thread, joined by :meth:`stop_all`)."""
-
-        def reap() -> None:
-            docker_used = any(
-                str(self.settings[f"{name}_backend"]) in ("auto", "docker")
-                for name in REGISTRY.names()
-            )
-            # Every safe runs root of this user (a library user's own root only).
-            root = None if self.shared and self.run is None else self._runs_root
-            reaper = Reaper(runs_root=root, docker=docker_used)
-            self.reaped = reaper.reap_dead()
-
+        docker_used = reaper_needs_docker(self.settings)
+        # Every safe runs root of this user (a library user's own root only).
+        root = None if self.shared and self.run is None else self._runs_root
         if not background:
-            reap()
+            self.reaped = Reaper(runs_root=root, docker=docker_used).reap_dead()
             return
         # The reaper imports docker-py itself (under preload's lock) only when the
         # engine lists a dead session's container: most runs never import it.
-        self._reaping = threading.Thread(target=reap, name="integration-reaper", daemon=True)
-        self._reaping.start()
+        self._reaping = BackgroundReap.start(runs_root=root, docker=docker_used)
+
+    def adopt_reaping(self, reaping: BackgroundReap) -> None:
+        """Take the pass begun before this set was made (the plugin starts it at once):
+        :meth:`stop_all` waits for it before stopping anything."""
+        self._reaping = reaping
 
     def reaping_done(self) -> ReapReport:
         """Wait for the reaper started by :meth:`reap_dead_sessions`; what it removed."""
         if self._reaping is not None:
-            self._reaping.join()
+            self.reaped = self._reaping.done()
+            self._reaping = None
         return self.reaped
 
     # -- resolving --------------------------------------------------------------------

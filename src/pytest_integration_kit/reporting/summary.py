@@ -3,11 +3,13 @@
 Each decision is said once for the whole run (all xdist workers): one line per
 unavailable service with the number of tests it cost and the fix, instead of a reason
 repeated on every skipped test.
+
+Plain classes, not dataclasses: every run makes a report at start-up, and a dataclass
+costs its module's import a generated ``__init__``, ``__repr__`` and ``__eq__`` each.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pytest_integration_kit.services import spec_for
@@ -31,20 +33,22 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
 
-@dataclass
 class _Entry:
-    title: str
-    action: str
-    fix: str
-    reasons: tuple[str, ...]
-    count: int = 0
+    """One service and outcome: why, the fix, and how many tests it cost."""
+
+    def __init__(self, *, title: str, action: str, fix: str, reasons: tuple[str, ...]) -> None:
+        self.title = title
+        self.action = action
+        self.fix = fix
+        self.reasons = reasons
+        self.count = 0
 
 
-@dataclass
 class UnavailableTally:
     """Tests skipped or errored because a service was unavailable, per service."""
 
-    entries: dict[tuple[str, str], _Entry] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, str], _Entry] = {}
 
     def add(self, data: Mapping[str, Any]) -> None:
         """Count one test; ``data`` is :meth:`Unavailable.to_json` from its report."""
@@ -134,19 +138,19 @@ def stopped_line(count: int, kept: int, seconds: float) -> str | None:
     return "; ".join(parts)
 
 
-@dataclass
 class RunReport:
     """What the end summary says about a run, gathered as it goes."""
 
-    tally: UnavailableTally = field(default_factory=UnavailableTally)
-    #: The servers of the run, read before they are stopped.
-    records: list[ServerRecord] = field(default_factory=list)
-    reaped: str = ""
-    #: What the lifecycle noted for the user (e.g. where run directories went).
-    notes: list[str] = field(default_factory=list)
-    stopped: str | None = None
-    #: Decision warnings turned into errors by the warning filters (``-W error``).
-    warning_errors: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.tally = UnavailableTally()
+        #: The servers of the run, read before they are stopped.
+        self.records: list[ServerRecord] = []
+        self.reaped = ""
+        #: What the lifecycle noted for the user (e.g. where run directories went).
+        self.notes: list[str] = []
+        self.stopped: str | None = None
+        #: Decision warnings turned into errors by the warning filters (``-W error``).
+        self.warning_errors: list[str] = []
 
     def warnings(self) -> list[str]:
         """Every decision to say once as an IntegrationKitWarning."""

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import re
 import threading
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from pytest_integration_kit.errors import ConfigError
+from pytest_integration_kit.services.entry_points import declared_entry_points
 from pytest_integration_kit.services.spec import ServiceSpec
 
 if TYPE_CHECKING:
@@ -68,15 +68,8 @@ class ServiceRegistry:
                 return
             self._loaded = True
             own = 0
-            found = entry_points(group=ENTRY_POINT_GROUP)
-            # A distribution's name is parsed from its metadata file at every ask: once here.
-            dists = {id(ep.dist): ep.dist.name for ep in found if ep.dist is not None}
-
-            def dist_of(ep: Any) -> str:
-                return dists[id(ep.dist)] if ep.dist is not None else "?"
-
-            for ep in sorted(found, key=lambda ep: _builtin_first(ep, dist_of(ep))):
-                dist = dist_of(ep)
+            found = declared_entry_points(ENTRY_POINT_GROUP)
+            for ep, dist in sorted(found, key=lambda pair: _builtin_first(*pair)):
                 where = f"entry point {ep.name} = {ep.value} (from {dist})"
                 try:
                     spec = _instance(ep.load())

@@ -73,8 +73,8 @@ class Entries(tuple):  # type: ignore[type-arg]
 class _OptionsParser:
     """``name=value`` entries separated by newlines or ``;`` (a TOML list: one an entry)."""
 
-    def __init__(self, pattern: re.Pattern[str], reserved: tuple[str, ...]) -> None:
-        self.pattern = pattern
+    def __init__(self, pattern: str, reserved: tuple[str, ...]) -> None:
+        self.pattern = pattern  # compiled at the first value parsed (most runs set none)
         self.reserved = reserved
 
     def __call__(self, raw: str) -> Entries:
@@ -85,7 +85,7 @@ class _OptionsParser:
                 continue
             name, sep, value = entry.strip().partition("=")
             name, value = name.strip(), value.strip()
-            if not sep or not self.pattern.match(name):
+            if not sep or not re.match(self.pattern, name):
                 raise Reason(f"{entry.strip()!r} is not name=value")
             if not value.isprintable():
                 raise Reason(f"the value of {name} has control characters")
@@ -121,7 +121,7 @@ def options_setting(
         f"Server settings for the {title} servers the kit starts (docker and local), "
         f"name=value entries one a line or separated by ';' (a list in TOML), given to the "
         f"server as {form}. No effect on the url backend: set them on that server.",
-        _OptionsParser(re.compile(name_pattern), tuple(reserved)),
+        _OptionsParser(name_pattern, tuple(reserved)),
         allowed=f"name=value entries separated by newlines or ';', names matching "
         f"{name_pattern} and not one the kit sets ({', '.join(reserved)})",
         metavar="NAME=VALUE",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-import secrets
 import shutil
 import signal
 from abc import ABC, abstractmethod
@@ -156,6 +155,8 @@ class ServiceSpec(ABC):
 
     def credentials(self, password: str | None = None) -> Credentials:
         """Who logs in: ``password`` when given, else a random one for this session."""
+        import secrets  # noqa: PLC0415 - only a server started here needs a password
+
         chosen = secrets.token_urlsafe(18) if password is None else password
         return Credentials(self.default_user, chosen, self.default_database)
 
