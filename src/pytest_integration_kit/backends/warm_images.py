@@ -44,8 +44,9 @@ LAYOUT = 1
 LABEL_PREFIX = "pytest-integration-kit"
 #: On a warm image: its key. On a builder container: the key it builds.
 WARM_LABEL = f"{LABEL_PREFIX}.warm"
-#: On a warm image: the image reference it was made from (older keys of it are removed).
+#: On a warm image: the image reference it was made from, and that image's id.
 WARM_OF_LABEL = f"{LABEL_PREFIX}.warm-of"
+WARM_BASE_LABEL = f"{LABEL_PREFIX}.warm-base"
 #: The builder gets this CPU share (the default is 1024): it runs in idle time.
 BUILDER_CPU_SHARES = 2
 #: Seconds the engine may take to commit a data directory (100+ MB for MySQL).
@@ -75,14 +76,15 @@ def warm_image_for(client: Any, options: ServerOptions) -> WarmImage | None:
         command,
         spec.warm_data_dir,
     )
-    return WarmImage(client, options, key)
+    return WarmImage(client, options, key, base_id)
 
 
 class WarmImage:
     """One warm image: whether it is there, starting from it, building it."""
 
-    def __init__(self, client: Any, options: ServerOptions, key: str) -> None:
+    def __init__(self, client: Any, options: ServerOptions, key: str, base_id: str) -> None:
         self.client = client
+        self.base_id = base_id
         self.options = options
         self.spec: ServiceSpec = options.spec
         self.key = key
@@ -192,7 +194,8 @@ class WarmImage:
                 message=f"pytest-integration-kit: {spec.title} data directory initialised",
                 changes=[
                     *blank,
-                    f'LABEL "{WARM_LABEL}"="{self.key}" "{WARM_OF_LABEL}"="{self.options.image}"',
+                    f'LABEL "{WARM_LABEL}"="{self.key}" "{WARM_OF_LABEL}"="{self.options.image}" '
+                    f'"{WARM_BASE_LABEL}"="{self.base_id}"',
                 ],
             )
         finally:
@@ -202,15 +205,14 @@ class WarmImage:
         return True
 
     def _remove_older(self) -> None:
-        """Warm images of the same image reference under another key (an updated image,
-        changed settings) are of no further use; one a container still uses stays."""
+        """Warm images made from an earlier version of the same image reference (it was
+        pulled or rebuilt since) are of no further use; one a container uses stays.
+        Those of other settings stay: two projects may use the same image."""
         with contextlib.suppress(Exception):
             for image in self.client.images.list(
                 filters={"label": f"{WARM_OF_LABEL}={self.options.image}"}
             ):
-                if self.tag in image.tags:
-                    continue
-                if any(t.startswith(f"{self.repository}:") for t in image.tags):
+                if image.labels.get(WARM_BASE_LABEL) != self.base_id:
                     with contextlib.suppress(Exception):
                         self.client.images.remove(image.id)
 
