@@ -151,15 +151,27 @@ class WarmImage:
     ) -> bool:
         import docker  # noqa: PLC0415 - the docker extra is optional
 
+        # Its own client: a commit takes longer than the backend client's timeout.
+        slow = docker.from_env(timeout=COMMIT_TIMEOUT)
+        try:
+            return self._run_builder(slow, run_kwargs, endpoint_for)
+        finally:
+            slow.close()
+
+    def _run_builder(
+        self,
+        slow: Any,
+        run_kwargs: dict[str, Any],
+        endpoint_for: Callable[[Any, Credentials], Any],
+    ) -> bool:
         from pytest_integration_kit.services.readiness import wait_until_ready  # noqa: PLC0415
 
         spec = self.spec
-        timeout = self.options.startup_timeout
         # Random, held only here: the committed image keeps no password that logs in.
         credentials = spec.credentials(secrets.token_urlsafe(24))
         env, command = spec.warm_container(credentials, cached=False)
+        timeout = self.options.startup_timeout
         labels = {**run_kwargs.get("labels", {}), WARM_LABEL: self.key}
-        slow = docker.from_env(timeout=COMMIT_TIMEOUT)
         container = slow.containers.run(
             self.options.image,
             command or None,
