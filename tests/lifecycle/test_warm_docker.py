@@ -120,13 +120,18 @@ def test_second_run_starts_from_the_warm_image_with_a_new_password(
     assert not _warm_images(unique), "integration_warm_start=false built a warm image"
 
     monkeypatch.delenv("INTEGRATION_WARM_START")
+    # Built after a kept server's cold start: the image must not make later servers kept.
+    monkeypatch.setenv("INTEGRATION_REUSE", "1")
     first = project.run()
+    monkeypatch.delenv("INTEGRATION_REUSE")
     assert first.returncode == 0, first.stdout
     assert "(warm data dir)" not in first.stdout
     (image,) = _warm_images(unique)  # built by the end of the run
     env = dict(e.split("=", 1) for e in image.attrs["Config"]["Env"])  # type: ignore[attr-defined]
     secret = "POSTGRES_PASSWORD" if service == "postgres" else "MYSQL_ROOT_PASSWORD"
     assert env.get(secret) == "", "the builder's password is left in the image"
+    # Labels a later container inherits: none that would make it kept (or another's).
+    assert not [k for k in image.labels if k.endswith(".reuse")]  # type: ignore[attr-defined]
     assert not docker_client().containers.list(all=True, filters={"label": WARM_LABEL})
 
     old = project.reports()[-1]["password"]
@@ -135,6 +140,8 @@ def test_second_run_starts_from_the_warm_image_with_a_new_password(
     assert second.returncode == 0, second.stdout
     assert "(warm data dir)" in second.stdout
     assert project.reports()[-1]["password"] != old
+    # The second run's server (not kept) is gone with the run.
+    assert not docker_client().containers.list(all=True, filters={"ancestor": image.id})  # type: ignore[attr-defined]
 
 
 @pytest.mark.usefixtures("docker_engine")

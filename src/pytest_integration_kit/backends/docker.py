@@ -254,7 +254,15 @@ class DockerBackend(Backend):
             ports[f"{extra}/tcp"] = (bind_ip,)
         labels = {SESSION_LABEL: options.session_id, f"{LABEL_PREFIX}.service": spec.name}
         run_kwargs: dict[str, Any] = {"labels": {**labels, **options.labels}}
-        builder_kwargs = {"labels": run_kwargs["labels"], "ports": dict(ports)}
+        # docker commit copies the builder's labels into the warm image, and every later
+        # container inherits those its own labels do not override: only the ones every
+        # container of a run sets (never the reuse label of a kept server).
+        builder_labels = {
+            key: value
+            for key, value in run_kwargs["labels"].items()
+            if key in labels or key.startswith(f"{LABEL_PREFIX}.owner-")
+        }
+        builder_kwargs = {"labels": builder_labels, "ports": dict(ports)}
         container = self._container(options, credentials, warm, ports, run_kwargs)
         try:
             if warm is None:
