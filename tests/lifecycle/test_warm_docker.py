@@ -168,7 +168,14 @@ def test_a_broken_warm_image_falls_back_to_a_cold_start_and_is_rebuilt(
     cache_dir: Path, service: str, unique: str
 ) -> None:
     client = docker_client()
-    options = _options(service, unique, cache_dir)
+    owner = {
+        "pytest-integration-kit.owner-pid": "1",
+        "pytest-integration-kit.owner-host": "warmdockertest",
+        "pytest-integration-kit.owner-started": "0",
+    }
+    options = _options(
+        service, unique, cache_dir, labels={**owner, "pytest-integration-kit.reuse": "x"}
+    )
     warm = warm_image_for(client, options)
     assert warm is not None
     # An image that cannot run PostgreSQL at all, under the warm image's tag.
@@ -179,6 +186,14 @@ def test_a_broken_warm_image_falls_back_to_a_cold_start_and_is_rebuilt(
     try:
         assert not server.warm
         assert spec_for(service).probe(server.endpoint, timeout=10)
+        # The builder is reaped like the run's servers (session and owner labels), and
+        # passes no reuse label on to the image.
+        builder_labels = server.run_kwargs["labels"]  # type: ignore[attr-defined]
+        assert builder_labels == {
+            "pytest-integration-kit.session": "warmdockertest",
+            "pytest-integration-kit.service": service,
+            **owner,
+        }
     finally:
         server.stop()
     backend.finish()
