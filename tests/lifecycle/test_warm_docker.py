@@ -3,7 +3,11 @@ initialised; later runs start from it, with a password of their own."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import secrets
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -233,3 +237,33 @@ def test_one_builder_at_a_time(cache_dir: Path, service: str, unique: str) -> No
     finally:
         release.set()
         thread.join()
+
+
+@pytest.mark.usefixtures("docker_engine")
+def test_warm_remove_clears_both_caches(cache_dir: Path) -> None:
+    """`python -m pytest_integration_kit warm remove`: the local copies and warm images."""
+    client = docker_client()
+    marker = secrets.token_hex(6)
+    dockerfile = f"FROM pytest-integration-kit/redis:7\nLABEL {WARM_LABEL}={marker}\n"
+    image, _ = client.images.build(
+        fileobj=io.BytesIO(dockerfile.encode()),
+        tag=f"pytest-integration-kit/warm-test:{marker}",
+        network_mode="none",
+        rm=True,
+    )
+    (cache_dir / "warm" / "postgres-x" / "data").mkdir(parents=True)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest_integration_kit", "warm", "remove"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "warm image(s)" in result.stdout
+        assert not (cache_dir / "warm").exists()
+        assert not client.images.list(filters={"label": f"{WARM_LABEL}={marker}"})
+    finally:
+        with contextlib.suppress(Exception):
+            client.images.remove(image.id, force=True)
