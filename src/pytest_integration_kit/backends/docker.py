@@ -211,7 +211,7 @@ class DockerBackend(Backend):
         if warm is not None and warm.present():
             try:
                 return self._start(options, warm)
-            except ServerStartError:
+            except Exception:  # the engine refused it, the server did not start from it…
                 warm.discard()  # a broken image: start cold, and build it again
         server = self._start(options, None)
         if warm is not None:
