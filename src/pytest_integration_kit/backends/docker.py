@@ -323,17 +323,7 @@ class DockerBackend(Backend):
 
         spec = options.spec
         if warm is not None:
-            env, args = spec.warm_container(credentials, cached=True)
-            return _Created(
-                self._engine().containers.create(
-                    warm.tag,
-                    args or None,
-                    environment=env,
-                    ports=ports,
-                    tmpfs=spec.container_tmpfs(),
-                    **run_kwargs,
-                )
-            )
+            return warm.create(credentials, ports, run_kwargs)
         # Through the methods every testcontainers 4.x has: before 4.9 constructor
         # keywords land in the run kwargs, which with_kwargs below replaces.
         container = DockerContainer(options.image)
@@ -368,17 +358,6 @@ class DockerBackend(Backend):
                 },
             )
         return endpoint
-
-
-class _Created:
-    """A container created with docker-py, as the rest of this module sees a
-    testcontainers one."""
-
-    def __init__(self, container: Any) -> None:
-        self._container = container
-
-    def get_wrapped_container(self) -> Any:
-        return self._container
 
 
 def remove_container(container: Any, container_id: str) -> None:

@@ -98,6 +98,24 @@ class WarmImage:
             return False
         return True
 
+    def create(
+        self, credentials: Credentials, ports: dict[str, Any], run_kwargs: dict[str, Any]
+    ) -> Created:
+        """A container of this image, created, not started: it gets :meth:`put_files`
+        of the spec's ``warm_files`` first."""
+        spec = self.spec
+        env, args = spec.warm_container(credentials, cached=True)
+        return Created(
+            self.client.containers.create(
+                self.tag,
+                args or None,
+                environment=env,
+                ports=ports,
+                tmpfs=spec.container_tmpfs(),
+                **run_kwargs,
+            )
+        )
+
     def discard(self) -> None:
         """Remove the image (it failed to start a server): the next start rebuilds it."""
         with contextlib.suppress(Exception):
@@ -227,6 +245,17 @@ class WarmImage:
                 if image.labels.get(WARM_BASE_LABEL) != self.base_id:
                     with contextlib.suppress(Exception):
                         self.client.images.remove(image.id)
+
+
+class Created:
+    """A container created with docker-py, as the docker backend sees a testcontainers
+    one."""
+
+    def __init__(self, container: Any) -> None:
+        self._container = container
+
+    def get_wrapped_container(self) -> Any:
+        return self._container
 
 
 class ContainerExec(ServerContext):
