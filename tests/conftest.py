@@ -58,6 +58,7 @@ HOST_WIDE = frozenset(
         "test_shared_paths.py",
         "test_sharing.py",
         "test_warm.py",
+        "test_warm_docker.py",
     }
 )
 

@@ -1,4 +1,5 @@
-"""Command line: ``python -m pytest_integration_kit doctor`` and ``kept list|remove [NAME]``.
+"""Command line: ``python -m pytest_integration_kit doctor``, ``kept list|remove [NAME]``
+and ``warm remove``.
 
 ``doctor`` says what a run started here would use for each service and why, without
 starting anything. Servers kept with ``integration_reuse`` outlive every run on
@@ -70,7 +71,52 @@ def _parser() -> argparse.ArgumentParser:
                 help="a service (postgres), an address (127.0.0.1:5432) or a container id "
                 "prefix, as `kept list` shows them; none: remove them all",
             )
+    warm = commands.add_parser("warm", help="initialised data directories cached for warm starts")
+    warm_actions = warm.add_subparsers(dest="action", required=True)
+    remove = warm_actions.add_parser(
+        "remove",
+        help="remove the local copies in the cache dir and the warm docker images (those "
+        "no container uses); the next start of each server is cold again",
+    )
+    remove.add_argument(
+        "--cache-dir",
+        default=None,
+        help="the integration_cache_dir the runs used (default: INTEGRATION_CACHE_DIR, "
+        "else the per-user cache dir)",
+    )
     return parser
+
+
+def _warm_remove(raw_cache_dir: str | None) -> int:
+    """Remove every warm data directory: local copies, and images labelled warm."""
+    from pytest_integration_kit.lifecycle.warm import WarmDataDirs  # noqa: PLC0415
+
+    try:
+        cache_dir = _cache_dir(raw_cache_dir)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    WarmDataDirs(cache_dir).clear()
+    removed, kept = 0, 0
+    try:
+        import docker  # noqa: PLC0415 - the docker extra is optional
+
+        from pytest_integration_kit.backends.warm_images import WARM_LABEL  # noqa: PLC0415
+
+        client = docker.from_env(timeout=30)
+        images = client.images.list(filters={"label": WARM_LABEL})
+    except Exception:  # no docker-py, no engine: no warm images to remove
+        images = []
+    for image in images:
+        try:
+            for tag in image.tags or [image.id]:
+                client.images.remove(tag)
+            removed += 1
+        except Exception:  # a container still uses it
+            kept += 1
+    in_use = f", {kept} in use kept" if kept else ""
+    print(f"removed {cache_dir / 'warm'} and {removed} warm image(s){in_use}")
+    return 0
 
 
 def _doctor(rootdir: Path | None) -> int:
@@ -87,8 +133,8 @@ def _doctor(rootdir: Path | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "doctor":
-        return _doctor(args.rootdir)
+    if args.command in ("doctor", "warm"):
+        return _doctor(args.rootdir) if args.command == "doctor" else _warm_remove(args.cache_dir)
     # Imported here: the lifecycle pulls in the backends, which `--help` does not need.
     from pytest_integration_kit.lifecycle.attached import attach  # noqa: PLC0415
     from pytest_integration_kit.lifecycle.kept import KeptServers, age  # noqa: PLC0415

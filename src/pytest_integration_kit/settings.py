@@ -358,6 +358,19 @@ def settings_table(specs: Iterable[ServiceSpec] | None = None) -> tuple[Setting,
             bad_example="perhaps",
         ),
         Setting(
+            "warm_start",
+            "Start PostgreSQL and MySQL from a data directory initialised by an earlier "
+            "start: a copy kept in the cache dir (local), an image committed after the "
+            "first initialisation (docker). Off: every server initialises its own.",
+            _bool,
+            allowed=BOOL_ALLOWED,
+            default=True,
+            metavar="BOOL",
+            kind="bool",
+            example="false",
+            bad_example="lukewarm",
+        ),
+        Setting(
             "ryuk",
             "Also let testcontainers' Ryuk remove a run's containers the moment the run "
             "dies, where its image is present (without xdist workers and reuse only); label "

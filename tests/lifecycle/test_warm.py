@@ -67,9 +67,14 @@ def test_runs_share_the_warm_cache(
         "    report(service='postgres', port=postgres_server.port,"
         " password=postgres_server.password)\n",
     )
+    outputs = []
     for _ in range(2):
-        result = project.run()
+        result = project.run("-rA")
         assert result.returncode == 0, result.stdout
+        outputs.append(result.stdout)
+    # The summary says which start copied the cached data dir.
+    assert "(warm data dir)" not in outputs[0]
+    assert "(warm data dir)" in outputs[1]
     passwords = {r["password"] for r in project.reports()}
     assert len(passwords) == 1
     assert list((cache_dir / "warm").glob("postgres-*/data/PG_VERSION"))

@@ -38,7 +38,8 @@ class ServerOptions:
     #: Where the local backend makes the server's directory; None: the temp dir.
     #: Kept servers (``integration_reuse``) live in the cache dir instead.
     workdir_root: Path | None = None
-    #: The cache dir of initialised data directories (warm local start); None: none.
+    #: The cache dir of initialised data directories (warm local start) and of the locks
+    #: of warm docker images; None: no warm start (``integration_warm_start`` off).
     warm_dir: Path | None = None
     #: Let testcontainers' Ryuk reap the container too, if its image is present.
     ryuk: bool = False
@@ -54,6 +55,8 @@ class RunningServer(ABC):
     endpoint: Endpoint
     #: Wall seconds from asking the backend to the first successful probe.
     seconds_to_ready: float
+    #: Started from a data directory initialised by an earlier start (warm start).
+    warm: bool = False
 
     @abstractmethod
     def stop(self) -> None:
@@ -80,6 +83,9 @@ class Backend(ABC):
     @abstractmethod
     def start(self, options: ServerOptions) -> RunningServer:
         """Start the server and return once a protocol round trip succeeded."""
+
+    def finish(self, timeout: float = 600) -> None:  # noqa: B027 - most backends have none
+        """End of the session: wait (bounded) for work started in the background."""
 
 
 def mask(text: str, secret: str) -> str:

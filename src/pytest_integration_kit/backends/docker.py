@@ -24,12 +24,13 @@ from pytest_integration_kit.backends.base import (
 from pytest_integration_kit.backends.labels import LABEL_PREFIX, SESSION_LABEL
 from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
 from pytest_integration_kit.services.readiness import wait_until_ready
-from pytest_integration_kit.services.spec import ServerContext
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
 
+    from pytest_integration_kit.backends.warm_images import WarmImage
     from pytest_integration_kit.services.endpoint import Endpoint
+    from pytest_integration_kit.services.spec import Credentials, ServiceSpec
 
 __all__ = [
     "LABEL_PREFIX",
@@ -114,6 +115,9 @@ class DockerServer(RunningServer):
         self.endpoint = endpoint
         self.seconds_to_ready = seconds_to_ready
         self._stopped = False
+        #: How a builder of this server's warm image is run and reached (see start).
+        self.run_kwargs: dict[str, Any] = {}
+        self.builder_endpoint: Callable[[Any, Credentials], Endpoint] = _no_endpoint
 
     @property
     def container_id(self) -> str:
@@ -129,6 +133,10 @@ class DockerServer(RunningServer):
         return _container_log_tail(self.container, lines, self.endpoint.password)
 
 
+def _no_endpoint(container: Any, credentials: Credentials) -> Endpoint:
+    raise NotImplementedError
+
+
 class DockerBackend(Backend):
     name = "docker"
 
@@ -136,6 +144,8 @@ class DockerBackend(Backend):
         self._lock = threading.Lock()
         self._client: Any = None
         self._engine_error: str | None = None
+        #: Threads building warm images (see :meth:`finish`).
+        self._builders: list[threading.Thread] = []
 
     def _engine(self) -> Any:
         """A docker client whose engine answered a ping, or raise BackendUnavailable."""
@@ -194,8 +204,37 @@ class DockerBackend(Backend):
         reason = self.unavailable_reason(options)
         if reason is not None:
             raise BackendUnavailable(reason)
+        from pytest_integration_kit.backends.warm_images import warm_image_for  # noqa: PLC0415
+
+        warm = warm_image_for(self._engine(), options)
+        if warm is not None and warm.present():
+            try:
+                return self._start(options, warm)
+            except Exception:  # the engine refused it, the server did not start from it…
+                warm.discard()  # a broken image: start cold, and build it again
+        server = self._start(options, None)
+        if warm is not None:
+            thread = warm.build_later(server.run_kwargs, server.builder_endpoint)
+            with self._lock:
+                self._builders.append(thread)
+        return server
+
+    def finish(self, timeout: float = 600) -> None:
+        """Wait (at most ``timeout`` seconds in all) for warm images being built."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            builders, self._builders = self._builders, []
+        for thread in builders:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _start(self, options: ServerOptions, warm: WarmImage | None) -> DockerServer:
+        """Start a container from ``options.image`` (cold) or from ``warm``'s image."""
         from testcontainers.core.config import testcontainers_config  # noqa: PLC0415
-        from testcontainers.core.container import DockerContainer  # noqa: PLC0415
+
+        from pytest_integration_kit.backends.warm_images import (  # noqa: PLC0415
+            ContainerExec,
+            put_files,
+        )
 
         spec = options.spec
         client = self._engine()
@@ -209,57 +248,41 @@ class DockerBackend(Backend):
         credentials = spec.credentials(options.password)
         port_key = f"{spec.container_port}/tcp"
         started = time.monotonic()
-        # Through the methods every testcontainers 4.x has: before 4.9 constructor keywords
-        # land in the run kwargs, which with_kwargs below replaces.
-        container = DockerContainer(options.image)
-        command = spec.container_command(credentials)
-        if command is not None:
-            container.with_command(command)  # a list goes to docker-py as it is
-        for key, value in spec.container_env(credentials).items():
-            container.with_env(key, value)
-        # A (host_ip,) binding publishes on that address with a random host port;
-        # testcontainers types the value as a port, docker-py takes the tuple.
-        container.ports[port_key] = (bind_ip,)  # type: ignore[assignment]
+        ports: dict[str, Any] = {port_key: (bind_ip,)}
         for extra in spec.extra_ports.values():
-            container.ports[f"{extra}/tcp"] = (bind_ip,)  # type: ignore[assignment]
-        run_kwargs: dict[str, Any] = {
-            "labels": {
-                SESSION_LABEL: options.session_id,
-                f"{LABEL_PREFIX}.service": spec.name,
-                **options.labels,
-            }
+            ports[f"{extra}/tcp"] = (bind_ip,)
+        labels = {SESSION_LABEL: options.session_id, f"{LABEL_PREFIX}.service": spec.name}
+        run_kwargs: dict[str, Any] = {"labels": {**labels, **options.labels}}
+        # docker commit copies the builder's labels into the warm image, and every later
+        # container inherits those its own labels do not override: only the ones every
+        # container of a run sets (never the reuse label of a kept server).
+        builder_labels = {
+            key: value
+            for key, value in run_kwargs["labels"].items()
+            if key in labels or key.startswith(f"{LABEL_PREFIX}.owner-")
         }
-        if hasattr(container, "tmpfs"):  # testcontainers >= 4.9 passes it to docker itself
-            container.tmpfs.update(spec.container_tmpfs())
-        elif spec.container_tmpfs():
-            run_kwargs["tmpfs"] = spec.container_tmpfs()
-        container.with_kwargs(**run_kwargs)
+        builder_kwargs = {"labels": builder_labels, "ports": dict(ports)}
+        container = self._container(options, credentials, warm, ports, run_kwargs)
         try:
-            container.start()
+            if warm is None:
+                container.start()
+            else:
+                put_files(container.get_wrapped_container(), spec.warm_files(credentials))
+                container.get_wrapped_container().start()
             wrapped = container.get_wrapped_container()
             wrapped.reload()
-            published = wrapped.attrs["NetworkSettings"]["Ports"]
-            port = int(published[port_key][0]["HostPort"])
-            endpoint = spec.endpoint(
-                host=host, port=port, credentials=credentials, backend=self.name
-            )
-            if spec.extra_ports:
-                endpoint = dataclasses.replace(
-                    endpoint,
-                    ports={
-                        name: int(published[f"{number}/tcp"][0]["HostPort"])
-                        for name, number in spec.extra_ports.items()
-                    },
-                )
+            endpoint = self._endpoint(spec, wrapped, credentials, host)
 
             def is_running() -> bool:
                 wrapped.reload()
                 return wrapped.status in ("created", "running")
 
-            context = _ContainerContext(wrapped)
+            context = ContainerExec(wrapped)
+            if warm is not None:
+                spec.warm_unseal(context, credentials, options.startup_timeout)
             version = wait_until_ready(
                 lambda seconds: spec.ready(endpoint, seconds, context),
-                what=f"{spec.title} (docker, {options.image})",
+                what=f"{spec.title} (docker, {warm.tag if warm else options.image})",
                 timeout=options.startup_timeout,
                 log_tail=lambda: _container_log_tail(container, 40, credentials.password),
                 is_running=is_running,
@@ -279,7 +302,61 @@ class DockerBackend(Backend):
                 f"{spec.title} (docker, {options.image}) failed to start: "
                 f"{mask(_one_line(exc), credentials.password)}"
             ) from None
-        return DockerServer(container, endpoint, time.monotonic() - started)
+        server = DockerServer(container, endpoint, time.monotonic() - started)
+        server.warm = warm is not None
+        server.run_kwargs = builder_kwargs
+        server.builder_endpoint = lambda built, creds: self._endpoint(spec, built, creds, host)
+        return server
+
+    def _container(
+        self,
+        options: ServerOptions,
+        credentials: Credentials,
+        warm: WarmImage | None,
+        ports: dict[str, Any],
+        run_kwargs: dict[str, Any],
+    ) -> Any:
+        """The container to start: a testcontainers one (cold), or one created from the
+        warm image (started once it has the files that set this session's password)."""
+        from testcontainers.core.container import DockerContainer  # noqa: PLC0415
+
+        spec = options.spec
+        if warm is not None:
+            return warm.create(credentials, ports, run_kwargs)
+        # Through the methods every testcontainers 4.x has: before 4.9 constructor
+        # keywords land in the run kwargs, which with_kwargs below replaces.
+        container = DockerContainer(options.image)
+        command = spec.container_command(credentials)
+        if command is not None:
+            container.with_command(command)  # a list goes to docker-py as it is
+        for key, value in spec.container_env(credentials).items():
+            container.with_env(key, value)
+        # A (host_ip,) binding publishes on that address with a random host port;
+        # testcontainers types the value as a port, docker-py takes the tuple.
+        container.ports.update(ports)
+        if hasattr(container, "tmpfs"):  # testcontainers >= 4.9 passes it to docker
+            container.tmpfs.update(spec.container_tmpfs())
+        elif spec.container_tmpfs():
+            run_kwargs["tmpfs"] = spec.container_tmpfs()
+        container.with_kwargs(**run_kwargs)
+        return container
+
+    def _endpoint(
+        self, spec: ServiceSpec, container: Any, credentials: Credentials, host: str
+    ) -> Endpoint:
+        """The endpoint of a started (reloaded) ``container``: its published ports."""
+        published = container.attrs["NetworkSettings"]["Ports"]
+        port = int(published[f"{spec.container_port}/tcp"][0]["HostPort"])
+        endpoint = spec.endpoint(host=host, port=port, credentials=credentials, backend=self.name)
+        if spec.extra_ports:
+            endpoint = dataclasses.replace(
+                endpoint,
+                ports={
+                    name: int(published[f"{number}/tcp"][0]["HostPort"])
+                    for name, number in spec.extra_ports.items()
+                },
+            )
+        return endpoint
 
 
 def remove_container(container: Any, container_id: str) -> None:
@@ -303,22 +380,6 @@ def remove_container(container: Any, container_id: str) -> None:
         raise ServerStopError(
             f"container {container_id[:12]} could not be removed: {_one_line(exc)}"
         ) from None
-
-
-class _ContainerContext(ServerContext):
-    """Readiness's view of a container: its log, and commands run in it."""
-
-    available = True
-
-    def __init__(self, container: Any) -> None:
-        self.container = container
-
-    def log(self) -> str:
-        return bytes(self.container.logs()).decode(errors="replace")
-
-    def run(self, command: Sequence[str], timeout: float) -> tuple[int, str]:
-        code, output = self.container.exec_run(list(command))
-        return int(code), bytes(output or b"").decode(errors="replace")
 
 
 def _image_present(client: Any, image: str) -> bool:

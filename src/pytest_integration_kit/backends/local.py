@@ -322,7 +322,7 @@ class LocalBackend(Backend):
             )
             endpoint = dataclasses.replace(endpoint, ports=dict(runner.ports))
             spec.after_start(endpoint, f"local, {binaries[next(iter(binaries))]}")
-            return LocalServer(
+            server = LocalServer(
                 spec=spec,
                 process=process,
                 workdir=workdir,
@@ -330,6 +330,8 @@ class LocalBackend(Backend):
                 endpoint=endpoint,
                 seconds_to_ready=time.monotonic() - started,
             )
+            server.warm = warm is not None and warm.hit
+            return server
         except BaseException:
             # Nothing half-started is left behind.
             if process is not None:

@@ -51,6 +51,8 @@ class ServerRecord:
     config_hash: str = ""
     #: Under ``auto``: why each backend tried before the one used could not run it.
     tried: tuple[str, ...] = ()
+    #: True when the server started from a cached initialised data directory.
+    warm: bool = False
 
     def endpoint_object(self) -> Endpoint:
         if self.endpoint is None:

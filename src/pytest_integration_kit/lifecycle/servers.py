@@ -76,6 +76,7 @@ class StartRecord:
     reused: bool = False
     kept: bool = False
     started_by: str = "main"
+    warm: bool = False
 
 
 class ServerSet:
@@ -308,7 +309,11 @@ class ServerSet:
             startup_timeout=request.startup_timeout or float(s["startup_timeout"]),
             session_id=self.session_id,
             labels=self.owner.labels(),
-            warm_dir=self.kept.cache_dir if self.kept is not None else None,
+            warm_dir=(
+                self.kept.cache_dir
+                if self.kept is not None and self.settings["warm_start"]
+                else None
+            ),
             # Ryuk reaps when the process that started a container exits: not for servers
             # shared with other processes or kept for later runs.
             ryuk=bool(self.settings["ryuk"]) and self.coordinator and not self.reuse,
@@ -472,6 +477,7 @@ class ServerSet:
                     reused=record.reused,
                     kept=record.kept,
                     started_by=record.started_by,
+                    warm=record.warm,
                 )
             )
         return server
@@ -535,6 +541,7 @@ class ServerSet:
                     reused=reused,
                     kept=kept,
                     started_by=self.worker_id,
+                    warm=server.warm and not reused,
                 )
             )
         record = ServerRecord(
@@ -550,6 +557,7 @@ class ServerSet:
             started_at=time.time(),
             config_hash=config_hash,
             tried=tuple(tried),
+            warm=server.warm and not reused,
         )
         return server, record
 
@@ -692,6 +700,7 @@ class ServerSet:
                 kept=r.kept,
                 started_by=r.started_by,
                 tried=r.tried,
+                warm=r.warm,
             )
             for r in self.records
         ]
@@ -724,10 +733,12 @@ class ServerSet:
             for key, server in reversed(started.items()):
                 if key not in self._kept_keys:
                     self._stop(server)
+            self._finish_backends()
             if self.coordinator and self._runs_root is not None:
                 discard_fallback_root(self._runs_root)
             return
         if not self.coordinator:
+            self._finish_backends()
             _forget_children(started.values())
             return
         for record in reversed(run.records()):
@@ -735,12 +746,21 @@ class ServerSet:
                 continue
             server = started.get(record.key) or attach(record)
             self._stop(server)
+        self._finish_backends()
         _forget_children(started.values())
         docker_used = any(r.backend == "docker" for r in run.records())
         reaper = Reaper(runs_root=run.path.parent, docker=docker_used)
         self.stop_failures += reaper.reap_session(self.session_id).errors
         if not self.stop_failures:
             run.remove()
+
+    def _finish_backends(self) -> None:
+        """Let the backends finish what they do in the background (a warm image being
+        built), within a bound: before the run's leftovers are reaped."""
+        timeout = 2 * float(self.settings["startup_timeout"]) + 60
+        for backend in self.backends.values():
+            with contextlib.suppress(Exception):
+                backend.finish(timeout)
 
     def _stop(self, server: RunningServer) -> None:
         try:

@@ -118,6 +118,8 @@ def server_lines(records: Iterable[ServerRecord]) -> list[str]:
             how = f"reused (kept), attached in {record.seconds_to_ready:.2f} s"
         else:
             how = f"ready in {record.seconds_to_ready:.2f} s" + (", kept" if record.kept else "")
+            if record.warm:
+                how += " (warm data dir)"
         by = f" [{record.started_by}]" if record.started_by != "main" else ""
         lines.append(
             f"{endpoint.service:<9} {record.backend:<7} {title + ' ' + endpoint.version:<28} "

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import math
+import os
 import re
 import signal
 import subprocess
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
 
     from pytest_integration_kit.backends.local import LocalRunner
     from pytest_integration_kit.services.endpoint import Endpoint
+    from pytest_integration_kit.services.spec import ServerContext
     from pytest_integration_kit.settings import Setting
 
 __all__ = ["PostgresSpec"]
@@ -47,6 +52,28 @@ RESERVED = (
 #: SQLSTATEs of CREATE EXTENSION for an extension the server does not have: feature not
 #: supported ("is not available", 15+) and undefined file (the control file, older).
 MISSING_EXTENSION_STATES = ("0A000", "58P01")
+
+
+#: ALTER ROLE in a container over its Unix socket (trust, as initdb leaves local
+#: connections in the official image), retried until the server accepts connections.
+ALTER_ROLE = (
+    'for i in $(seq "$1"); do psql -X -q -v ON_ERROR_STOP=1 -U "$2" -d postgres -c "$3" '
+    ">/dev/null 2>&1 && exit 0; sleep 0.1; done; exit 1"
+)
+
+
+def scram_verifier(password: str, iterations: int = 4096) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password`` (RFC 5803 form):
+    ALTER ROLE takes it as it is, so the password itself never enters the container."""
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    stored = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
+    server = hmac.new(salted, b"Server Key", "sha256").digest()
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored)}:{b64(server)}"
 
 
 def _version_key(path: Path) -> tuple[int, ...]:
@@ -120,6 +147,36 @@ class PostgresSpec(ServiceSpec):
     def container_tmpfs(self) -> dict[str, str]:
         # The parent of PGDATA in every official image (17: .../data, 18: .../18/docker).
         return {"/var/lib/postgresql": "rw"}
+
+    # Outside the official images' VOLUME (17: .../postgresql/data, 18: .../postgresql).
+    warm_data_dir = "/var/lib/pytest-integration-kit/postgres"
+
+    def warm_container(
+        self, credentials: Credentials, *, cached: bool
+    ) -> tuple[dict[str, str], list[str]]:
+        # The entrypoint makes PGDATA, owns it and skips initdb when PG_VERSION is there.
+        env = {**self.container_env(credentials), "PGDATA": str(self.warm_data_dir)}
+        return env, self.container_command(credentials)
+
+    def warm_seal(self, server: ServerContext, timeout: float) -> None:
+        self._alter_role(server, self.default_user, "NULL", timeout)
+
+    def warm_unseal(self, server: ServerContext, credentials: Credentials, timeout: float) -> None:
+        verifier = scram_verifier(credentials.password)
+        self._alter_role(server, credentials.user, f"'{verifier}'", timeout)
+
+    def _alter_role(
+        self, server: ServerContext, user: str, password_sql: str, timeout: float
+    ) -> None:
+        role = user.replace('"', '""')
+        tries = str(max(1, math.ceil(timeout / 0.1)))
+        sql = f'ALTER ROLE "{role}" PASSWORD {password_sql}'
+        code, _ = server.run(["sh", "-c", ALTER_ROLE, "sh", tries, user, sql], timeout)
+        if code != 0:
+            raise ServerStartError(
+                f"{self.title}: could not set the password of {user!r} over the container's "
+                "Unix socket (psql, trust): the warm image is not usable"
+            )
 
     def find_binaries(self, bin_dir: Path | None) -> dict[str, Path]:
         extra_dirs: list[Path] = []

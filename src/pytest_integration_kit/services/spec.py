@@ -209,6 +209,33 @@ class ServiceSpec(ABC):
         """tmpfs mounts for the data directory: test data need not survive."""
         return {}
 
+    #: Where a warm image (``integration_warm_start``) keeps the initialised data
+    #: directory: a path outside the image's volumes and tmpfs mounts, which ``docker
+    #: commit`` leaves out. None: the service has no warm image (nothing to initialise).
+    warm_data_dir: ClassVar[str | None] = None
+
+    def warm_container(
+        self, credentials: Credentials, *, cached: bool
+    ) -> tuple[dict[str, str], list[str]]:
+        """Environment and command of a container whose data directory is
+        :attr:`warm_data_dir`: the warm image's builder, or (``cached``) a start from it."""
+        return self.container_env(credentials), list(self.container_command(credentials) or [])
+
+    def warm_files(self, credentials: Credentials) -> dict[str, bytes]:
+        """Files (path: content) put in a container started from a warm image before it
+        starts: what sets this session's password before the server accepts clients."""
+        return {}
+
+    def warm_seal(self, server: ServerContext, timeout: float) -> None:  # noqa: B027 - optional
+        """In the warm image's builder, once ready and before it is stopped and
+        committed: leave no password that logs in (the builder's was random anyway)."""
+
+    def warm_unseal(  # noqa: B027 - optional
+        self, server: ServerContext, credentials: Credentials, timeout: float
+    ) -> None:
+        """In a container started from a warm image, before the probe: give the user this
+        session's password (unless :meth:`warm_files` did)."""
+
     # -- local ----------------------------------------------------------------------
 
     def find_binaries(self, bin_dir: Path | None) -> dict[str, Path]:
