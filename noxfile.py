@@ -51,6 +51,24 @@ PACKAGE_DEPS = [
 ]
 
 
+def _wanted(requirements: list[str]) -> str:
+    """What an environment holds: these requirements, for this checkout's package."""
+    text = "\n".join([str(Path.cwd()), Path("pyproject.toml").read_text(), *requirements])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _install_once(session: nox.Session, *requirements: str) -> None:
+    """``pip install`` into the session's own virtualenv, skipped when it already holds
+    ``requirements`` for this checkout (nox's reuse re-runs pip every time: 15-20 s)."""
+    stamp = Path(session.virtualenv.location) / "pik-installed"
+    wanted = _wanted(list(requirements))
+    if stamp.is_file() and stamp.read_text() == wanted:
+        return
+    # run_install: done under --install-only, skipped under --no-install (-R).
+    if session.run_install("python", "-m", "pip", "install", "-q", *requirements):
+        stamp.write_text(wanted)
+
+
 def _package_env(session: nox.Session) -> Path:
     """The bin directory of the environment the package's sessions share.
 
@@ -63,9 +81,7 @@ def _package_env(session: nox.Session) -> Path:
     """
     location = session.cache_dir / "package-py3.11"
     bin_dir = location / "bin"
-    wanted = hashlib.sha256(
-        "\n".join([str(Path.cwd()), Path("pyproject.toml").read_text(), *PACKAGE_DEPS]).encode()
-    ).hexdigest()
+    wanted = _wanted(PACKAGE_DEPS)
     stamp = location / "pik-installed"
     location.parent.mkdir(parents=True, exist_ok=True)
     with (session.cache_dir / "package-py3.11.lock").open("w") as lock:
@@ -97,7 +113,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    _install_once(session, "ruff")
     paths = ["src", "tests", "examples", "bench", "chaos", "noxfile.py", "conftest.py"]
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)
@@ -106,7 +122,8 @@ def lint(session: nox.Session) -> None:
 @nox.session(venv_backend="none")
 def typecheck(session: nox.Session) -> None:
     env = _package_env(session)
-    session.run(env / "mypy", external=True)
+    # In the machine's cache: a fresh clone (CI's) would otherwise check every module cold.
+    session.run(env / "mypy", "--cache-dir", str(session.cache_dir / "mypy"), external=True)
 
 
 @nox.session(venv_backend="none")
@@ -146,7 +163,7 @@ def pytest_versions(session: nox.Session, pytest_version: str) -> None:
     that need a newer pytest; the ini's ``filterwarnings = error`` is dropped because
     pytest 7.4 with a current pluggy warns about its own usage errors.
     """
-    session.install("-e", ".[all]", "alembic", "sybil>=9", f"pytest=={pytest_version}")
+    _install_once(session, "-e", ".[all]", "alembic", "sybil>=9", f"pytest=={pytest_version}")
     session.run(
         "pytest",
         "-o",
