@@ -108,6 +108,15 @@ def test_zz_reused_where_it_could_be(isolation_workspace, postgres_server):
 """
 
 
+def test_a_used_clone_is_the_templates_again_or_dropped(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    write_project(pytester, extra="integration_clone_pool_size = 1")
+    pytester.makepyfile(test_reuse=REUSE_TESTS)
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=20)
+
+
 MYSQL_TESTS = """
 import pytest
 from sqlalchemy import text
@@ -126,12 +135,8 @@ def test_each_gets_a_new_database(n, mysql_session, mysql_engine):
 """
 
 
-def test_a_used_clone_is_the_templates_again_or_dropped_and_mysql_clones_are_not_reused(
-    pytester: pytest.Pytester, backend_env: str
-) -> None:
-    """PostgreSQL clones are reset and handed out again (or dropped); MySQL clones,
-    even when only rows changed, are not. One inner run (one set of servers) for both."""
+def test_mysql_clones_are_not_reused(pytester: pytest.Pytester, backend_env: str) -> None:
     write_project(pytester, extra="integration_clone_pool_size = 1")
-    pytester.makepyfile(test_reuse=REUSE_TESTS, test_mysql=MYSQL_TESTS)
+    pytester.makepyfile(test_mysql=MYSQL_TESTS)
     result = run(pytester, "-p", "no:randomly")
-    result.assert_outcomes(passed=24)
+    result.assert_outcomes(passed=4)

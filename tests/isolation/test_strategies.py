@@ -90,15 +90,22 @@ def test_each_test_gets_a_fresh_database(db, n, request):
 """
 
 
-def test_truncate_by_marker_and_clone_by_setting(
+def test_truncate_empties_what_any_connection_wrote(
     pytester: pytest.Pytester, backend_env: str
 ) -> None:
-    """The setting makes every test a clone's; a module's marker makes its tests
-    truncate's instead. One inner run (one set of servers) for both strategies."""
-    write_project(pytester, extra="integration_isolation = clone")
-    pytester.makepyfile(test_truncate=TRUNCATE_TESTS, test_clone=CLONE_TESTS)
+    write_project(pytester)
+    pytester.makepyfile(test_user=TRUNCATE_TESTS)
     result = run(pytester, "-p", "no:randomly")
-    result.assert_outcomes(passed=16)
+    result.assert_outcomes(passed=8)
+
+
+def test_clone_gives_each_test_a_fresh_database(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    write_project(pytester, extra="integration_isolation = clone")
+    pytester.makepyfile(test_user=CLONE_TESTS)
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=8)
 
 
 def test_a_bad_strategy_in_the_marker_names_the_choices(pytester: pytest.Pytester) -> None:
