@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import glob
+import hashlib
+import os
 from pathlib import Path
 
 import nox
@@ -35,58 +38,119 @@ TEST_DEPS = [
 ]
 
 
-@nox.session(python="3.11")
+#: What the package's own sessions (tests, typecheck, docs, chaos, bench) need: they
+#: share one environment (see _package_env).
+PACKAGE_DEPS = [
+    *TEST_DEPS,
+    "mypy",
+    "types-requests",
+    "types-psutil",
+    "cryptography",
+    "mkdocs-material",
+    "mkdocstrings[python]",
+]
+
+
+def _wanted(requirements: list[str]) -> str:
+    """What an environment holds: these requirements, for this checkout's package."""
+    text = "\n".join([str(Path.cwd()), Path("pyproject.toml").read_text(), *requirements])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _install_once(session: nox.Session, *requirements: str) -> None:
+    """``pip install`` into the session's own virtualenv, skipped when it already holds
+    ``requirements`` for this checkout (nox's reuse re-runs pip every time: 15-20 s)."""
+    stamp = Path(session.virtualenv.location) / "pik-installed"
+    wanted = _wanted(list(requirements))
+    if stamp.is_file() and stamp.read_text() == wanted:
+        return
+    # run_install: done under --install-only, skipped under --no-install (-R).
+    if session.run_install("python", "-m", "pip", "install", "-q", *requirements):
+        stamp.write_text(wanted)
+
+
+def _package_env(session: nox.Session) -> Path:
+    """The bin directory of the environment the package's sessions share.
+
+    Each of them used to build its own virtualenv from the same heavy set (1 to 2.5 min
+    apiece on a fresh CI machine) and re-run pip in it on every run (about 18 s apiece).
+    The shared one is made on first use and reinstalled only when what it installs
+    changes or its editable install points at another checkout (a second clone on the
+    same machine, CI's, would otherwise test the first one's code). A lock keeps two runs
+    from installing into it at once.
+    """
+    location = session.cache_dir / "package-py3.11"
+    bin_dir = location / "bin"
+    wanted = _wanted(PACKAGE_DEPS)
+    stamp = location / "pik-installed"
+    location.parent.mkdir(parents=True, exist_ok=True)
+    with (session.cache_dir / "package-py3.11.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        # run_install: done under --install-only, skipped under --no-install (-R).
+        if not (bin_dir / "python").exists():
+            session.run_install("python3.11", "-m", "venv", str(location), external=True)
+        if not stamp.is_file() or stamp.read_text() != wanted:
+            python = str(bin_dir / "python")
+            pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+            if session.run_install(*pip, "-e", ".[all]", *PACKAGE_DEPS, external=True):
+                stamp.write_text(wanted)
+    # What the commands run (an inner pytest, a subprocess) finds first is this environment.
+    session.env["VIRTUAL_ENV"] = str(location)
+    session.env["PATH"] = os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")])
+    return bin_dir
+
+
+@nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
     """The project's tests: every backend for real (strict when CI is set).
 
     Two workers: most tests wait on servers and inner runs, not on the CPU. The tests
     that kill, reap or list kept servers host-wide share one worker (tests/conftest.py).
     """
-    session.install("-e", ".[all]", *TEST_DEPS)
-    session.run("pytest", "-n", "2", "--dist", "loadgroup", *session.posargs)
+    env = _package_env(session)
+    session.run(env / "pytest", "-n", "2", "--dist", "loadgroup", *session.posargs, external=True)
 
 
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    _install_once(session, "ruff")
     paths = ["src", "tests", "examples", "bench", "chaos", "noxfile.py", "conftest.py"]
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)
 
 
-@nox.session(python="3.11")
+@nox.session(venv_backend="none")
 def typecheck(session: nox.Session) -> None:
-    session.install(
-        "-e", ".[all]", "mypy", "types-requests", "types-psutil", "cryptography", *TEST_DEPS
-    )
-    session.run("mypy")
+    env = _package_env(session)
+    # In the machine's cache: a fresh clone (CI's) would otherwise check every module cold.
+    session.run(env / "mypy", "--cache-dir", str(session.cache_dir / "mypy"), external=True)
 
 
-@nox.session(python="3.11")
+@nox.session(venv_backend="none")
 def docs(session: nox.Session) -> None:
     # The test environment's plugins too: the fixtures page is what a user's run shows.
-    session.install("-e", ".[all]", "mkdocs-material", "mkdocstrings[python]", *TEST_DEPS)
-    session.run("python", "scripts/gen-reference", "--check")
-    session.run("mkdocs", "build", "--strict")
+    env = _package_env(session)
+    session.run(env / "python", "scripts/gen-reference", "--check", external=True)
+    session.run(env / "mkdocs", "build", "--strict", external=True)
 
 
-@nox.session(python="3.11")
+@nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
     """Print tables of per-operation costs as ratios to the floor, on the same servers."""
-    session.install("-e", ".[all]", *TEST_DEPS)
+    env = _package_env(session)
     for script in sorted(glob.glob("bench/bench_*.py")):
-        session.run("python", script, *session.posargs)
+        session.run(env / "python", script, *session.posargs, external=True)
 
 
-@nox.session(python="3.11")
+@nox.session(venv_backend="none")
 def chaos(session: nox.Session) -> None:
     """The chaos and fuzz suite: isolation fuzz, kill -9 at every stage, concurrent runs.
 
     ``nox -s chaos`` runs it in full; ``nox -s chaos -- --budget 240`` (or CHAOS_BUDGET)
     is the bounded form CI runs. Exit status 1 on any undocumented leak, hang, leftover.
     """
-    session.install("-e", ".[all]", *TEST_DEPS)
-    session.run("python", "-m", "chaos", *session.posargs)
+    env = _package_env(session)
+    session.run(env / "python", "-m", "chaos", *session.posargs, external=True)
 
 
 @nox.session(python="3.11")
@@ -99,7 +163,7 @@ def pytest_versions(session: nox.Session, pytest_version: str) -> None:
     that need a newer pytest; the ini's ``filterwarnings = error`` is dropped because
     pytest 7.4 with a current pluggy warns about its own usage errors.
     """
-    session.install("-e", ".[all]", "alembic", "sybil>=9", f"pytest=={pytest_version}")
+    _install_once(session, "-e", ".[all]", "alembic", "sybil>=9", f"pytest=={pytest_version}")
     session.run(
         "pytest",
         "-o",

@@ -5,7 +5,13 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+
+# Imported here, never first inside an in-process run: pytester drops the modules first
+# imported there, and a dialect package imported twice warns (an error under -W error).
+import sqlalchemy.dialects.postgresql
 from app_project import run, write_app
+
+PRELOADED = (sqlalchemy.dialects.postgresql,)
 
 TESTS = """
 import os
@@ -118,7 +124,9 @@ def test_bad_templates_are_usage_errors_before_anything_starts(
         args = [f"--integration-env={value}"]
     pytester.makeconftest("raise AssertionError('conftest imported')")
     pytester.makepyfile(test_app="def test_plain(): pass")
-    result = run(pytester, "-p", "no:randomly", *args)
+    # In-process: the run stops at its start-up, before any conftest, server or worker
+    # (a subprocess cost each of these 18 cases 2-5 s of interpreter and imports).
+    result = pytester.runpytest("-p", "no:randomly", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     err = result.stderr.str()
     assert "integration_env" in err

@@ -83,15 +83,6 @@ async def test_other_loop(pg_module_session):
 """
 
 
-def test_async_sessions_roll_back_in_any_loop_scope(
-    pytester: pytest.Pytester, backend_env: str
-) -> None:
-    write_project(pytester)
-    pytester.makepyfile(test_user=STRICT_TESTS)
-    result = run(pytester, "-p", "no:randomly")
-    result.assert_outcomes(passed=4)
-
-
 SESSION_LOOP_TESTS = """
 from sqlalchemy import text
 
@@ -198,14 +189,15 @@ def test_one_server_connection_for_every_loop():
 """
 
 
-def test_psycopg_connections_serve_every_function_loop(
+def test_async_sessions_roll_back_in_any_loop_scope_and_psycopg_serves_every_loop(
     pytester: pytest.Pytester, backend_env: str
 ) -> None:
-    """psycopg's async connections are kept between tests' event loops: four tests in
-    four loops run on one server connection, isolated; a test cancelled mid-query
-    leaves one that the next test does not get."""
+    """Async sessions roll back whatever loop scope their fixtures have. psycopg's async
+    connections are kept between tests' event loops: four tests in four loops run on one
+    server connection, isolated; a test cancelled mid-query leaves one that the next test
+    does not get. One inner run (one set of servers per backend) for both."""
     write_project(pytester)
     pytester.makeconftest(CROSS_LOOP_CONFTEST)
-    pytester.makepyfile(test_cross=CROSS_LOOP_TESTS)
+    pytester.makepyfile(test_user=STRICT_TESTS, test_cross=CROSS_LOOP_TESTS)
     result = run(pytester, "-p", "no:randomly")
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=11)

@@ -14,8 +14,9 @@ import re
 import pytest
 from isolation_project import write_project
 
-#: Far above what the inner runs need, far below a hang (and MariaDB's 50 s default).
-DEADLINE = 150
+#: Far above what the inner runs need (two modules' worth each), far below a hang (and
+#: MariaDB's 50 s default for each waiting test).
+DEADLINE = 240
 
 SYNC_TESTS = """
 import subprocess
@@ -115,15 +116,31 @@ async def test_nothing_left_behind(postgres_async_session, mysql_async_session):
 """
 
 
-def test_a_second_connection_never_waits_on_the_bookkeeping(
+def test_a_second_connection_never_waits_and_foreign_commits_are_reported(
     pytester: pytest.Pytester, backend_env: str
 ) -> None:
-    # Foreign commits are reported (see test_foreign_commits_are_reported); here they
-    # are expected, so the warning is shown rather than turned into an error.
+    """No second connection waits on the bookkeeping; what rollback cannot undo is said
+    when it happens: a warning naming the tables. One inner run (one set of servers) for
+    both: the same project, the warnings shown rather than turned into errors."""
     write_project(pytester, extra="    default::pytest_integration_kit.IntegrationKitWarning")
-    pytester.makepyfile(test_sync=SYNC_TESTS, test_async=ASYNC_TESTS)
+    pytester.makepyfile(test_sync=SYNC_TESTS, test_async=ASYNC_TESTS, test_foreign=FOREIGN_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:randomly", timeout=DEADLINE)
-    result.assert_outcomes(passed=10, warnings=2)
+    # sync and async: 10 passed, 2 foreign-commit warnings (the other process's writes);
+    # foreign: 10 passed, 4 warnings (an own engine, a session's test with an own engine).
+    result.assert_outcomes(passed=20, warnings=6)
+    out = result.stdout.str()
+    flat = out.replace("\n", " ")
+    for db in ("postgres", "mysql"):
+        assert (
+            f"test_foreign.py::test_commits_through_its_own_engine[{db}] committed to "
+            "orders, users through a connection of its own"
+            in flat
+            or f"test_commits_through_its_own_engine[{db}] committed to orders, users" in out
+        )
+        # A session-only test: the session's one-round-trip end cleans and reports too.
+        assert f"test_session_and_its_own_engine[{db}] committed to orders" in flat
+    assert "IntegrationKitWarning" in out
+    assert "cannot undo that" in out
 
 
 SELF_DEADLOCK_TESTS = """
@@ -170,29 +187,6 @@ def test_next_test_is_fine(db, request):
 """
 
 
-def test_waiting_on_the_tests_own_transaction_fails_fast_and_says_why(
-    pytester: pytest.Pytester, backend_env: str
-) -> None:
-    """A real self-deadlock (same row, two connections) is a fast, explained failure."""
-    write_project(pytester)
-    pytester.makepyfile(test_deadlock=SELF_DEADLOCK_TESTS)
-    result = pytester.runpytest_subprocess("-p", "no:randomly", "-s", timeout=DEADLINE)
-    result.assert_outcomes(passed=2, failed=3)
-    out = result.stdout.str()
-    assert "lock_timeout = 5 s" in out  # PostgreSQL
-    assert "innodb_lock_wait_timeout / lock_wait_timeout = 5 s" in out  # MariaDB
-    # Once per explained failure (PostgreSQL, MariaDB); the short summary may repeat it
-    # when the terminal is wide enough.
-    assert out.count("another connection of this same test") >= 2
-    waits = [float(w) for w in re.findall(r"WAITED (?:postgres|mysql) ([\d.]+)", out)]
-    assert len(waits) == 2
-    assert all(4 <= w < 20 for w in waits), waits
-    own = re.search(r"WAITED own ([\d.]+)", out)
-    assert own is not None, out
-    assert 4 <= float(own[1]) < 20, out
-    assert "canceling statement due to lock timeout" in out
-
-
 FOREIGN_TESTS = """
 import pytest
 from sqlalchemy import create_engine, text
@@ -207,6 +201,19 @@ def test_commits_through_its_own_engine(db, request):
     with own.begin() as conn:
         conn.execute(text("INSERT INTO orders (id, user_id, total) VALUES (1, 1, 5)"))
         conn.execute(text("UPDATE users SET name = 'changed' WHERE id = 2"))
+    own.dispose()
+
+
+@DB
+def test_session_and_its_own_engine(db, request):
+    # Only the session fixture: its end (one round trip) must still clean and report.
+    session = request.getfixturevalue(f"{db}_session")
+    url = session.get_bind().engine.url.render_as_string(hide_password=False)
+    session.execute(text("INSERT INTO users (id, name) VALUES (3, 'mine')"))
+    session.commit()
+    own = create_engine(url)
+    with own.begin() as conn:
+        conn.execute(text("INSERT INTO orders (id, user_id, total) VALUES (1, 1, 5)"))
     own.dispose()
 
 
@@ -237,24 +244,6 @@ def test_all_undone(db, request):
     rows = session.execute(text("SELECT id, name FROM users ORDER BY id")).all()
     assert [tuple(r) for r in rows] == [(1, "ada; lovelace"), (2, "100% grace")]
 """
-
-
-def test_foreign_commits_are_reported(pytester: pytest.Pytester, backend_env: str) -> None:
-    """What rollback cannot undo is said when it happens: a warning naming the tables."""
-    write_project(pytester, extra="    default::pytest_integration_kit.IntegrationKitWarning")
-    pytester.makepyfile(test_foreign=FOREIGN_TESTS)
-    result = pytester.runpytest_subprocess("-p", "no:randomly", timeout=DEADLINE)
-    result.assert_outcomes(passed=8, warnings=2)
-    out = result.stdout.str()
-    for db in ("postgres", "mysql"):
-        assert (
-            f"test_foreign.py::test_commits_through_its_own_engine[{db}] committed to "
-            "orders, users through a connection of its own"
-            in out.replace("\n", " ")
-            or f"test_commits_through_its_own_engine[{db}] committed to orders, users" in out
-        )
-    assert "IntegrationKitWarning" in out
-    assert "cannot undo that" in out
 
 
 LEFT_OPEN_TESTS = """
@@ -297,15 +286,30 @@ def test_c_all_clean(db, request):
 """
 
 
-def test_a_transaction_left_open_is_named_and_ended_not_waited_on(
+def test_waits_on_the_tests_own_locks_fail_fast_and_a_transaction_left_open_is_ended(
     pytester: pytest.Pytester, backend_env: str
 ) -> None:
-    """The bookkeeping never waits on it; rows the clean must delete end it, named."""
+    """A real self-deadlock (same row, two connections) is a fast, explained failure;
+    the bookkeeping never waits on a transaction left open, and rows the clean must
+    delete end it, named. One inner run (one set of servers) for both."""
     write_project(pytester)
-    pytester.makepyfile(test_left_open=LEFT_OPEN_TESTS)
+    pytester.makepyfile(test_deadlock=SELF_DEADLOCK_TESTS, test_left_open=LEFT_OPEN_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:randomly", "-s", timeout=DEADLINE)
-    result.assert_outcomes(passed=8, errors=2)
+    # test_deadlock: 2 passed, 3 failed; test_left_open (after it): 8 passed, 2 errors.
+    result.assert_outcomes(passed=10, failed=3, errors=2)
     out = result.stdout.str()
+    assert "lock_timeout = 5 s" in out  # PostgreSQL
+    assert "innodb_lock_wait_timeout / lock_wait_timeout = 5 s" in out  # MariaDB
+    # Once per explained failure (PostgreSQL, MariaDB); the short summary may repeat it
+    # when the terminal is wide enough.
+    assert out.count("another connection of this same test") >= 2
+    waits = [float(w) for w in re.findall(r"WAITED (?:postgres|mysql) ([\d.]+)", out)]
+    assert len(waits) == 2
+    assert all(4 <= w < 20 for w in waits), waits
+    own = re.search(r"WAITED own ([\d.]+)", out)
+    assert own is not None, out
+    assert 4 <= float(own[1]) < 20, out
+    assert "canceling statement due to lock timeout" in out
     for db in ("postgres", "mysql"):
         assert f"ERROR at teardown of test_b_later_tests_do_not_wait[0-{db}]" in out
     result.stdout.fnmatch_lines(

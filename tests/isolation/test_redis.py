@@ -40,11 +40,27 @@ async def test_async_clean_after(redis_async_client, redis_client):
 """
 
 
-def test_redis_clients_are_clean_per_test(pytester: pytest.Pytester, backend_env: str) -> None:
+CLOSED_TESTS = """
+def test_closes_its_client(redis_client):
+    redis_client.set("a", 1)
+    redis_client.close()
+
+def test_next(redis_client):
+    assert redis_client.dbsize() == 0
+    redis_client.set("b", 2)
+    assert redis_client.get("b") == b"2"
+"""
+
+
+def test_redis_clients_are_clean_per_test_even_after_a_test_closed_its_own(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    """Every test starts on an empty db index, never db 0; a client the test closed
+    does not break the next. One inner run (one server per backend) for both."""
     write_project(pytester)
-    pytester.makepyfile(test_user=TESTS)
+    pytester.makepyfile(test_user=TESTS, test_user_closed=CLOSED_TESTS)
     result = run(pytester, "-p", "no:randomly", "-s")
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=6)
     result.stdout.re_match_lines([r".*REDIS-DB [1-9]\d*"])  # never db 0, others' home
 
 
@@ -192,23 +208,3 @@ def test_a_test_costs_its_commands_and_one_pipelined_clean(
     # 11 cleans (test_0_before's and the ten tests'): SELECT 0, SET NX, SELECT n,
     # DBSIZE, FLUSHDB each; the ten tests' SETs.
     assert calls == {"select": 22, "set": 21, "dbsize": 11, "flushdb": 11}
-
-
-def test_a_client_closed_by_the_test_does_not_break_the_next(
-    pytester: pytest.Pytester, backend_env: str
-) -> None:
-    write_project(pytester)
-    pytester.makepyfile(
-        test_user="""
-        def test_closes_its_client(redis_client):
-            redis_client.set("a", 1)
-            redis_client.close()
-
-        def test_next(redis_client):
-            assert redis_client.dbsize() == 0
-            redis_client.set("b", 2)
-            assert redis_client.get("b") == b"2"
-        """
-    )
-    result = run(pytester, "-p", "no:randomly")
-    result.assert_outcomes(passed=2)

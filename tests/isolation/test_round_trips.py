@@ -2,7 +2,8 @@
 
 The session's rollback and the clean of what other connections committed go out as one
 round trip (issue 11): PostgreSQL one simple-query message, MySQL one CALL (and
-SQLAlchemy's own ROLLBACK). And that single round trip still cleans and reports.
+SQLAlchemy's own ROLLBACK). That this one round trip still cleans and reports what
+other connections committed is in test_no_hang.py (test_session_and_its_own_engine).
 """
 
 from __future__ import annotations
@@ -104,45 +105,3 @@ def test_a_session_ends_in_one_round_trip(pytester: pytest.Pytester, backend_env
     # From one reading to the next: the INSERT, RELEASE, SAVEPOINT and count; CALL
     # _pik_end() and ROLLBACK; the next test's SAVEPOINT and reading (before: 12).
     assert steps == {8}, readings
-
-
-FOREIGN_SESSION_TESTS = """
-import pytest
-from sqlalchemy import create_engine, text
-
-DB = pytest.mark.parametrize("db", ["postgres", "mysql"])
-
-
-@DB
-def test_session_and_its_own_engine(db, request):
-    session = request.getfixturevalue(f"{db}_session")
-    url = session.get_bind().engine.url.render_as_string(hide_password=False)
-    session.execute(text("INSERT INTO users (id, name) VALUES (3, 'mine')"))
-    session.commit()
-    own = create_engine(url)
-    with own.begin() as conn:
-        conn.execute(text("INSERT INTO orders (id, user_id, total) VALUES (1, 1, 5)"))
-    own.dispose()
-
-
-@DB
-def test_all_undone(db, request):
-    session = request.getfixturevalue(f"{db}_session")
-    assert session.execute(text("SELECT count(*) FROM orders")).scalar() == 0
-    rows = session.execute(text("SELECT id, name FROM users ORDER BY id")).all()
-    assert [tuple(r) for r in rows] == [(1, "ada; lovelace"), (2, "100% grace")]
-"""
-
-
-def test_the_one_round_trip_still_cleans_and_reports(
-    pytester: pytest.Pytester, backend_env: str
-) -> None:
-    """A session-only test whose code commits through an engine of its own: the
-    session's end empties that table and the foreign commit is reported."""
-    write_project(pytester, extra="    default::pytest_integration_kit.IntegrationKitWarning")
-    pytester.makepyfile(test_foreign_session=FOREIGN_SESSION_TESTS)
-    result = pytester.runpytest_subprocess("-p", "no:randomly")
-    result.assert_outcomes(passed=4, warnings=2)
-    out = result.stdout.str().replace("\n", " ")
-    for db in ("postgres", "mysql"):
-        assert f"test_session_and_its_own_engine[{db}] committed to orders" in out
