@@ -63,6 +63,7 @@ from pytest_integration_kit.fixtures.services import (
     server_fixtures,
     server_set,
 )
+from pytest_integration_kit.fixtures.setup_request import hand_over, take_back
 from pytest_integration_kit.reporting.header import header_line, settings_table
 from pytest_integration_kit.reporting.summary import RunReport, stopped_line
 from pytest_integration_kit.services import REGISTRY, spec_for
@@ -407,23 +408,24 @@ def _progress(config: pytest.Config, servers: ServerSet) -> Progress:
     return progress
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, Any, None]:
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Tag a test skipped or errored for a missing server (for the summary), and attach
     a server's log tail where the failure involves that server, and the logs of the
     Compose services that went down (reporting.logtails)."""
-    outcome = yield
-    report: pytest.TestReport = outcome.get_result()
+    report = yield
+    if call.excinfo is None and not report.failed:  # three times a test: nothing to add
+        return report
     exc = call.excinfo.value if call.excinfo is not None else None
     unavailable = getattr(exc, UNAVAILABLE_ATTR, None)
     if unavailable is not None:
         setattr(report, UNAVAILABLE_ATTR, unavailable)  # crosses to xdist's controller
-        return
+        return report
     servers = item.config.stash.get(SERVER_SET, None)
     if not report.failed or servers is None:
-        return
+        return report
     from pytest_integration_kit.reporting.logtails import (  # noqa: PLC0415
         LOG_TAIL_LINES,
         compose_log_sections,
@@ -443,6 +445,7 @@ def pytest_runtest_makereport(
         if tail:
             title = f"integration {request.service} server log (last {LOG_TAIL_LINES} lines)"
             report.sections.append((title, tail))
+    return report
 
 
 class _Tally:
@@ -561,9 +564,14 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Any:
-    """Async isolation fixtures run in the test's event loop (set before pytest-asyncio looks)."""
+    """Async isolation fixtures run in the test's event loop (set before pytest-asyncio
+    looks); the kit's fixtures find their request without asking for it (setup_request)."""
     follow_test_loop_scope(fixturedef, request)
-    return (yield)
+    token = hand_over(request)
+    try:
+        return (yield)
+    finally:
+        take_back(token)
 
 
 # Registered in pytest_configure: each service's <name>_server fixture, the async ones.

@@ -14,7 +14,8 @@ own connection sends both at once:
 
 SQLAlchemy then closes the connection: its rollback drops the session's savepoints
 without a statement (psycopg sends none at all: the server is already outside a
-transaction), and the pool does not reset the connection again.
+transaction; PyMySQL would send a ``ROLLBACK`` regardless, so that one connection's
+rollback is a no-op while it closes), and the pool does not reset the connection again.
 """
 
 from __future__ import annotations
@@ -94,7 +95,34 @@ def rollback_clean_session(
                     conn.invalidate()
             if ended:
                 # SQLAlchemy's rollback: savepoints dropped without a statement, no reset.
-                conn.close()
+                _close_ended(conn)
             session.close()
             if outer.is_active:
                 outer.rollback()
+
+
+#: Drivers whose ``rollback()`` sends ``ROLLBACK`` even outside a transaction.
+_ROLLBACK_ALWAYS_SENT: Final = frozenset({"pymysql"})
+
+
+def _close_ended(conn: Connection) -> None:
+    """Close ``conn``, whose transaction the end statement already rolled back.
+
+    SQLAlchemy rolls back as it closes; with PyMySQL that is one more round trip for a
+    server already outside a transaction (``_pik_end`` committed its clean), so this
+    connection's ``rollback`` does nothing for the close. Only here: anywhere else the
+    server may hold a transaction (or a read view) that a skipped rollback would leave.
+    """
+    dbapi = conn.connection.dbapi_connection
+    if dbapi is None or conn.dialect.driver not in _ROLLBACK_ALWAYS_SENT:
+        conn.close()
+        return
+    setattr(dbapi, "rollback", _nothing)  # noqa: B010 - shadows the method on this instance
+    try:
+        conn.close()
+    finally:
+        delattr(dbapi, "rollback")  # the class's method again, for the pool's next user
+
+
+def _nothing() -> None:
+    return None
