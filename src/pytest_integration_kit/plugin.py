@@ -6,6 +6,7 @@ are instantiated from the public factories at the bottom.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +94,28 @@ STOPPED_KEY = pytest.StashKey[bool]()
 PYTEST_VERSION = tuple(pytest.version_tuple[:2])
 #: The workerinput key carrying the controller's run to xdist workers.
 RUN_KEY = "integration_kit_run"
+
+
+def _import_without_rewriting(package: str = __name__.split(".", 1)[0]) -> None:
+    """Import the kit's modules from here on as Python does, not through pytest's
+    assertion rewriting (pytest marks every module of a plugin's distribution).
+
+    The kit imports modules on first use, some in its own threads (a server's start,
+    the reaper) while the main thread imports others. Rewriting parses each module with
+    ``ast.parse``, and CPython before 3.11.9 / 3.12.3 corrupts its AST recursion count
+    when two threads do that at once ("SystemError: AST constructor recursion depth
+    mismatch", gh-106905); the kit's own asserts need no rewriting. pytest has no
+    public way to unmark a name: where its hook is not as expected, nothing changes.
+    """
+    for finder in sys.meta_path:
+        marked = getattr(finder, "_must_rewrite", None)
+        cache = getattr(finder, "_marked_for_rewrite_cache", None)
+        if isinstance(marked, set) and package in marked and isinstance(cache, dict):
+            marked.discard(package)
+            cache.clear()
+
+
+_import_without_rewriting()
 
 MARKERS = {
     "requires_network": "the test may open connections beyond the loopback interface",

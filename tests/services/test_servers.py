@@ -80,10 +80,11 @@ def test_user_project_gets_every_server(pytester: pytest.Pytester, backend: str)
     result.assert_outcomes(passed=3)
     output = result.stdout.str()
     result.stdout.fnmatch_lines(["*integration services*"])
+    # "ready in 0.3 s", with " (warm data dir)" after it where a warm copy started.
     for line in (
-        f"postgres*{backend}*PostgreSQL *ready in *s",
-        f"mysql*{backend}*M*DB *ready in *s" if backend != "docker" else f"mysql*{backend}*",
-        f"redis*{backend}*Redis *ready in *s",
+        f"postgres*{backend}*PostgreSQL *ready in * s*",
+        f"mysql*{backend}*M*DB *ready in * s*" if backend != "docker" else f"mysql*{backend}*",
+        f"redis*{backend}*Redis *ready in * s",
     ):
         result.stdout.fnmatch_lines([line])
 
