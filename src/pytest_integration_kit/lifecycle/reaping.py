@@ -7,6 +7,7 @@ server pays the import there, next to its collection, and never makes a ServerSe
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,13 @@ if TYPE_CHECKING:
     from pytest_integration_kit.lifecycle.reaper import ReapReport
     from pytest_integration_kit.settings import Settings
 
-__all__ = ["BackgroundReap", "reaper_needs_docker"]
+__all__ = ["WAIT_SECONDS", "BackgroundReap", "reaper_needs_docker"]
+
+#: How long the end of a session waits for the pass (its engine and process queries
+#: are bounded each); past it the pass is left to its daemon thread, and said.
+WAIT_SECONDS = 60.0
+
+log = logging.getLogger(__name__)
 
 
 def reaper_needs_docker(settings: Settings) -> bool:
@@ -48,11 +55,21 @@ class BackgroundReap:
 
         self._report = Reaper(runs_root=self._runs_root, docker=self._docker).reap_dead()
 
-    def done(self) -> ReapReport:
-        """Wait for the pass; what it removed (nothing when it failed: its thread said why)."""
-        self._thread.join()
-        if self._report is None:
-            from pytest_integration_kit.lifecycle.reaper import ReapReport  # noqa: PLC0415
+    def done(self, timeout: float = WAIT_SECONDS) -> ReapReport:
+        """Wait for the pass, at most ``timeout`` seconds; what it removed (nothing when
+        it failed, its thread said why, or it did not end in time)."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning(
+                "the reaper's pass over dead sessions did not end within %g s; "
+                "the session ends without it (the next run reaps again)",
+                timeout,
+            )
+            return self._empty()
+        return self._report if self._report is not None else self._empty()
 
-            self._report = ReapReport()
-        return self._report
+    @staticmethod
+    def _empty() -> ReapReport:
+        from pytest_integration_kit.lifecycle.reaper import ReapReport  # noqa: PLC0415
+
+        return ReapReport()
