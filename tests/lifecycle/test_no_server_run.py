@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -97,7 +98,11 @@ def pytest_unconfigure(config):
 
 
 def _modules_of_run(
-    pytester: pytest.Pytester, out: Path, *args: str, conftest: str = RECORDING_CONFTEST
+    pytester: pytest.Pytester,
+    out: Path,
+    *args: str,
+    conftest: str = RECORDING_CONFTEST,
+    output: list[str] | None = None,
 ) -> set[str]:
     pytester.makeconftest(conftest)
     pytester.makepyfile(
@@ -112,7 +117,13 @@ def _modules_of_run(
     pytester.makeini("[pytest]\nmarkers =\n    smoke: a user's own marker\n")
     result = pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:cacheprovider", *args)
     result.assert_outcomes(passed=3)
+    if output is not None:
+        output.append(result.stdout.str())
     return set(json.loads(out.read_text()))
+
+
+#: What docker-py brings: the reaper imports it to remove a dead session's container.
+DOCKER_PY = frozenset({"docker", "requests", "urllib3", "websocket"})
 
 
 @pytest.mark.parametrize("backend", ["auto", "docker", "local"])
@@ -126,12 +137,18 @@ def test_a_run_without_servers_imports_nothing_heavy(
     """
     monkeypatch.setenv("INTEGRATION_BACKEND", backend)
     monkeypatch.setenv("PIK_MODULES_OUT", str(tmp_path / "with.json"))
-    with_plugin = _modules_of_run(pytester, tmp_path / "with.json")
+    output: list[str] = []
+    with_plugin = _modules_of_run(pytester, tmp_path / "with.json", output=output)
     monkeypatch.setenv("PIK_MODULES_OUT", str(tmp_path / "bare.json"))
     bare = _modules_of_run(pytester, tmp_path / "bare.json", "-p", "no:integration_kit")
     assert "pytest_integration_kit" in with_plugin
     assert "pytest_integration_kit" not in bare
-    assert sorted((with_plugin - bare) & HEAVY) == []
+    added = (with_plugin - bare) & HEAVY
+    if re.search(r"reaped from dead sessions: [1-9]\d* container", output[0]):
+        # A killed session's container was on the engine (another test's, running
+        # beside this one): removing it is docker-py's work, and the summary says so.
+        added -= DOCKER_PY
+    assert sorted(added) == []
 
 
 def test_a_run_without_servers_makes_no_server_set(
