@@ -32,6 +32,16 @@ def _cache_dir(raw: str | None) -> Path:
     return path
 
 
+def _cache_dir_argument(parser: argparse.ArgumentParser) -> None:
+    """``--cache-dir``, as every command on kept servers or warm data takes it."""
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="the integration_cache_dir the runs used (default: INTEGRATION_CACHE_DIR, "
+        "else the per-user cache dir)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pytest_integration_kit",
@@ -57,12 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         ("remove", "stop and remove them: all, or those NAME matches"),
     ):
         action = actions.add_parser(name, help=text)
-        action.add_argument(
-            "--cache-dir",
-            default=None,
-            help="the integration_cache_dir the runs used (default: INTEGRATION_CACHE_DIR, "
-            "else the per-user cache dir)",
-        )
+        _cache_dir_argument(action)
         if name == "remove":
             action.add_argument(
                 "names",
@@ -78,12 +83,7 @@ def _parser() -> argparse.ArgumentParser:
         help="remove the local copies in the cache dir and the warm docker images (those "
         "no container uses); the next start of each server is cold again",
     )
-    remove.add_argument(
-        "--cache-dir",
-        default=None,
-        help="the integration_cache_dir the runs used (default: INTEGRATION_CACHE_DIR, "
-        "else the per-user cache dir)",
-    )
+    _cache_dir_argument(remove)
     return parser
 
 
