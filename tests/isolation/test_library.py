@@ -362,3 +362,60 @@ def test_a_session_whose_connection_died_is_still_cleaned(
     assert lease.release()
     assert lease.foreign_tables == ("parents",)
     assert counts(engine) == (2, 1)
+
+
+def test_the_one_round_trip_end_answers_only_with_something_to_report(
+    server: RunningServer, workspace: IsolationWorkspace
+) -> None:
+    """A test whose writes all rolled back gets no row back from the end statement (on
+    MySQL no result set at all: making one cost the server more than the CALL); a
+    foreign commit comes back named, and cleaned."""
+    from sqlalchemy import create_engine  # noqa: PLC0415 - beside the others it would shadow nothing
+
+    from pytest_integration_kit.isolation.rollback_clean import end_statement  # noqa: PLC0415
+
+    databases = workspace.databases(server.endpoint)
+    engine = databases.engine()
+    statement = end_statement(databases.admin, engine.dialect.driver)
+    assert statement is not None
+
+    def end(foreign_row: int | None) -> tuple[bool, object]:
+        with engine.connect() as conn:
+            conn.begin()
+            conn.execute(text("DELETE FROM children"))
+            if foreign_row is not None:
+                other = create_engine(engine.url.render_as_string(hide_password=False))
+                with other.begin() as foreign:
+                    foreign.execute(text(f"INSERT INTO parents VALUES ({foreign_row})"))
+                other.dispose()
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            cursor.execute(statement)
+            if server.endpoint.service == "postgres":
+                cursor.nextset()  # the ROLLBACK's answer first, then the clean's row
+            answered = cursor.description is not None
+            row = cursor.fetchone() if answered else None
+            cursor.close()
+            conn.invalidate()  # the end left the server outside any transaction
+        return answered, row
+
+    answered, row = end(None)
+    if server.endpoint.service == "mysql":
+        assert (answered, row) == (False, None)
+    else:
+        assert row == (None,)
+        # Every test's end looks for marks: through the index, never by reading the
+        # dead rows that rolled-back marks leave in the heap (see tracking.py).
+        with engine.begin() as conn:
+            conn.execute(text("SELECT _pik.clean()"))
+            scans = conn.execute(
+                text(
+                    "SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables "
+                    "WHERE relid = '_pik.dirty'::regclass"
+                )
+            ).one()
+        assert tuple(scans) == (0, 1)
+    assert counts(engine) == (2, 1)
+    answered, row = end(8)
+    assert answered
+    assert databases.admin.clean_report(row).foreign == ("parents",)
+    assert counts(engine) == (2, 1)

@@ -62,7 +62,8 @@ def rollback_and_clean(admin: DatabaseAdmin, connection: Connection) -> CleanRep
         cursor.execute(statement)
         if cursor.description is None:  # psycopg: the ROLLBACK's result comes first
             cursor.nextset()
-        row = cursor.fetchone()
+        # MySQL's end sends no result set when there was nothing to clean: no row.
+        row = cursor.fetchone() if cursor.description is not None else None
     finally:
         cursor.close()  # pymysql: reads the CALL's last result too
     return admin.clean_report(row)
