@@ -19,7 +19,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from pytest_integration_kit.errors import IntegrationKitError
-from pytest_integration_kit.isolation import crossloop, loopbound, tracking
+from pytest_integration_kit.isolation import crossloop, kitloop, loopbound, tracking
 from pytest_integration_kit.isolation.admin import (
     LOCK_TIMEOUT_SECONDS,
     CleanReport,
@@ -354,6 +354,8 @@ class IsolatedDatabases:
                 if chosen in crossloop.CROSS_LOOP_DRIVERS:
                     engine = self.admin.kit_async_engine(url, poolclass=crossloop.cross_loop_pool())
                     event.listen(engine.sync_engine, "checkout", crossloop.on_checkout)
+                elif chosen == "asyncpg":
+                    engine = kitloop.kept_asyncpg_engine(self.admin, url, self.admin_engine)
                 else:
                     engine = loopbound.loop_bound_engine(self.admin, url, self.admin_engine)
                 self._async_engines[(name, chosen)] = engine
