@@ -354,7 +354,7 @@ class IsolatedDatabases:
                 if chosen in crossloop.CROSS_LOOP_DRIVERS:
                     engine = self.admin.kit_async_engine(url, poolclass=crossloop.cross_loop_pool())
                     event.listen(engine.sync_engine, "checkout", crossloop.on_checkout)
-                elif chosen == "asyncpg":
+                elif chosen == "asyncpg" and kitloop.supported():
                     engine = kitloop.kept_asyncpg_engine(self.admin, url, self.admin_engine)
                 else:
                     engine = loopbound.loop_bound_engine(self.admin, url, self.admin_engine)

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import re
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
     from pytest_integration_kit.isolation.admin import DatabaseAdmin
 
-__all__ = ["KIT_LOOP", "KitLoop", "OnKitLoop", "kept_asyncpg_engine", "on_checkout"]
+__all__ = ["KIT_LOOP", "KitLoop", "OnKitLoop", "kept_asyncpg_engine", "on_checkout", "supported"]
 
 
 class KitLoop:
@@ -255,6 +256,15 @@ async def _connect(*args: Any, **kwargs: Any) -> OnKitLoop:
     import asyncpg  # noqa: PLC0415 - only with this driver
 
     return OnKitLoop(await KIT_LOOP.run(asyncpg.connect(*args, **kwargs)))
+
+
+def supported() -> bool:
+    """Whether SQLAlchemy lets the kit open its asyncpg connections (``async_creator_fn``,
+    SQLAlchemy 2.0.16 and later); before, connections stay with the test's loop."""
+    import sqlalchemy  # noqa: PLC0415 - optional dependency, imported when used
+
+    release = tuple(int(part) for part in re.findall(r"\d+", sqlalchemy.__version__)[:3])
+    return release >= (2, 0, 16)
 
 
 def kept_asyncpg_engine(admin: DatabaseAdmin, url: URL, admin_engine: Engine) -> AsyncEngine:
