@@ -336,11 +336,12 @@ class IsolatedDatabases:
     def async_engine(self, database: str | None = None, driver: str | None = None) -> AsyncEngine:
         """An AsyncEngine on ``database``, one per database and driver.
 
-        Tests run in many event loops. Most drivers' connections belong to the loop
-        that opened them, so none is kept between uses
-        (:mod:`~pytest_integration_kit.isolation.loopbound`); sharing the Engine still
-        saves each test the dialect's first-connect queries. psycopg's can move
-        between loops: they are kept (:mod:`~pytest_integration_kit.isolation.crossloop`).
+        Tests run in many event loops. psycopg's connections can move between loops:
+        they are kept (:mod:`~pytest_integration_kit.isolation.crossloop`). asyncpg's
+        belong to the loop that opened them: they are opened and kept on the kit's own
+        (:mod:`~pytest_integration_kit.isolation.kitloop`). aiomysql's and asyncmy's
+        are not kept between uses (:mod:`~pytest_integration_kit.isolation.loopbound`);
+        sharing the Engine still saves each test the dialect's first-connect queries.
         """
         from sqlalchemy import event, make_url  # noqa: PLC0415 - optional dependency, imported when used
 
