@@ -52,9 +52,15 @@ class KitLoop:
         self._pid = 0
 
     def loop(self) -> asyncio.AbstractEventLoop:
-        """The running loop, started if it is not."""
+        """The running loop, started if it is not (or if its thread is gone: a
+        connection of the old loop then fails on its next use instead of hanging)."""
         with self._lock:
-            if self._loop is None or self._pid != os.getpid() or self._loop.is_closed():
+            if (
+                self._loop is None
+                or self._thread is None
+                or self._pid != os.getpid()
+                or not self._thread.is_alive()
+            ):
                 loop = asyncio.new_event_loop()
                 thread = threading.Thread(
                     target=_run_forever, args=(loop,), name="integration-kit-asyncpg", daemon=True
@@ -91,7 +97,8 @@ class KitLoop:
             self.loop().call_soon_threadsafe(function)
 
     def stop(self) -> None:
-        """Stop the loop and its thread (the next use starts another)."""
+        """Stop the loop and its thread (the next use starts another); for a loop
+        whose connections are all closed."""
         with self._lock:
             loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
         if loop is None or thread is None or self._pid != os.getpid():
