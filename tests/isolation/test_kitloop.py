@@ -50,6 +50,37 @@ def test_a_cancelled_wait_cancels_the_work_there() -> None:
     assert cancelled.wait(10)
 
 
+def test_a_result_nobody_waits_for_any_more_is_discarded() -> None:
+    started, discarded = threading.Event(), threading.Event()
+
+    async def past_cancelling() -> str:  # as a connection whose login has completed
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            return "opened"
+        return "not cancelled"
+
+    def discard(result: object) -> None:
+        assert result == "opened"
+        assert KIT_LOOP.in_thread()
+        discarded.set()
+
+    async def main() -> None:
+        task = asyncio.ensure_future(KIT_LOOP.run(past_cancelling(), discard=discard))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(100):
+            if discarded.is_set():
+                return
+            await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+    assert discarded.is_set()
+
+
 def test_the_kit_loop_cannot_wait_for_itself_and_stops() -> None:
     kit = KitLoop()
 

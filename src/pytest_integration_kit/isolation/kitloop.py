@@ -73,15 +73,20 @@ class KitLoop:
         """Whether the caller is the loop's own thread."""
         return self._thread is threading.current_thread()
 
-    async def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+    async def run(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        discard: Callable[[Any], object] | None = None,
+    ) -> Any:
         """Await ``coro``, run on the kit's loop, from the running (test's) loop;
-        cancelling this await cancels it there."""
+        cancelling this await cancels it there. ``discard`` is given (on the kit's
+        loop) a result nobody waits for any more: a connection opened too late."""
         if self.in_thread():  # awaiting it here would wait for ourselves
             coro.close()
             raise RuntimeError("the kit's asyncpg loop cannot wait for its own work")
         kit = self.loop()
         caller = asyncio.get_running_loop()
-        handover = _Handover(coro, caller.create_future(), caller, kit)
+        handover = _Handover(coro, caller.create_future(), caller, kit, discard)
         kit.call_soon_threadsafe(handover.start)
         try:
             return await handover.outcome
@@ -121,7 +126,7 @@ class _Handover:
     no lock, no done callbacks): each side's thread is woken once per hand-over.
     """
 
-    __slots__ = ("_caller", "_coro", "_kit", "_task", "outcome")
+    __slots__ = ("_caller", "_coro", "_discard", "_kit", "_task", "outcome")
 
     def __init__(
         self,
@@ -129,8 +134,10 @@ class _Handover:
         outcome: asyncio.Future[Any],
         caller: asyncio.AbstractEventLoop,
         kit: asyncio.AbstractEventLoop,
+        discard: Callable[[Any], object] | None,
     ) -> None:
         self._coro, self.outcome, self._caller, self._kit = coro, outcome, caller, kit
+        self._discard = discard
         self._task: asyncio.Task[Any] | None = None
 
     def start(self) -> None:
@@ -151,13 +158,20 @@ class _Handover:
             self._send(None, result)
 
     def _send(self, error: BaseException | None, result: Any) -> None:
-        # A caller's loop that is closed waits for nothing.
-        with contextlib.suppress(RuntimeError):
+        try:
             self._caller.call_soon_threadsafe(self._deliver, error, result)
+        except RuntimeError:  # the caller's loop is closed: nobody waits for it
+            self._abandon(error, result)
+
+    def _abandon(self, error: BaseException | None, result: Any) -> None:
+        if error is None and self._discard is not None:
+            self._discard(result)
 
     def _deliver(self, error: BaseException | None, result: Any) -> None:
         """On the caller's loop: the outcome of the coroutine becomes the future's."""
         if self.outcome.done():  # its waiter was cancelled
+            with contextlib.suppress(RuntimeError):  # a kit loop gone took it along
+                self._kit.call_soon_threadsafe(self._abandon, error, result)
             return
         if isinstance(error, asyncio.CancelledError):
             self.outcome.cancel()
@@ -262,7 +276,12 @@ async def _connect(*args: Any, **kwargs: Any) -> OnKitLoop:
     """``asyncpg.connect`` on the kit's loop (SQLAlchemy's ``async_creator_fn``)."""
     import asyncpg  # noqa: PLC0415 - only with this driver
 
-    return OnKitLoop(await KIT_LOOP.run(asyncpg.connect(*args, **kwargs)))
+    opened = await KIT_LOOP.run(asyncpg.connect(*args, **kwargs), discard=_terminate)
+    return OnKitLoop(opened)
+
+
+def _terminate(connection: Any) -> None:
+    connection.terminate()
 
 
 def supported() -> bool:
