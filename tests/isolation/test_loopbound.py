@@ -1,4 +1,4 @@
-"""asyncpg connections per event loop: no TLS offer a server declines, no wait at close."""
+"""asyncpg URLs without a TLS offer a server declines; idle connections closed without waiting."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 
 import isolation_project  # noqa: F401 - preloads the SQL dialects, see there
 import pytest
-from isolation_project import run, write_project
 from sqlalchemy import make_url
 
 from pytest_integration_kit.isolation import loopbound
@@ -103,47 +102,3 @@ def test_only_an_idle_connection_is_closed_without_waiting(
     adapter: Any = _Adapter(raw)
     loopbound.close_without_waiting(adapter, None)
     assert raw.terminated is terminated
-
-
-SESSIONS_END_TESTS = """
-import asyncio
-import time
-
-import pytest
-from sqlalchemy import text
-
-PIDS = []
-
-
-@pytest.mark.parametrize("n", range(3))
-@pytest.mark.asyncio
-async def test_function_loop(postgres_async_session, n):
-    s = postgres_async_session
-    raw = (await (await s.connection()).get_raw_connection()).driver_connection
-    assert type(raw).__module__.startswith("asyncpg")
-    PIDS.append((await s.execute(text("SELECT pg_backend_pid()"))).scalar())
-    assert (await s.execute(text("SELECT count(*) FROM orders"))).scalar() == 0
-    await s.execute(text("INSERT INTO orders (id, user_id, total) VALUES (1, 1, 1)"))
-    await s.commit()
-    if n:  # the earlier tests' server sessions are over (or ending)
-        deadline = time.monotonic() + 10
-        while (await s.execute(
-            text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:p)"),
-            {"p": PIDS[:-1]},
-        )).scalar():
-            assert time.monotonic() < deadline, PIDS
-            await asyncio.sleep(0.05)
-
-
-def test_a_connection_per_loop():
-    assert len(set(PIDS)) == 3, PIDS
-"""
-
-
-def test_asyncpg_sessions_end_with_their_loop(pytester: pytest.Pytester, backend_env: str) -> None:
-    """Each function loop's asyncpg connection is closed without waiting for the
-    server, and the server still ends that session; commits are still undone."""
-    write_project(pytester)
-    pytester.makepyfile(test_loops=SESSIONS_END_TESTS)
-    result = run(pytester, "-p", "no:randomly")
-    result.assert_outcomes(passed=4)

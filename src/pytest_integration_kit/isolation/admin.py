@@ -133,11 +133,13 @@ class DatabaseAdmin(ABC):
         return engine
 
     def kit_async_engine(self, url: URL, **kwargs: Any) -> AsyncEngine:
-        """The asyncio counterpart of :meth:`kit_engine`, for ``url`` (an async driver)."""
+        """The asyncio counterpart of :meth:`kit_engine`, for ``url`` (an async driver);
+        ``connect_args`` are added to the kit's."""
         from sqlalchemy import event  # noqa: PLC0415 - optional dependency, imported when used
         from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415 - optional dependency, imported when used
 
-        engine = create_async_engine(url, connect_args=self.kit_connect_args(url), **kwargs)
+        connect_args = {**self.kit_connect_args(url), **kwargs.pop("connect_args", {})}
+        engine = create_async_engine(url, connect_args=connect_args, **kwargs)
         event.listen(engine.sync_engine, "handle_error", _explain_lock_timeout)
         return engine
 

@@ -19,7 +19,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from pytest_integration_kit.errors import IntegrationKitError
-from pytest_integration_kit.isolation import crossloop, loopbound, tracking
+from pytest_integration_kit.isolation import crossloop, kitloop, loopbound, tracking
 from pytest_integration_kit.isolation.admin import (
     LOCK_TIMEOUT_SECONDS,
     CleanReport,
@@ -336,11 +336,12 @@ class IsolatedDatabases:
     def async_engine(self, database: str | None = None, driver: str | None = None) -> AsyncEngine:
         """An AsyncEngine on ``database``, one per database and driver.
 
-        Tests run in many event loops. Most drivers' connections belong to the loop
-        that opened them, so none is kept between uses
-        (:mod:`~pytest_integration_kit.isolation.loopbound`); sharing the Engine still
-        saves each test the dialect's first-connect queries. psycopg's can move
-        between loops: they are kept (:mod:`~pytest_integration_kit.isolation.crossloop`).
+        Tests run in many event loops. psycopg's connections can move between loops:
+        they are kept (:mod:`~pytest_integration_kit.isolation.crossloop`). asyncpg's
+        belong to the loop that opened them: they are opened and kept on the kit's own
+        (:mod:`~pytest_integration_kit.isolation.kitloop`). aiomysql's and asyncmy's
+        are not kept between uses (:mod:`~pytest_integration_kit.isolation.loopbound`);
+        sharing the Engine still saves each test the dialect's first-connect queries.
         """
         from sqlalchemy import event, make_url  # noqa: PLC0415 - optional dependency, imported when used
 
@@ -354,6 +355,8 @@ class IsolatedDatabases:
                 if chosen in crossloop.CROSS_LOOP_DRIVERS:
                     engine = self.admin.kit_async_engine(url, poolclass=crossloop.cross_loop_pool())
                     event.listen(engine.sync_engine, "checkout", crossloop.on_checkout)
+                elif chosen == "asyncpg" and kitloop.supported():
+                    engine = kitloop.kept_asyncpg_engine(self.admin, url, self.admin_engine)
                 else:
                     engine = loopbound.loop_bound_engine(self.admin, url, self.admin_engine)
                 self._async_engines[(name, chosen)] = engine

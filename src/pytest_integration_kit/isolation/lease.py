@@ -105,7 +105,7 @@ class DatabaseLease:
         return self._cleaned is not None
 
     def async_engine(self, driver: str | None = None) -> AsyncEngine:
-        """The AsyncEngine on this lease's database (shared, pool-less: nothing to dispose)."""
+        """The AsyncEngine on this lease's database (shared: the databases dispose of it)."""
         return self.databases.async_engine(self.database, driver)
 
     def end(self) -> None:

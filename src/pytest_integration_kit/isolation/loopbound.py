@@ -1,10 +1,12 @@
 """AsyncEngines for drivers whose connections belong to the loop that opened them.
 
-An asyncpg (or aiomysql, asyncmy) connection cannot serve another event loop, and
-pytest-asyncio gives each test a loop of its own: such a test opens a connection and
-closes it. The Engine is shared (its dialect's first-connect queries run once), the
-connections are not (``NullPool``). Two costs of that connection are the client's and
-are cut here for asyncpg, with the same session as the result:
+An aiomysql or asyncmy connection (and an asyncpg one, with SQLAlchemy before 2.0.16:
+else :mod:`~pytest_integration_kit.isolation.kitloop` keeps them) cannot serve another
+event loop, and pytest-asyncio gives each test a loop of its own: such a test opens a
+connection and closes it. The Engine is shared (its dialect's first-connect queries run
+once), the connections are not (``NullPool``). Two costs of an asyncpg connection are
+the client's and are cut here (the first for the kit's kept connections too), with the
+same session as the result:
 
 - TLS negotiation: without ``ssl``/``sslmode`` asyncpg asks the server for TLS first
   (``prefer``), a round trip a server with ``ssl = off`` always declines. Asked once
