@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import psutil
 import pytest
 
 from pytest_integration_kit.lifecycle.attached import AttachedProcess
+from pytest_integration_kit.lifecycle.engine import ABSENT, inspected, labelled_networks
 from pytest_integration_kit.services.endpoint import Endpoint
 
 MODELS = """
@@ -30,6 +32,7 @@ items = Table("items", metadata, Column("id", Integer, primary_key=True))
 
 INI = """[pytest]
 integration_schema = models:metadata
+asyncio_default_fixture_loop_scope = function
 filterwarnings =
     error
 """
@@ -55,6 +58,11 @@ def opened(dbapi_connection, record):
 def pytest_runtest_call(item):
     with open("seen.json", "w") as out:
         json.dump({"opened": OPENED, "docker_py": "docker" in sys.modules}, out)
+
+
+def pytest_unconfigure(config):
+    with open("end.json", "w") as out:
+        json.dump({"docker_py": "docker" in sys.modules}, out)
 """
 
 TEST = """
@@ -116,7 +124,7 @@ def test_a_warm_start_leases_on_one_connection_in_a_thread(
     """Before the first test body: the lease's admin connection (which also looked for
     orphans and at the template) and the session's, both opened by the thread that
     prepares the database (four, all in the test's set-up, before). docker-py is not
-    imported on the way to a kept container."""
+    imported on the way to a kept container, nor at the end of the session."""
     pytester.makepyfile(models=MODELS, conftest=CONFTEST, test_first=TEST)
     pytester.makefile(".ini", pytest=INI)
     first = _run(pytester.path)
@@ -126,7 +134,42 @@ def test_a_warm_start_leases_on_one_connection_in_a_thread(
     assert "reused (kept)" in warm.stdout, warm.stdout
     seen = json.loads((pytester.path / "seen.json").read_text())
     assert seen["opened"] == ["integration-prepare"] * 2, seen
+    end = json.loads((pytester.path / "end.json").read_text())
+    if re.search(r"reaped from dead sessions: [1-9]\d* container", warm.stdout):
+        return  # another test's killed session left one here: removing it is docker-py's
     assert seen["docker_py"] is False, seen
+    assert end["docker_py"] is False, end
+
+
+def test_the_engine_inspects_like_docker_py() -> None:
+    """On the real engine: a container's state and an image's id as docker-py has them;
+    ABSENT for what the engine does not have; networks listed by label."""
+    docker = pytest.importorskip("docker")
+    try:
+        client = docker.from_env(timeout=10)
+        client.ping()
+    except Exception as exc:
+        if os.environ.get("PIK_TEST_STRICT"):  # strict: CI has an engine
+            raise
+        pytest.skip(f"no Docker engine: {exc}")
+    name = "pytest-integration-kit/redis:7"
+    image = inspected("images", name)
+    assert image is not None
+    assert image is not ABSENT
+    assert image["Id"] == client.images.get(name).id
+    assert inspected("images", "pytest-integration-kit/no-such-image:0") is ABSENT
+    label = "pytest-integration-kit.test-inspect=yes"
+    labels = {"pytest-integration-kit.test-inspect": "yes"}
+    container = client.containers.create(name, labels=labels)
+    try:
+        attrs = inspected("containers", container.id)
+        assert attrs is not None
+        assert attrs is not ABSENT
+        assert attrs["State"]["Status"] == container.status == "created"
+        assert labelled_networks(label) == []
+    finally:
+        container.remove(force=True)
+    assert inspected("containers", container.id) is ABSENT
 
 
 #: A schema callable that says which thread ran it.

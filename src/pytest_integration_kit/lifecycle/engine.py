@@ -20,7 +20,7 @@ import time
 from typing import Any, Final, Literal
 from urllib.parse import quote, quote_plus
 
-__all__ = ["ABSENT", "engine_socket", "inspected", "labelled_containers"]
+__all__ = ["ABSENT", "engine_socket", "inspected", "labelled_containers", "labelled_networks"]
 
 #: The engine's socket when ``DOCKER_HOST`` is unset (what docker-py uses too).
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -60,6 +60,19 @@ def labelled_containers(label: str) -> list[dict[str, Any]] | None:
         for item in listed
         if isinstance(item, dict)
     ]
+
+
+def labelled_networks(label: str) -> list[str] | None:
+    """The ids of the engine's networks with ``label``: as :func:`labelled_containers`."""
+    path = engine_socket()
+    if path is None:
+        return None
+    if not os.path.exists(path):
+        return []
+    listed = _get(path, "/networks?filters=" + quote(json.dumps({"label": [label]})))
+    if not isinstance(listed, list):
+        return None if listed is not _NO_ENGINE else []
+    return [str(item.get("Id", "")) for item in listed if isinstance(item, dict)]
 
 
 #: What :func:`inspected` answers when the engine has no such container or image.
