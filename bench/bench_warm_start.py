@@ -52,14 +52,7 @@ def main() -> int:
         backends["docker"] = suites.ours_pg(1, IMAGE)
     bare = suites.bare(1)
     # What the suite's own imports cost (its models and test use SQLAlchemy, psycopg).
-    imports = suites.Suite(
-        {
-            "test_imports.py": "import sqlalchemy.orm\n"
-            "import sqlalchemy.dialects.postgresql.psycopg\n\n"
-            "def test_row():\n    pass\n"
-        },
-        (),
-    )
+    imports = suites.bare_with_imports()
     try:
         for suite in backends.values():
             _first(suite, "--integration-reuse")  # keeps the server (and its databases)

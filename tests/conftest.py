@@ -59,6 +59,7 @@ HOST_WIDE = frozenset(
         "test_sharing.py",
         "test_warm.py",
         "test_warm_docker.py",
+        "test_warm_start.py",
     }
 )
 

@@ -144,7 +144,11 @@ def _project_dir(suite: Suite, *, reuse: bool) -> Path:
     keep) a server per run."""
     if not reuse:
         return Path(tempfile.mkdtemp(prefix="pik-anchor-"))
-    key = hashlib.sha256(repr(sorted(suite.files.items())).encode()).hexdigest()[:12]
+    # Its settings too: the docker case's suite differs from the local one only by its
+    # image, and in one directory it would attach the local case's kept server (a kept
+    # server belongs to the project's slot, whichever backend auto then picked).
+    identity = (sorted(suite.files.items()), sorted(suite.env.items()))
+    key = hashlib.sha256(repr(identity).encode()).hexdigest()[:12]
     directory = Path(tempfile.gettempdir()) / f"pik-anchor-reuse-{key}"
     directory.mkdir(exist_ok=True)
     for stale in ("first.txt", "out.json", "log.txt"):

@@ -305,9 +305,14 @@ def bare(n: int, *, ours: bool = False) -> Suite:
 
 
 def bare_with_imports() -> Suite:
-    """Bare pytest whose test imports what the SQL suites import (SQLAlchemy's ORM, psycopg)."""
+    """Bare pytest whose test imports what the SQL suites import (SQLAlchemy's ORM, psycopg).
+
+    psycopg itself too: SQLAlchemy's dialect module does not import its driver (its
+    first engine does), and every suite that connects pays for it.
+    """
     test = (
-        "import sqlalchemy.orm\nimport sqlalchemy.dialects.postgresql.psycopg\n\n"
+        "import sqlalchemy.orm\nimport sqlalchemy.dialects.postgresql.psycopg\n"
+        "import psycopg\n\n"
         "def test_row():\n    pass\n"
     )
     return Suite({"test_imports.py": test}, ())

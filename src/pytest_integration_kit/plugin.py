@@ -49,6 +49,7 @@ from pytest_integration_kit.fixtures.isolation import (
 from pytest_integration_kit.fixtures.load import LoadReport, load_fixture_factory
 from pytest_integration_kit.fixtures.meta import fixture_metas
 from pytest_integration_kit.fixtures.mocks import http_mock_factory, mock_server_factory
+from pytest_integration_kit.fixtures.prepare import close_prepared, prepare_databases
 from pytest_integration_kit.fixtures.rabbitmq import (
     rabbitmq_connection_factory,
     rabbitmq_vhost_factory,
@@ -391,6 +392,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     servers = server_set(session.config)
     progress = _progress(session.config, servers)
     servers.start_all(needed)
+    prepare_databases(session, servers)
     # Waiting only orders the "starting …" lines before the first test's: with none to
     # print (-q, an xdist worker) the first test's set-up goes on at once.
     while progress.enabled and any(
@@ -521,6 +523,7 @@ def _stop_servers(config: pytest.Config) -> None:
         return
     config.stash[STOPPED_KEY] = True
     restore_environment(config)  # its workspace holds databases on these servers
+    close_prepared(config)  # so does the one made after collection, if no test took it
     servers.settle()
     report.records = servers.summary()
     report.notes = list(servers.notes)

@@ -16,6 +16,7 @@ import os
 import re
 import threading
 import uuid
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from pytest_integration_kit.errors import IntegrationKitError
@@ -39,7 +40,9 @@ from pytest_integration_kit.isolation.ownership import (
 from pytest_integration_kit.isolation.schema import SchemaSource
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from collections.abc import Iterator
+
+    from sqlalchemy.engine import Connection, Engine
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from pytest_integration_kit.services.endpoint import Endpoint
@@ -63,6 +66,10 @@ NAME_PREFIX = "pik_"
 TEMPLATE_PREFIX = "pik_tpl_"
 #: A template no session has used for this long is dropped when another is built.
 TEMPLATE_UNUSED_DAYS = 7
+
+
+class _TemplateToBuild(Exception):
+    """:meth:`IsolatedDatabases.prepare` found no ready template: left to the next user."""
 
 
 class IsolationError(IntegrationKitError):
@@ -133,6 +140,10 @@ class IsolatedDatabases:
         #: True when this process built the template, False when it found it ready.
         self.template_built: bool | None = None
         self._worker: str | None = None
+        #: What :meth:`prepare` failed with, for the next :meth:`worker_database` to raise.
+        self._prepare_error: BaseException | None = None
+        #: Set while :meth:`prepare` runs: a template to build is left to the next user.
+        self._preparing = False
         self._engines: dict[str, Engine] = {}
         self._async_engines: dict[tuple[str, str], AsyncEngine] = {}
         #: Pooled AsyncEngines for tests sharing a wider-than-function event loop.
@@ -164,31 +175,45 @@ class IsolatedDatabases:
                 self._admin_engine = self.admin.admin_engine(self.endpoint)
             return self._admin_engine
 
-    def template(self) -> str:
-        """The template's name, building it first unless an identical one exists."""
+    def template(self, conn: Connection | None = None) -> str:
+        """The template's name, building it first unless an identical one exists.
+
+        ``conn``: an admin connection to do it on (else one is opened and closed).
+        """
         with self._lock:
             if self._template is not None:
                 return self._template
             fingerprint = self.source.fingerprint(self.admin_engine)
             name = self.template_name(fingerprint)
-            with self.admin_engine.connect() as conn:
-                self.admin.lock(conn, name)
+            with self._admin_connection(conn) as admin:
+                self.admin.lock(admin, name)
                 try:
-                    state = self.admin.template_state(conn, name)
+                    state = self.admin.template_state(admin, name)
                     if state == "ready":
                         self.template_built = False
+                    elif self._preparing:
+                        raise _TemplateToBuild(name)
                     else:
                         if state == "incomplete":  # its builder died half-way
-                            self.admin.drop(conn, name)
-                        self._build_template(conn, name, fingerprint)
+                            self.admin.drop(admin, name)
+                        self._build_template(admin, name, fingerprint)
                         self.template_built = True
-                    self.admin.label(conn, name, template_label())
+                    self.admin.label(admin, name, template_label())
                 finally:
-                    self.admin.unlock(conn, name)
-                if self.template_built:
-                    self.prune_templates(keep=name)
+                    self.admin.unlock(admin, name)
+            if self.template_built:
+                self.prune_templates(keep=name)
             self._template = name
             return name
+
+    @contextmanager
+    def _admin_connection(self, conn: Connection | None) -> Iterator[Connection]:
+        """``conn`` as it is (its owner closes it), or a new admin connection, closed after."""
+        if conn is not None:
+            yield conn
+            return
+        with self.admin_engine.connect() as opened:
+            yield opened
 
     def prune_templates(self, *, keep: str, unused_days: int = TEMPLATE_UNUSED_DAYS) -> list[str]:
         """Drop templates of other schemas that no session has used for ``unused_days``.
@@ -235,13 +260,14 @@ class IsolatedDatabases:
             engine.dispose()
         self.admin.mark_ready(conn, name, fingerprint)  # type: ignore[arg-type]
 
-    def create_from_template(self, name: str) -> None:
-        template = self.template()
-        with self.admin_engine.connect() as conn:
-            self.admin.drop(conn, name)  # a leftover of a crashed run with our name
-            label = self.clock.label(lambda: self.admin.server_time(conn))
-            self.admin.clone(conn, self.endpoint, template, name, label=label)
-            self.admin.database_defaults(conn, name)
+    def create_from_template(self, name: str, conn: Connection | None = None) -> None:
+        """Make ``name`` from the template (on ``conn`` when given, else on a new one)."""
+        with self._admin_connection(conn) as admin:
+            template = self.template(admin)
+            self.admin.drop(admin, name)  # a leftover of a crashed run with our name
+            label = self.clock.label(lambda: self.admin.server_time(admin))
+            self.admin.clone(admin, self.endpoint, template, name, label=label)
+            self.admin.database_defaults(admin, name)
         with self._lock:
             self._made.append(name)
             self.created += 1
@@ -279,20 +305,21 @@ class IsolatedDatabases:
             for name in made:
                 self.admin.label(conn, name, label)
 
-    def reap_orphans(self) -> list[str]:
+    def reap_orphans(self, conn: Connection | None = None) -> list[str]:
         """Drop databases whose makers are gone (kill -9, crash, a CI job cancelled).
 
         On this host, a dead process id is enough; a database made on another host is
         dropped only once its lease has run out (:func:`~.ownership.abandoned`). Live
-        sessions' databases, and unlabelled ones, are never touched.
+        sessions' databases, and unlabelled ones, are never touched. ``conn``: an admin
+        connection to do it on (else one is opened and closed).
         """
         reaped: list[str] = []
-        with self.admin_engine.connect() as conn:
-            now = self.clock.now(lambda: self.admin.server_time(conn))
-            for name, label in self.admin.labelled(conn, NAME_PREFIX).items():
+        with self._admin_connection(conn) as admin:
+            now = self.clock.now(lambda: self.admin.server_time(admin))
+            for name, label in self.admin.labelled(admin, NAME_PREFIX).items():
                 owner = parse_owner(label)
                 if owner is not None and abandoned(owner, now=now):
-                    self.admin.drop(conn, name)
+                    self.admin.drop(admin, name)
                     reaped.append(name)
         return reaped
 
@@ -300,15 +327,49 @@ class IsolatedDatabases:
         """This process's own database: made from the template on first use, or, on a
         kept server, a kept one leased for the session."""
         with self._lock:
-            if self._worker is None:
-                self.reap_orphans()
+            if self._worker is not None:
+                return self._worker
+            error, self._prepare_error = self._prepare_error, None
+            if error is not None:  # once, as if this call had failed; the next one retries
+                raise error
+            # One admin connection for all of it (each new one is a backend start and a
+            # SCRAM exchange): on a kept server, the one that then holds the lease.
+            conn: Connection | None = self.admin_engine.connect()
+            try:
+                self.reap_orphans(conn)
+                template = self.template(conn)
                 if self.kept is not None:
-                    self._worker = self.kept.acquire(self.template())
+                    self._worker = self.kept.acquire(template, conn)
+                    conn = None  # the lease's now: closed when it ends
                 else:
                     name = database_name(self.owner)
-                    self.create_from_template(name)
+                    self.create_from_template(name, conn)
                     self._worker = name
+            finally:
+                if conn is not None:
+                    conn.close()
             return self._worker
+
+    def prepare(self) -> None:
+        """Make (or lease) the worker database now, ahead of its first use: for a thread
+        started when it is known to be needed. Its first user waits for it (the same
+        lock); a failure is kept and raised to that user instead of being made twice.
+
+        Only from a ready template: building one runs the user's schema, migrations and
+        seed code, which stays where it always ran (the first user's call).
+        """
+        with self._lock:
+            if self._worker is not None:
+                return
+            self._preparing = True
+            try:
+                self.worker_database()
+            except _TemplateToBuild:
+                pass
+            except Exception as exc:  # the test that needs it says what went wrong
+                self._prepare_error = exc
+            finally:
+                self._preparing = False
 
     def engine(self, database: str | None = None) -> Engine:
         """The Engine on ``database`` (default: the worker database), one per database."""

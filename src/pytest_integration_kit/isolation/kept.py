@@ -61,10 +61,15 @@ class KeptDatabases:
         #: True when the leased database already existed (no CREATE DATABASE).
         self.reused = False
 
-    def acquire(self, template: str) -> str:
-        """Lease a kept database of ``template`` (made when none is free) and clean it."""
+    def acquire(self, template: str, holder: Connection | None = None) -> str:
+        """Lease a kept database of ``template`` (made when none is free) and clean it.
+
+        ``holder``: the admin connection to hold the lease with (it is this lease's from
+        then on, closed when the lease ends or fails); else one is opened.
+        """
         admin = self.databases.admin
-        holder = self.databases.admin_engine.connect()
+        if holder is None:
+            holder = self.databases.admin_engine.connect()
         try:
             existing = admin.labelled(holder, KEPT_PREFIX)
             prefix = kept_prefix(template)

@@ -16,9 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_integration_kit.backends.base import RunningServer, ServerStopError, mask
-from pytest_integration_kit.backends.docker import DockerServer, remove_container
+from pytest_integration_kit.backends.docker import (
+    DockerServer,
+    preload_docker_modules,
+    remove_container,
+)
 from pytest_integration_kit.backends.local import LocalServer, remove_workdir
 from pytest_integration_kit.backends.url import UrlServer
+from pytest_integration_kit.lifecycle.engine import ABSENT, inspected
 from pytest_integration_kit.lifecycle.owner import pid_alive
 from pytest_integration_kit.services import REGISTRY
 
@@ -41,7 +46,12 @@ STOP_GRACE = 15.0
 
 @functools.lru_cache(maxsize=1)
 def docker_client() -> Any:
-    """One docker client per process, created on first use (raises when no engine)."""
+    """One docker client per process, created on first use (raises when no engine).
+
+    docker-py is imported under the preload's lock: whichever thread first needs it
+    (a server's start, the reaper) imports it whole while the others wait.
+    """
+    preload_docker_modules()
     import docker  # noqa: PLC0415 - the docker extra is optional
 
     return docker.from_env(timeout=10)
@@ -85,6 +95,13 @@ class AttachedContainer(RunningServer):
         return docker_client().containers.get(self.container_id)
 
     def is_alive(self) -> bool:
+        # Asked on the engine's socket first: a warm start then never imports docker-py.
+        attrs = inspected("containers", self.container_id)
+        if attrs is ABSENT:
+            return False
+        if attrs is not None:
+            state = attrs.get("State")
+            return (state.get("Status") if isinstance(state, dict) else state) == "running"
         try:
             return bool(self._container().status == "running")
         except Exception:
@@ -130,8 +147,10 @@ class AttachedProcess(RunningServer):
         self.log = Path(handle["log"])
 
     def is_alive(self) -> bool:
-        # The pid must still be the server: one of its processes works in its directory.
-        return pid_alive(self.pid) and self.pid in processes_under(self.workdir)
+        # The pid must still be the server: it works in the server's directory. Only
+        # that process is asked (listing every process's cwd and command line costs a
+        # warm start milliseconds per hundred processes on the machine).
+        return works_in(self.pid, self.workdir)
 
     def stop(self) -> None:
         # A kept server's service may not be registered in this run: SIGTERM then.
@@ -156,21 +175,43 @@ def processes_under(directory: Path) -> list[int]:
     their data directory beneath it), so this finds a server and all its children
     without trusting a pid file. Processes whose facts are hidden from us are skipped.
     """
-    prefix = str(directory.resolve()) if directory.exists() else str(directory)
+    prefix = _prefix(directory)
     import psutil  # noqa: PLC0415 - see owner.process_start
 
-    found: list[int] = []
-    for process in psutil.process_iter(["cwd", "cmdline"]):
-        if process.pid == os.getpid():
-            continue
-        cwd = process.info.get("cwd") or ""
-        if cwd == prefix or cwd.startswith(prefix + "/"):
-            found.append(process.pid)
-            continue
-        arguments = process.info.get("cmdline") or []
-        if any(prefix + "/" in arg or arg.endswith(prefix) for arg in arguments):
-            found.append(process.pid)
+    found = [
+        process.pid
+        for process in psutil.process_iter(["cwd", "cmdline"])
+        if process.pid != os.getpid() and _works_under(process.info, prefix)
+    ]
     return [pid for pid in found if pid_alive(pid)]
+
+
+def works_in(pid: int, directory: Path) -> bool:
+    """Whether ``pid`` is one of :func:`processes_under` ``directory`` (asking that
+    process only)."""
+    if pid == os.getpid():
+        return False
+    import psutil  # noqa: PLC0415 - see owner.process_start
+
+    try:
+        # Facts hidden from us read as None, as in processes_under.
+        info = psutil.Process(pid).as_dict(["cwd", "cmdline"])
+    except psutil.Error:
+        return False
+    return _works_under(info, _prefix(directory)) and pid_alive(pid)
+
+
+def _prefix(directory: Path) -> str:
+    return str(directory.resolve()) if directory.exists() else str(directory)
+
+
+def _works_under(info: dict[str, Any], prefix: str) -> bool:
+    """A process's cwd is ``prefix`` or beneath it, or an argument names a path there."""
+    cwd = info.get("cwd") or ""
+    if cwd == prefix or cwd.startswith(prefix + "/"):
+        return True
+    arguments = info.get("cmdline") or []
+    return any(prefix + "/" in arg or arg.endswith(prefix) for arg in arguments)
 
 
 def stop_process_tree(

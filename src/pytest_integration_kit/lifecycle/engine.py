@@ -1,11 +1,14 @@
-"""A look at the Docker engine without docker-py: which containers carry a label.
+"""A look at the Docker engine without docker-py: which containers carry a label, what
+one container or image is.
 
 Every run reaps what dead sessions left behind, and most runs find nothing. Importing
 docker-py and testcontainers to learn that costs a run that needs no server more than
 the rest of the plugin together, so the reaper first asks the engine itself, with one
 HTTP request on its unix socket (a socket, not even http.client), and imports docker-py
-only when there is something to remove. Where the engine is not a local unix socket
-(``DOCKER_HOST=tcp://…``, ``ssh://…``) this module answers None: use docker-py.
+only when there is something to remove. A warm start on a kept container asks the same
+way whether it still runs and which image its name now means (:func:`inspected`).
+Where the engine is not a local unix socket (``DOCKER_HOST=tcp://…``, ``ssh://…``) this
+module answers None: use docker-py.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ import json
 import os
 import socket
 import time
-from typing import Any
-from urllib.parse import quote
+from typing import Any, Final, Literal
+from urllib.parse import quote, quote_plus
 
-__all__ = ["labelled_containers"]
+__all__ = ["ABSENT", "engine_socket", "inspected", "labelled_containers", "labelled_networks"]
 
 #: The engine's socket when ``DOCKER_HOST`` is unset (what docker-py uses too).
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -59,12 +62,55 @@ def labelled_containers(label: str) -> list[dict[str, Any]] | None:
     ]
 
 
+def labelled_networks(label: str) -> list[str] | None:
+    """The ids of the engine's networks with ``label``: as :func:`labelled_containers`."""
+    path = engine_socket()
+    if path is None:
+        return None
+    if not os.path.exists(path):
+        return []
+    listed = _get(path, "/networks?filters=" + quote(json.dumps({"label": [label]})))
+    if not isinstance(listed, list):
+        return None if listed is not _NO_ENGINE else []
+    return [str(item.get("Id", "")) for item in listed if isinstance(item, dict)]
+
+
+#: What :func:`inspected` answers when the engine has no such container or image.
+ABSENT: Final[Any] = object()
+
+
+def inspected(kind: Literal["containers", "images"], ref: str) -> dict[str, Any] | None:
+    """The engine's inspection of one container (id) or image (name or id), as docker-py's
+    ``.attrs``; :data:`ABSENT` when the engine has none such; None when the engine is not
+    a local unix socket, is not there, or answered something unexpected (ask docker-py,
+    which says what is wrong)."""
+    path = engine_socket()
+    if path is None:
+        return None
+    # Quoted as docker-py quotes it (an image name keeps its registry's '/' and ':').
+    answer = _answer(path, f"/{kind}/{quote_plus(ref, safe='/:')}/json")
+    if answer is None or answer is _NO_ENGINE:
+        return None
+    if _status(answer) == b"404":
+        return ABSENT  # type: ignore[no-any-return]
+    attrs = _json_body(answer)
+    return attrs if isinstance(attrs, dict) else None
+
+
 #: What :func:`_get` answers when nothing listens on the socket.
 _NO_ENGINE: Any = object()
 
 
 def _get(path: str, url: str) -> Any:
-    """The engine's JSON answer to ``GET url``; None when unsure, _NO_ENGINE when absent.
+    """The engine's JSON answer to ``GET url``; None when unsure, _NO_ENGINE when absent."""
+    answer = _answer(path, url)
+    if answer is None or answer is _NO_ENGINE:
+        return answer
+    return _json_body(answer)
+
+
+def _answer(path: str, url: str) -> Any:
+    """The engine's whole answer to ``GET url``; None when unsure, _NO_ENGINE when absent.
 
     One HTTP/1.0 request, read to the end of the connection: the engine then answers
     without keep-alive, and no HTTP client (http.client pulls in ssl and email) is needed.
@@ -86,16 +132,24 @@ def _get(path: str, url: str) -> Any:
         return _NO_ENGINE
     except OSError:  # a timeout, a permission error: docker-py says what it is
         return None
-    return _json_body(b"".join(chunks))
+    return b"".join(chunks)
+
+
+def _status(answer: bytes) -> bytes | None:
+    """The status code of an HTTP answer (``b"200"``), None when it is not one."""
+    head, separator, _ = answer.partition(b"\r\n\r\n")
+    parts = head.split(b"\r\n", 1)[0].split(None, 2)
+    if not separator or len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+        return None
+    return parts[1]
 
 
 def _json_body(answer: bytes) -> Any:
     """The JSON body of a 200 answer; None for any other status or an unreadable one."""
-    head, separator, body = answer.partition(b"\r\n\r\n")
-    status, *lines = head.split(b"\r\n")
-    parts = status.split(None, 2)
-    if not separator or len(parts) < 2 or not parts[0].startswith(b"HTTP/") or parts[1] != b"200":
+    if _status(answer) != b"200":
         return None
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")[1:]
     headers = {
         k.strip().lower(): v.strip().lower() for k, _, v in (h.partition(b":") for h in lines)
     }

@@ -27,7 +27,7 @@ from pytest_integration_kit.backends.workdirs import (
     remove_workdir,
     workdir_bases,
 )
-from pytest_integration_kit.lifecycle.engine import labelled_containers
+from pytest_integration_kit.lifecycle.engine import labelled_containers, labelled_networks
 from pytest_integration_kit.lifecycle.owner import Owner
 from pytest_integration_kit.lifecycle.run import RunDirectory
 
@@ -68,6 +68,12 @@ class ReapReport:
         if self.processes:
             text += f", {len(self.processes)} orphaned worker(s)"
         return text
+
+
+def _none_labelled(label: str) -> bool:
+    """The engine's socket lists no container and no network with ``label`` (False
+    when it cannot tell: docker-py is asked then)."""
+    return labelled_containers(label) == [] and labelled_networks(label) == []
 
 
 class Reaper:
@@ -133,6 +139,8 @@ class Reaper:
         label = f"{SESSION_LABEL}={session}" if session is not None else SESSION_LABEL
         if session is None and not self._dead_containers_listed(label):
             return  # nothing to remove: docker-py not even imported
+        if session is not None and _none_labelled(label):
+            return  # the session made none (it attached a kept container): the same
         from pytest_integration_kit.backends.docker import preload_docker_modules  # noqa: PLC0415
         from pytest_integration_kit.lifecycle.attached import docker_client  # noqa: PLC0415
 

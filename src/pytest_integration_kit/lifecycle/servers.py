@@ -34,6 +34,7 @@ from pytest_integration_kit.lifecycle.attached import (
     docker_client,
     handle_of,
 )
+from pytest_integration_kit.lifecycle.engine import ABSENT, inspected
 from pytest_integration_kit.lifecycle.kept import REUSE_LABEL, KeptServers
 from pytest_integration_kit.lifecycle.owner import Owner
 from pytest_integration_kit.lifecycle.reaper import Reaper, ReapReport
@@ -351,8 +352,13 @@ class ServerSet:
         ]
         if backend.name == "docker":
             identity.append(options.image)
-            with contextlib.suppress(Exception):  # the image reference alone then
-                identity.append(docker_client().images.get(options.image).id)
+            # What the name means now, asked on the engine's socket (no docker-py import).
+            image = inspected("images", options.image)
+            if isinstance(image, dict) and isinstance(image.get("Id"), str):
+                identity.append(image["Id"])
+            elif image is not ABSENT:  # unsure: as docker-py has it (the reference alone
+                with contextlib.suppress(Exception):  # when it cannot tell either)
+                    identity.append(docker_client().images.get(options.image).id)
         elif backend.name == "local":
             for name, path in sorted(options.spec.find_binaries(options.bin_dir).items()):
                 stat = path.stat()
@@ -382,6 +388,14 @@ class ServerSet:
             except FutureTimeout:
                 if self.on_wait is not None:
                     self.on_wait()
+
+    def wait(self, request: ServerRequest) -> RunningServer | None:
+        """The server of a start already begun, once it is over (raises as it failed);
+        None when nobody began one. Prints nothing: for background threads."""
+        request = self.private(request)
+        with self._lock:
+            future = self._futures.get(request)
+        return None if future is None else future.result()
 
     def done(self, request: ServerRequest) -> bool:
         """Whether the start of ``request`` is over (it succeeded or failed)."""
@@ -487,6 +501,7 @@ class ServerSet:
         tried: list[str] = []
         if choice != "auto":
             return self.backends[choice], tried
+        preload_docker_modules()  # see _docker_modules: auto asks docker first
         for name in AUTO_ORDER:
             reason = self.backends[name].unavailable_reason(options)
             if reason is None:
@@ -516,6 +531,7 @@ class ServerSet:
             if self.reuse and backend.name != "url":
                 server, reused, config_hash = self._kept_or_started(request, options, backend)
             else:
+                _docker_modules(backend)
                 server = backend.start(options)
         seconds = (
             time.monotonic() - started if reused else server.seconds_to_ready
@@ -562,12 +578,23 @@ class ServerSet:
         return server, record
 
     def _may_use_docker(self, request: ServerRequest) -> bool:
-        """Whether starting ``request`` may need docker-py (not for a kept local server)."""
+        """Whether starting ``request`` may need docker-py: not to attach a kept local
+        server, nor a kept container the engine's socket says runs (the attach asks the
+        socket too). If the attach fails after all, the start imports docker-py in its
+        thread, under the preload's lock (:meth:`_provide`)."""
         choice = self.backend_choice(request)
-        if choice == "auto" and self.reuse and self.kept is not None:
-            old = self.kept.read(self._slot(request))
-            return old is None or old.backend != "local"
-        return choice in ("auto", "docker")
+        if choice not in ("auto", "docker"):
+            return False
+        if not self.reuse or self.kept is None:
+            return True
+        old = self.kept.read(self._slot(request))
+        if old is None:
+            return True
+        if old.backend == "local":
+            return choice == "docker"
+        if old.backend != "docker" or "container_id" not in old.handle:
+            return True
+        return not _container_runs(str(old.handle["container_id"]))
 
     def _slot(self, request: ServerRequest) -> str:
         return "slot-" + digest(self.project, request.key)
@@ -618,6 +645,7 @@ class ServerSet:
                     self._attaching(request, backend)
                 if old.config_hash == config_hash and _answers(server):
                     return server, True, config_hash
+                _docker_modules(server)
                 server.stop()  # dead or mismatched: replaced
             self.kept.forget(slot)
             keep = dataclasses.replace(
@@ -625,6 +653,7 @@ class ServerSet:
                 labels={**options.labels, REUSE_LABEL: config_hash},
                 workdir_root=self.kept.servers_dir,
             )
+            _docker_modules(backend)
             started = backend.start(keep)
             self.kept.write(
                 ServerRecord(
@@ -794,6 +823,23 @@ def _answers(server: RunningServer) -> bool:
             return True
     except OSError:
         return False
+
+
+def _docker_modules(backend: Backend | RunningServer) -> None:
+    """Import docker-py under the preload's lock before a docker start or stop in a
+    server's thread: the main thread no longer preloads it for a kept container that
+    runs (:meth:`ServerSet._may_use_docker`), in case its attach fails after all."""
+    if isinstance(backend, AttachedContainer) or getattr(backend, "name", "") == "docker":
+        preload_docker_modules()
+
+
+def _container_runs(container_id: str) -> bool:
+    """The engine's socket says the container runs (False when absent, stopped or unsure)."""
+    attrs = inspected("containers", container_id)
+    if not isinstance(attrs, dict):
+        return False
+    state = attrs.get("State")
+    return isinstance(state, dict) and state.get("Status") == "running"
 
 
 def _forget_children(servers: Iterable[RunningServer]) -> None:
