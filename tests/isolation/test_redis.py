@@ -139,6 +139,71 @@ def test_per_test_cost_is_one_round_trip_on_an_open_connection(
         keyspace.close()
 
 
+def test_the_clean_writes_its_commands_packed_once_at_claim(
+    url_servers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No redis-py pipeline per clean (it packs the commands again and runs each reply
+    through its callbacks): the clean writes the bytes packed at claim and reads five
+    replies, on the keyspace's own connection."""
+    endpoint = spec_for("redis").endpoint_from_url(url_servers["redis"])
+    keyspace = RedisKeyspace(endpoint, owner="packed_clean")
+    try:
+        keyspace.claim()
+        packs = []
+        real_pack = redis.connection.Connection.pack_commands
+
+        def counted(self: redis.connection.Connection, commands: object) -> object:
+            packs.append(commands)
+            return real_pack(self, commands)  # type: ignore[no-untyped-call]
+
+        def no_pipeline(*args: object, **kwargs: object) -> object:
+            raise AssertionError("the clean made a redis-py pipeline")
+
+        monkeypatch.setattr(redis.connection.Connection, "pack_commands", counted)
+        monkeypatch.setattr(redis.Redis, "pipeline", no_pipeline)
+        client = keyspace.client()
+        for n in range(10):
+            client.set(f"k{n}", n)
+            assert keyspace.clean() == 1
+            assert client.dbsize() == 0
+        client.close()
+        assert packs == []
+    finally:
+        monkeypatch.undo()
+        keyspace.close()
+
+
+def test_the_clean_recovers_from_a_dropped_connection(url_servers: dict[str, str]) -> None:
+    """The keyspace's connection killed by the server: the clean reconnects (on this
+    redis-py at once, through its retry; without retries the clean after), back on the
+    keyspace's own db index, with no reply of an earlier clean left unread."""
+    endpoint = spec_for("redis").endpoint_from_url(url_servers["redis"])
+    outsider = redis.Redis.from_url(url_servers["redis"])
+    keyspace = RedisKeyspace(endpoint, owner="dropped_clean")
+    try:
+        db = keyspace.claim()
+        client = keyspace.client()
+        client.set("a", 1)
+        assert keyspace.clean() == 1
+        own = keyspace._client
+        assert own is not None
+        assert outsider.client_kill_filter(_id=own.client_id()) == 1
+        client.set("b", 2)
+        try:
+            assert keyspace.clean() == 1
+        except redis.ConnectionError:  # a redis-py with no retries: the next clean reconnects
+            assert keyspace.clean() == 1
+        client.set("c", 3)
+        assert own.connection is not None
+        assert own.connection.db == db
+        assert keyspace.clean() == 1  # on this db index: one key, and it is gone
+        assert client.dbsize() == 0
+        client.close()
+    finally:
+        keyspace.close()
+        outsider.close()
+
+
 def test_the_clean_sees_a_flushall_and_puts_the_canary_back(url_servers: dict[str, str]) -> None:
     """What ``wiped`` would have said, the clean's own round trip says: once per wipe."""
     endpoint = spec_for("redis").endpoint_from_url(url_servers["redis"])

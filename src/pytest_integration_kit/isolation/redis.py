@@ -68,8 +68,13 @@ class RedisKeyspace:
         #: Whether a clean found the canary gone since the last :meth:`take_look`
         #: (None: no clean looked).
         self._look: bool | None = None
+        #: The db-index clean's commands, packed once at :meth:`claim` (see :meth:`clean`).
+        self._clean_packed: list[bytes] = []
+        #: One clean at a time on the keyspace's connection (a test's own thread, or an
+        #: event loop's running elsewhere).
+        self._clean_lock = threading.Lock()
 
-    def _connect(self, db: int) -> redis_sync.Redis:
+    def _connect(self, db: int, *, single: bool = False) -> redis_sync.Redis:
         import redis as redis_sync  # noqa: PLC0415 - optional dependency, imported when used
 
         return redis_sync.Redis(
@@ -78,6 +83,7 @@ class RedisKeyspace:
             username=self.endpoint.user or None,
             password=self.endpoint.password or None,
             db=db,
+            single_connection_client=single,
         )
 
     def claim(self) -> int:
@@ -99,9 +105,19 @@ class RedisKeyspace:
                     base.set(self._canary_key(), self.owner, ex=self.claim_seconds)
             finally:
                 base.close()
-            self._client = self._connect(self.db)
+            # One connection of its own: the clean writes its commands on it directly.
+            self._client = self._connect(self.db, single=True)
             if self.db:
                 self._client.flushdb()  # a crashed owner's leftovers
+                self._clean_packed = self._client.connection.pack_commands(  # type: ignore[union-attr]
+                    [
+                        ("SELECT", 0),
+                        ("SET", self._canary_key(), self.owner, "NX", "EX", self.claim_seconds),
+                        ("SELECT", self.db),
+                        ("DBSIZE",),
+                        ("FLUSHDB", "ASYNC"),
+                    ]
+                )
             return self.db
 
     def _canary_key(self) -> str:
@@ -250,25 +266,65 @@ class RedisKeyspace:
             gone = client.set(key, self.owner, nx=True, ex=self.claim_seconds)
             size = len(keys)
         else:
-            # One round trip: the canary in db 0, then count and empty this db index.
-            # ASYNC frees a large keyspace off the server's main thread; Redis frees a
-            # small one in place all the same. SET NX: a no-op while the canary is there.
-            pipe = client.pipeline(transaction=False)
-            pipe.select(0)
-            pipe.set(key, self.owner, nx=True, ex=self.claim_seconds)
-            pipe.select(db)
-            pipe.dbsize()
-            pipe.flushdb(asynchronous=True)
-            _, gone, _, size, _ = pipe.execute()
+            gone, size = self._clean_db(client)
         with self._lock:
             self._look = bool(self._look) or bool(gone)
         return int(size)
+
+    def _clean_db(self, client: redis_sync.Redis) -> tuple[bool, int]:
+        """The db-index clean: one round trip on the keyspace's own connection.
+
+        ``SELECT 0``, ``SET <canary> NX EX`` (a no-op while the canary is there, puts it
+        back when it is gone), ``SELECT <n>``, ``DBSIZE``, ``FLUSHDB ASYNC`` (frees a large
+        keyspace off the server's main thread). The commands are packed once at
+        :meth:`claim` and written as they are: redis-py's pipeline packs them again and
+        reads the replies through its response callbacks and bookkeeping, three times
+        the CPU of the round trip itself. The replies are read here, all five, so the
+        connection is left on this db index with nothing unread; a connection error is
+        retried as redis-py's own commands are (``retry``), after a reconnect, which
+        selects this db index again.
+        """
+        from redis.exceptions import ResponseError  # noqa: PLC0415 - optional dependency, imported when used
+
+        conn = client.connection
+        if conn is None:  # only a single-connection client is made here (claim)
+            raise IsolationError("the Redis keyspace has no connection of its own")
+        packed = self._clean_packed
+
+        # redis-py's Connection methods carry no annotations: the ignores below.
+        def round_trip() -> list[object]:
+            conn.send_packed_command(packed)  # type: ignore[no-untyped-call]
+            replies: list[object] = []
+            for _ in range(5):
+                try:
+                    replies.append(conn.read_response())
+                except ResponseError as exc:  # read on: the replies after it are due too
+                    replies.append(exc)
+            return replies
+
+        def reconnect(_error: Exception) -> None:
+            conn.disconnect()  # type: ignore[no-untyped-call]
+
+        with self._clean_lock:
+            try:
+                replies = conn.retry.call_with_retry(round_trip, reconnect)
+            except BaseException:
+                conn.disconnect()  # type: ignore[no-untyped-call] # replies may be left unread
+                raise
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
+        _, gone, _, size, _ = replies
+        if not isinstance(size, int):
+            raise IsolationError(f"DBSIZE replied {size!r}")
+        return gone is not None, size
 
     def close(self) -> None:
         """Empty the keyspace and give the db index back."""
         with self._lock:
             client, self._client = self._client, None
             db, self.db = self.db, None
+            self._clean_packed = []
             pools, self._pools = list(self._pools.values()), {}
             prefix = self.prefix
             if self._base is not None:
