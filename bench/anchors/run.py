@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,9 @@ def main() -> int:
         help="run the cases whose title contains this (repeatable)",
     )
     options = parser.parse_args()
+    # Stopped with SIGTERM (kill, a CI step's timeout), the run still stops its floor
+    # servers and kept servers and untags the peers' image names on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     docker = subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
     samples: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     started = time.time()
@@ -59,25 +63,28 @@ def main() -> int:
             for k, v in cases.build_cases(floors, docker).items()
             if not options.only or any(part in k for part in options.only)
         }
-        # One untimed round primes what every tool caches by default (warm data dirs,
-        # templates, kept servers for the warm cases), so each repetition is alike.
-        for title, tools in chosen.items():
-            for tool, measure in tools.items():
-                cases.guarded(title, tool, measure)
-        print(f"priming round done at {time.time() - started:.0f} s", file=sys.stderr)
-        for rep in range(options.reps):
+        try:
+            # One untimed round primes what every tool caches by default (warm data
+            # dirs, templates, kept servers for the warm cases): repetitions are alike.
             for title, tools in chosen.items():
                 for tool, measure in tools.items():
-                    value = cases.guarded(title, tool, measure)
-                    if value is not None:
-                        samples[title][tool].append(value)
-            print(
-                f"repetition {rep + 1}/{options.reps} done at {time.time() - started:.0f} s",
-                file=sys.stderr,
-            )
-        harness.kept_remove()
-        if docker:
-            subprocess.run(["pmr", "--stop", "postgres"], capture_output=True, check=False)
+                    cases.guarded(title, tool, measure)
+            print(f"priming round done at {time.time() - started:.0f} s", file=sys.stderr)
+            for rep in range(options.reps):
+                for title, tools in chosen.items():
+                    for tool, measure in tools.items():
+                        value = cases.guarded(title, tool, measure)
+                        if value is not None:
+                            samples[title][tool].append(value)
+                print(
+                    f"repetition {rep + 1}/{options.reps} done at {time.time() - started:.0f} s",
+                    file=sys.stderr,
+                )
+        finally:
+            harness.kept_remove()
+            if docker:
+                with contextlib.suppress(FileNotFoundError):  # outside its environment
+                    subprocess.run(["pmr", "--stop", "postgres"], capture_output=True, check=False)
     medians = {
         title: {tool: statistics.median(v) for tool, v in tools.items() if v}
         for title, tools in samples.items()
