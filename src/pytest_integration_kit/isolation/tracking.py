@@ -124,7 +124,7 @@ BEGIN
 END $$""",
         # Whether any mark is there. Every rolled-back write leaves its mark's row dead
         # in `dirty` till autovacuum comes by (its naptime is a minute: 20,000 tests at
-        # full speed). A seq scan of them all made each test's end about 80 µs dearer
+        # full speed). A seq scan of them all made each test's end about 65 µs dearer
         # by 10,000 dead rows; the primary key skips them (a dead entry is marked as
         # such when first met), and the planner, seeing a table vacuumed empty, would
         # pick the seq scan. Only here: the clean's other statements keep their plans
@@ -320,9 +320,9 @@ END"""
 
 #: The end of a rollback session in one round trip: roll the caller's transaction back,
 #: clean, commit (:mod:`~pytest_integration_kit.isolation.rollback_clean`). With no
-#: marks (a test whose writes all rolled back) it answers with no result set at all:
-#: sending one back (``SELECT NULL, NULL``) cost the server about 50 µs more than the
-#: statement itself, and is what the caller reads as "nothing to report".
+#: marks left (a test whose writes all rolled back) it sends no result set, which the
+#: caller reads as "nothing to report": an empty one (``SELECT NULL, NULL``) cost the
+#: server about 50 µs, more than the rest of the call.
 MYSQL_END_STATEMENT = f"CALL {MYSQL_PREFIX}end()"
 MYSQL_END_PROCEDURE = f"""CREATE PROCEDURE {MYSQL_PREFIX}end()
 BEGIN
