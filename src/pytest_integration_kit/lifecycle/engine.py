@@ -47,14 +47,9 @@ def labelled_containers(label: str) -> list[dict[str, Any]] | None:
     socket (then nothing of ours can be there either); None when the engine is not a
     local unix socket or answered something unexpected — ask docker-py instead.
     """
-    path = engine_socket()
-    if path is None:
+    listed = _labelled("/containers/json?all=1&filters=", label)
+    if listed is None:
         return None
-    if not os.path.exists(path):
-        return []
-    listed = _get(path, "/containers/json?all=1&filters=" + quote(json.dumps({"label": [label]})))
-    if not isinstance(listed, list):
-        return None if listed is not _NO_ENGINE else []
     return [
         {"id": str(item.get("Id", "")), "labels": dict(item.get("Labels") or {})}
         for item in listed
@@ -64,15 +59,25 @@ def labelled_containers(label: str) -> list[dict[str, Any]] | None:
 
 def labelled_networks(label: str) -> list[str] | None:
     """The ids of the engine's networks with ``label``: as :func:`labelled_containers`."""
+    listed = _labelled("/networks?filters=", label)
+    if listed is None:
+        return None
+    return [str(item.get("Id", "")) for item in listed if isinstance(item, dict)]
+
+
+def _labelled(query: str, label: str) -> list[Any] | None:
+    """The engine's answer to ``query`` filtered by ``label``: a list (empty when no
+    engine listens on the socket), or None when the engine is not a local unix socket or
+    answered something else than a list."""
     path = engine_socket()
     if path is None:
         return None
     if not os.path.exists(path):
         return []
-    listed = _get(path, "/networks?filters=" + quote(json.dumps({"label": [label]})))
+    listed = _get(path, query + quote(json.dumps({"label": [label]})))
     if not isinstance(listed, list):
         return None if listed is not _NO_ENGINE else []
-    return [str(item.get("Id", "")) for item in listed if isinstance(item, dict)]
+    return listed
 
 
 #: What :func:`inspected` answers when the engine has no such container or image.
