@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -200,16 +200,9 @@ def test_the_engine_is_asked_without_docker_py_where_it_is_local(
     assert labelled_containers("pytest-integration-kit.session") is None
 
 
-def test_the_engine_lists_labelled_containers_like_docker_py() -> None:
+def test_the_engine_lists_labelled_containers_like_docker_py(engine_client: Any) -> None:
     """On the real engine: the same containers, with their labels, as docker-py lists."""
-    docker = pytest.importorskip("docker")
-    try:
-        client = docker.from_env(timeout=10)
-        client.ping()
-    except Exception as exc:
-        if os.environ.get("PIK_TEST_STRICT"):  # strict: CI has an engine
-            raise
-        pytest.skip(f"no Docker engine: {exc}")
+    client = engine_client
     label = "pytest-integration-kit.test-listing=yes"
     container = client.containers.create(
         "pytest-integration-kit/redis:7", labels={"pytest-integration-kit.test-listing": "yes"}

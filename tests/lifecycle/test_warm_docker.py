@@ -76,6 +76,7 @@ def _warm_images(option: str) -> list[object]:
 
 @pytest.fixture
 def docker_engine() -> None:
+    """Skips the test on a machine whose Docker engine does not answer."""
     try:
         docker_client().ping()
     except Exception as exc:  # pragma: no cover - machines without docker
@@ -84,6 +85,7 @@ def docker_engine() -> None:
 
 @pytest.fixture
 def unique(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A server option no other run uses (so a warm image of its own), removed after."""
     service = request.node.callspec.params["service"]
     option = _unique_option(service)
     yield option

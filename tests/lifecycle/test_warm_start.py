@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -141,17 +142,10 @@ def test_a_warm_start_leases_on_one_connection_in_a_thread(
     assert end["docker_py"] is False, end
 
 
-def test_the_engine_inspects_like_docker_py() -> None:
+def test_the_engine_inspects_like_docker_py(engine_client: Any) -> None:
     """On the real engine: a container's state and an image's id as docker-py has them;
     ABSENT for what the engine does not have; networks listed by label."""
-    docker = pytest.importorskip("docker")
-    try:
-        client = docker.from_env(timeout=10)
-        client.ping()
-    except Exception as exc:
-        if os.environ.get("PIK_TEST_STRICT"):  # strict: CI has an engine
-            raise
-        pytest.skip(f"no Docker engine: {exc}")
+    client = engine_client
     name = "pytest-integration-kit/redis:7"
     image = inspected("images", name)
     assert image is not None
