@@ -79,8 +79,14 @@ def test_strict_markers_accept_them_by_hand(pytester: pytest.Pytester) -> None:
     run(pytester, "-m", "slow").assert_outcomes(passed=1)
 
 
-def test_not_requires_db_starts_nothing(pytester: pytest.Pytester) -> None:
+def test_not_requires_db_starts_nothing(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytester.makepyfile(test_project=PROJECT)
+    # A temp dir of its own: the host's, shared with runs other tests kill, may hold a
+    # dead session's run dir, whose reaping the summary would rightly report.
+    private = pytester.mkdir("tmp")
+    monkeypatch.setenv("TMPDIR", str(private))
     # local would start in about a second; nothing may start at all.
     result = run(
         pytester, "-m", "not requires_db and not requires_redis", "--integration-backend=local"
