@@ -65,6 +65,19 @@ class Suite:
     user: str | None = None
 
 
+def backend_env(images: dict[str, str] | None) -> dict[str, str]:
+    """Ours' settings for a case's backend: docker on ``images``, else local.
+
+    Named, never ``auto``: while the peers' official image names are tagged onto the
+    offline images (``mysql:8.4`` is also ours' default MySQL image), ``auto`` would
+    pick docker for a "local" case.
+    """
+    if not images:
+        return {"INTEGRATION_BACKEND": "local"}
+    env = {f"INTEGRATION_{name.upper()}_IMAGE": image for name, image in images.items()}
+    return {**env, "INTEGRATION_BACKEND": "docker"}
+
+
 def _sql_body(conn: str, *, commit: str, count: str, sleep_ms: int = 0) -> str:
     # A DB-bound test (the -n 2 case) waits on the server, not on Python.
     wait = f"    {conn}.execute(text('SELECT pg_sleep({sleep_ms / 1000})'))\n" if sleep_ms else ""
@@ -108,7 +121,7 @@ def _ours_sql(
             sleep_ms=sleep_ms,
         )
     )
-    env = {f"INTEGRATION_{service.upper()}_IMAGE": image} if image else {}
+    env = backend_env({service: image} if image else None)
     ini = _INI_OURS + (f"integration_isolation = {isolation}\n" if isolation else "")
     return Suite(
         {"models.py": MODELS, f"test_{service}.py": test, "pytest.ini": ini},
@@ -139,7 +152,9 @@ def ours_pg_async(n: int, *, driver: str | None = None) -> Suite:
     files = {"models.py": MODELS, "test_pg.py": test, "pytest.ini": _INI_OURS}
     if driver:
         files["conftest.py"] = _ASYNC_CONFTEST.format(driver=driver)
-    return Suite(files, ("pytest_integration_kit.plugin", "pytest_asyncio.plugin"))
+    return Suite(
+        files, ("pytest_integration_kit.plugin", "pytest_asyncio.plugin"), env=backend_env(None)
+    )
 
 
 _INI_OURS = "[pytest]\nintegration_schema = models:metadata\n"
@@ -454,7 +469,7 @@ def ours_redis(n: int, image: str | None = None) -> Suite:
         + "def test_key(redis_client, i):\n"
         + _REDIS_BODY.format(c="redis_client")
     )
-    env = {"INTEGRATION_REDIS_IMAGE": image} if image else {}
+    env = backend_env({"redis": image} if image else None)
     return Suite({"test_redis.py": test}, ("pytest_integration_kit.plugin",), env=env)
 
 
@@ -529,7 +544,7 @@ def floor_redis(n: int, url: str) -> Suite:
 def ours_cold(services: tuple[str, ...], images: dict[str, str] | None = None) -> Suite:
     names = ", ".join(f"{s}_server" for s in services)
     test = f"def test_first({names}):\n    pass\n"
-    env = {f"INTEGRATION_{s.upper()}_IMAGE": images[s] for s in services} if images else {}
+    env = backend_env({s: images[s] for s in services} if images else None)
     return Suite({"test_cold.py": test}, ("pytest_integration_kit.plugin",), env=env)
 
 
