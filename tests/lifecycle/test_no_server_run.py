@@ -44,6 +44,8 @@ NOT_AT_IMPORT = HEAVY | {
     "pytest_integration_kit.backends.docker",
     "pytest_integration_kit.backends.local",
     "pytest_integration_kit.isolation.admin",
+    "pytest_integration_kit.isolation.postgres_admin",
+    "pytest_integration_kit.isolation.mysql_admin",
     "pytest_integration_kit.isolation.connections",
     "pytest_integration_kit.isolation.databases",
     "pytest_integration_kit.isolation.schema",
