@@ -21,8 +21,6 @@ from pytest_integration_kit.services.server_settings import (
     options_setting,
 )
 from pytest_integration_kit.services.spec import (
-    Credentials,
-    LocalLaunch,
     ServiceSpec,
     find_executable,
 )
@@ -32,6 +30,7 @@ if TYPE_CHECKING:
 
     from pytest_integration_kit.backends.local import LocalRunner
     from pytest_integration_kit.services.endpoint import Endpoint
+    from pytest_integration_kit.services.launch import Credentials, LocalLaunch
     from pytest_integration_kit.services.spec import ServerContext
     from pytest_integration_kit.settings import Setting
 
@@ -267,6 +266,8 @@ class PostgresSpec(ServiceSpec):
         ]
         for option in NON_DURABLE:
             command += ["-c", option]
+        from pytest_integration_kit.services.launch import LocalLaunch  # noqa: PLC0415 - a server's
+
         return LocalLaunch(command=command + self._options())
 
     def probe(self, endpoint: Endpoint, timeout: float) -> str:

@@ -17,8 +17,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from pytest_integration_kit.errors import BackendUnavailable
 from pytest_integration_kit.services.spec import (
-    Credentials,
-    LocalLaunch,
     ServerContext,
     ServiceSpec,
     find_executable,
@@ -29,6 +27,7 @@ if TYPE_CHECKING:
 
     from pytest_integration_kit.backends.local import LocalRunner
     from pytest_integration_kit.services.endpoint import Endpoint
+    from pytest_integration_kit.services.launch import Credentials, LocalLaunch
 
 __all__ = ["MANAGEMENT_PORT", "RabbitMQSpec"]
 
@@ -216,6 +215,8 @@ class RabbitMQSpec(ServiceSpec):
             "RUNNING_UNDER_SYSTEMD": "true",
         }
         command = ["/bin/sh", "-c", LAUNCH, "rabbitmq", str(binaries["epmd"])]
+        from pytest_integration_kit.services.launch import LocalLaunch  # noqa: PLC0415 - a server's
+
         return LocalLaunch(command=[*command, str(binaries["server"])], env=env)
 
     # -- protocol ---------------------------------------------------------------------

@@ -47,7 +47,8 @@ EXTENSION_IMAGES: Final = {
     "vector": "pgvector/pgvector:pg{major}",
     "timescaledb": "timescale/timescaledb:latest-pg{major}",
 }
-_EXTENSION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")
+#: Compiled (and cached by ``re``) at its first use: few runs name an extension.
+_EXTENSION_NAME = r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$"
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def _extensions(raw: str) -> Entries:
     if not names:
         raise ValueError
     for name in names:
-        if not _EXTENSION_NAME.match(name):
+        if not re.match(_EXTENSION_NAME, name):
             raise Reason(f"{name!r} is not an extension name")
     return Entries(dict.fromkeys(names))
 
