@@ -60,6 +60,9 @@ NOT_AT_IMPORT = HEAVY | {
     # What only a started server uses: its endpoint and launch dataclasses.
     "pytest_integration_kit.services.endpoint",
     "pytest_integration_kit.services.launch",
+    # A password or cookie is made when a server starts.
+    "secrets",
+    "hmac",
 }
 
 #: What a whole run whose tests use no server must not import either (issue #11): no

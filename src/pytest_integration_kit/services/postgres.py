@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import math
 import os
 import re
@@ -64,6 +63,8 @@ ALTER_ROLE = (
 def scram_verifier(password: str, iterations: int = 4096) -> str:
     """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password`` (RFC 5803 form):
     ALTER ROLE takes it as it is, so the password itself never enters the container."""
+    import hmac  # noqa: PLC0415 - only a server started here is given a password
+
     salt = os.urandom(16)
     salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
     stored = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import secrets
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -191,6 +190,8 @@ class RabbitMQSpec(ServiceSpec):
             ),
         )
         # The Erlang cookie guards the distribution port: random, private.
+        import secrets  # noqa: PLC0415 - only a server started here needs one
+
         runner.write_secret(workdir / ".erlang.cookie", secrets.token_hex(16))
         dist_port = _free_port(port, management)
         epmd_port = _free_port(port, management, dist_port)
