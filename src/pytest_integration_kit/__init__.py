@@ -45,8 +45,9 @@ if TYPE_CHECKING:
     )
     from pytest_integration_kit.services.container import Command, Http, LogLine, Tcp
     from pytest_integration_kit.services.endpoint import Endpoint
+    from pytest_integration_kit.services.launch import Credentials, LocalLaunch
     from pytest_integration_kit.services.registry import register_service
-    from pytest_integration_kit.services.spec import Credentials, LocalLaunch, ServiceSpec
+    from pytest_integration_kit.services.spec import ServiceSpec
 
 __all__ = [
     "BackendUnavailable",
@@ -94,10 +95,10 @@ if not TYPE_CHECKING:
         __name__,
         {
             "Command": "services.container",
-            "Credentials": "services.spec",
+            "Credentials": "services.launch",
             "Endpoint": "services.endpoint",
             "Http": "services.container",
-            "LocalLaunch": "services.spec",
+            "LocalLaunch": "services.launch",
             "LogLine": "services.container",
             "ServiceSpec": "services.spec",
             "Tcp": "services.container",

@@ -18,9 +18,8 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from urllib.parse import urlsplit
 
 from pytest_integration_kit.errors import ConfigError
@@ -68,9 +67,12 @@ SHOWN_CHARS: Final = 120
 KINDS: Final = ("text", "bool", "int", "float", "list")
 
 
-@dataclass(frozen=True)
-class Setting:
-    """One setting: its name, how to parse it, its default and its help text."""
+class Setting(NamedTuple):
+    """One setting: its name, how to parse it, its default and its help text.
+
+    A NamedTuple, not a frozen dataclass: every run imports this module, and making a
+    dataclass compiles its methods at import (issue #11).
+    """
 
     name: str
     help: str
@@ -709,9 +711,8 @@ def service_settings(spec: ServiceSpec) -> list[Setting]:
     ]
 
 
-@dataclass(frozen=True)
-class ResolvedSetting:
-    """A setting's value and where it came from."""
+class ResolvedSetting(NamedTuple):
+    """A setting's value and where it came from (a NamedTuple, as Setting)."""
 
     setting: Setting
     value: Any
@@ -729,11 +730,26 @@ class ResolvedSetting:
         return f"{shown} ({self.source})"
 
 
-@dataclass(frozen=True)
 class Settings:
-    """Every setting, resolved. Look values up with ``settings["backend"]``."""
+    """Every setting, resolved. Look values up with ``settings["backend"]``.
 
-    resolved: Mapping[str, ResolvedSetting] = field(default_factory=dict)
+    A plain class, not a dataclass, for the import's sake (see Setting).
+    """
+
+    __slots__ = ("resolved",)
+
+    def __init__(self, resolved: Mapping[str, ResolvedSetting] | None = None) -> None:
+        self.resolved: Mapping[str, ResolvedSetting] = {} if resolved is None else resolved
+
+    def __repr__(self) -> str:
+        return f"Settings(resolved={self.resolved!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Settings):
+            return NotImplemented
+        return self.resolved == other.resolved
+
+    __hash__ = None  # type: ignore[assignment]  # a mapping inside: as the dataclass was
 
     def __getitem__(self, name: str) -> Any:
         return self.resolved[name].value

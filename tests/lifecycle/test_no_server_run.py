@@ -59,6 +59,12 @@ NOT_AT_IMPORT = HEAVY | {
     "pytest_integration_kit.lifecycle.run",
     "pytest_integration_kit.backends.base",
     "pytest_integration_kit.services.container",
+    # What only a started server uses: its endpoint and launch dataclasses.
+    "pytest_integration_kit.services.endpoint",
+    "pytest_integration_kit.services.launch",
+    # A password or cookie is made when a server starts.
+    "secrets",
+    "hmac",
 }
 
 #: What a whole run whose tests use no server must not import either (issue #11): no
@@ -76,6 +82,8 @@ NOT_IN_A_RUN = HEAVY | {
     "pytest_integration_kit.lifecycle.attached",
     "pytest_integration_kit.lifecycle.servers",
     "pytest_integration_kit.isolation.workspace",
+    "pytest_integration_kit.services.endpoint",
+    "pytest_integration_kit.services.launch",
 }
 
 #: A user's conftest that records the top-level modules loaded by the end of the run.

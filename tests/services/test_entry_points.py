@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -47,11 +49,29 @@ def test_the_first_distribution_of_a_name_on_the_path_wins(
     _dist(first, "pik_bare-1.0.dist-info", "pik-bare", None)
     _dist(second, "PIK.Shadow-2.0.dist-info", "PIK.Shadow", f"[{GROUP}]\nnew = shadow.new:Spec\n")
     _dist(second, "pik_other-1.0.egg-info", "pik-other", f"[{GROUP}]\nother = other:Spec\n")
+    # The name is the metadata's, as written there, not the directory's.
+    _dist(second, "pik_odd_name-1.0.dist-info", "PIK.Odd-Name", f"[{GROUP}]\nodd = odd:Spec\n")
     monkeypatch.syspath_prepend(str(second))
     monkeypatch.syspath_prepend(str(first))
     found = _found(GROUP)
     assert sorted(found) == [
+        ("odd", "odd:Spec", "PIK.Odd-Name"),
         ("old", "shadow.old:Spec", "pik-shadow"),
         ("other", "other:Spec", "pik-other"),
     ]
     assert sorted(found) == sorted(_standard(GROUP))
+
+
+def test_the_declaring_name_is_read_without_the_email_parser() -> None:
+    """Reading a distribution's name through ``email`` cost every run its import and a
+    parse (issue #11): the scan reads the ``Name:`` line itself (a fresh interpreter)."""
+    code = (
+        "import sys; import pytest_integration_kit.services.entry_points as e; "
+        "found = e.declared_entry_points('pytest_integration_kit.services'); "
+        "assert any(name == 'pytest-integration-kit' for _, name in found), found; "
+        "print('email.parser' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "False"

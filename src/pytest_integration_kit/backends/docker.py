@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
     from pytest_integration_kit.backends.warm_images import WarmImage
     from pytest_integration_kit.services.endpoint import Endpoint
-    from pytest_integration_kit.services.spec import Credentials, ServiceSpec
+    from pytest_integration_kit.services.launch import Credentials
+    from pytest_integration_kit.services.spec import ServiceSpec
 
 __all__ = [
     "LABEL_PREFIX",

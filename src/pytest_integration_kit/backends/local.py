@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
     from pytest_integration_kit.lifecycle.warm import WarmStart
     from pytest_integration_kit.services.endpoint import Endpoint
-    from pytest_integration_kit.services.spec import Credentials, ServiceSpec
+    from pytest_integration_kit.services.launch import Credentials
+    from pytest_integration_kit.services.spec import ServiceSpec
 
 __all__ = [
     "SOCKETS_PREFIX",

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from pytest_integration_kit.backends.base import ServerOptions
-    from pytest_integration_kit.services.spec import Credentials, ServiceSpec
+    from pytest_integration_kit.services.launch import Credentials
+    from pytest_integration_kit.services.spec import ServiceSpec
 
 __all__ = ["WARM_LABEL", "WarmImage", "put_files", "warm_image_for"]
 

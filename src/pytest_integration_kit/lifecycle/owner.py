@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["START_LABEL", "Owner", "pid_alive", "process_start"]
 
@@ -43,9 +43,12 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-@dataclass(frozen=True)
-class Owner:
-    """The process that owns a session: its servers live as long as it does."""
+class Owner(NamedTuple):
+    """The process that owns a session: its servers live as long as it does.
+
+    A NamedTuple, not a frozen dataclass: every run's reaper pass imports this module,
+    and a dataclass compiles its methods at import (issue #11).
+    """
 
     pid: int
     host: str

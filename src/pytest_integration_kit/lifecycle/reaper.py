@@ -17,7 +17,6 @@ import shutil
 import signal
 import stat
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pytest_integration_kit.backends.labels import LABEL_PREFIX, REUSE_LABEL, SESSION_LABEL
@@ -46,16 +45,45 @@ REAP_GRACE = 5.0
 ABANDONED_AFTER = 86400.0
 
 
-@dataclass
 class ReapReport:
-    """What one pass removed."""
+    """What one pass removed.
 
-    containers: list[str] = field(default_factory=list)
-    workdirs: list[str] = field(default_factory=list)
-    runs: list[str] = field(default_factory=list)
-    #: Orphaned processes of dead runs (xdist workers whose controller died).
-    processes: list[int] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    A plain class, not a dataclass: every run's reaper pass imports this module, and a
+    dataclass compiles its methods at import (issue #11).
+    """
+
+    __slots__ = ("containers", "errors", "processes", "runs", "workdirs")
+
+    def __init__(
+        self,
+        containers: list[str] | None = None,
+        workdirs: list[str] | None = None,
+        runs: list[str] | None = None,
+        processes: list[int] | None = None,
+        errors: list[str] | None = None,
+    ) -> None:
+        self.containers: list[str] = [] if containers is None else containers
+        self.workdirs: list[str] = [] if workdirs is None else workdirs
+        self.runs: list[str] = [] if runs is None else runs
+        #: Orphaned processes of dead runs (xdist workers whose controller died).
+        self.processes: list[int] = [] if processes is None else processes
+        self.errors: list[str] = [] if errors is None else errors
+
+    def _values(self) -> tuple[list[str], list[str], list[str], list[int], list[str]]:
+        return (self.containers, self.workdirs, self.runs, self.processes, self.errors)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ReapReport):
+            return NotImplemented
+        return self._values() == other._values()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
+
+    def __repr__(self) -> str:
+        return (
+            f"ReapReport(containers={self.containers!r}, workdirs={self.workdirs!r}, "
+            f"runs={self.runs!r}, processes={self.processes!r}, errors={self.errors!r})"
+        )
 
     def __bool__(self) -> bool:
         return bool(self.containers or self.workdirs or self.runs or self.processes)

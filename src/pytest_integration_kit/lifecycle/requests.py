@@ -7,8 +7,7 @@ layer (a run that needs no server never does).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -16,23 +15,30 @@ if TYPE_CHECKING:
 __all__ = ["ServerRequest"]
 
 
-@dataclass(frozen=True)
-class ServerRequest:
+class ServerRequest(NamedTuple):
     """Which server a fixture asks for. Equal requests share one server.
 
-    Every field left None is taken from the settings at start time.
+    Every field left None is taken from the settings at start time. A NamedTuple, not
+    a frozen dataclass: the plugin's import makes this class (the fixture factories
+    build their requests then), and a dataclass compiles its methods (issue #11).
     """
 
     service: str
     backend: str | None = None
     image: str | None = None
-    url: str | None = field(default=None, repr=False)
+    url: str | None = None  # not in the repr: it may hold a password
     bin_dir: Path | None = None
     port: int | None = None
     startup_timeout: float | None = None
     #: The xdist worker this server is private to (``integration_redis_per_worker``);
     #: empty: shared by every process of the run.
     worker: str = ""
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={value!r}" for name, value in self._asdict().items() if name != "url"
+        )
+        return f"ServerRequest({shown})"
 
     @property
     def key(self) -> str:

@@ -285,7 +285,7 @@ class ServerSet:
             return request
         if self.backend_choice(request) == "url":
             return request  # one server by URL: shared all the same (a conflict warning says so)
-        return dataclasses.replace(request, worker=self.worker_id)
+        return request._replace(worker=self.worker_id)
 
     def backend_choice(self, request: ServerRequest) -> str:
         return request.backend or str(self.settings[f"{request.service}_backend"])

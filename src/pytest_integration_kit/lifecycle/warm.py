@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from pytest_integration_kit.lifecycle.paths import private_dir
 from pytest_integration_kit.lifecycle.records import digest, read_json, write_json
-from pytest_integration_kit.services.spec import Credentials
+from pytest_integration_kit.services.launch import Credentials
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence

@@ -3,7 +3,9 @@ backend returns."""
 
 from __future__ import annotations
 
-from pytest_integration_kit.services.endpoint import Endpoint
+from typing import TYPE_CHECKING
+
+from pytest_integration_kit.exports import lazy_exports
 from pytest_integration_kit.services.mysql import MySQLSpec
 from pytest_integration_kit.services.postgres import PostgresSpec
 from pytest_integration_kit.services.redis import RedisSpec
@@ -14,7 +16,11 @@ from pytest_integration_kit.services.registry import (
     register_service,
     spec_for,
 )
-from pytest_integration_kit.services.spec import Credentials, LocalLaunch, ServiceSpec
+from pytest_integration_kit.services.spec import ServiceSpec
+
+if TYPE_CHECKING:
+    from pytest_integration_kit.services.endpoint import Endpoint
+    from pytest_integration_kit.services.launch import Credentials, LocalLaunch
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -30,3 +36,11 @@ __all__ = [
     "register_service",
     "spec_for",
 ]
+
+# What only a started server uses, made on first use: every run imports this package (for
+# the specs' settings), few start a server (issue #11).
+if not TYPE_CHECKING:
+    __getattr__ = lazy_exports(
+        __name__,
+        {"Credentials": "launch", "Endpoint": "endpoint", "LocalLaunch": "launch"},
+    )

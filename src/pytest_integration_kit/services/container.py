@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
 from pytest_integration_kit.errors import BackendUnavailable
+from pytest_integration_kit.services.launch import Credentials, LocalLaunch
 from pytest_integration_kit.services.spec import (
-    Credentials,
-    LocalLaunch,
     ServerContext,
     ServiceSpec,
     find_executable,

@@ -5,8 +5,10 @@ installed package, reads and parses each one's ``entry_points.txt`` and then kee
 group's: every pytest run pays for it (issue #11), and more the more packages an
 environment has. Here each ``*.dist-info`` / ``*.egg-info`` directory on ``sys.path``
 is listed, its ``entry_points.txt`` read as bytes and only one naming the group is
-parsed (by ``importlib.metadata`` itself). The answer is the same: the first
-distribution of a name on the path wins, as there. Where distributions may come from
+parsed (by ``importlib.metadata`` itself); the declaring distribution's name is read
+from the ``Name:`` line of its metadata file, not by ``email``'s parser (whose import
+and parse every run paid). The answer is the same: the first distribution of a name
+on the path wins, as there. Where distributions may come from
 elsewhere (a zip or egg on the path, a meta path finder of another kind), the standard
 scan is used.
 """
@@ -41,9 +43,9 @@ def declared_entry_points(group: str) -> list[tuple[importlib.metadata.EntryPoin
         except OSError:
             continue
         for child in children:
-            stem, ext = os.path.splitext(child)
-            if ext.lower() not in _METADATA_DIRS:
+            if not child.lower().endswith(_METADATA_DIRS):
                 continue
+            stem = os.path.splitext(child)[0]
             # importlib.metadata's key: the name before the first "-", normalised.
             key = _SEPARATORS.sub("_", stem.partition("-")[0]).lower()
             if key in seen:
@@ -59,9 +61,26 @@ def declared_entry_points(group: str) -> list[tuple[importlib.metadata.EntryPoin
             dist = importlib.metadata.PathDistribution(pathlib.Path(path))
             declared = [ep for ep in dist.entry_points if ep.group == group]
             if declared:
-                name = dist.name
+                name = _declared_name(dist)
                 found += [(ep, name) for ep in declared]
     return found
+
+
+def _declared_name(dist: importlib.metadata.PathDistribution) -> str:
+    """``dist.name``, from the first ``Name:`` header of its metadata file (the headers
+    end at the first blank line); ``dist.name`` itself where there is none."""
+    for filename in ("METADATA", "PKG-INFO"):
+        text = dist.read_text(filename)
+        if text is None:
+            continue
+        for line in text.splitlines():
+            if not line.strip():
+                break
+            key, sep, value = line.partition(":")
+            if sep and key.strip().lower() == "name" and value.strip():
+                return value.strip()
+        break
+    return dist.name
 
 
 def _plain_path() -> list[str] | None:

@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING
 from pytest_integration_kit.errors import BackendUnavailable
 from pytest_integration_kit.services.server_settings import options_setting
 from pytest_integration_kit.services.spec import (
-    Credentials,
-    LocalLaunch,
     ServiceSpec,
     find_executable,
 )
@@ -20,6 +18,7 @@ if TYPE_CHECKING:
 
     from pytest_integration_kit.backends.local import LocalRunner
     from pytest_integration_kit.services.endpoint import Endpoint
+    from pytest_integration_kit.services.launch import Credentials, LocalLaunch
     from pytest_integration_kit.settings import Setting
 
 __all__ = ["MySQLSpec"]
@@ -221,6 +220,8 @@ class MySQLSpec(ServiceSpec):
             *NON_DURABLE,
             *self._options(),
         ]
+        from pytest_integration_kit.services.launch import LocalLaunch  # noqa: PLC0415 - a server's
+
         return LocalLaunch(command=command, remove_when_ready=[init_file])
 
     def probe(self, endpoint: Endpoint, timeout: float) -> str:

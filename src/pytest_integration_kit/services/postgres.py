@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import math
 import os
 import re
@@ -21,8 +20,6 @@ from pytest_integration_kit.services.server_settings import (
     options_setting,
 )
 from pytest_integration_kit.services.spec import (
-    Credentials,
-    LocalLaunch,
     ServiceSpec,
     find_executable,
 )
@@ -32,6 +29,7 @@ if TYPE_CHECKING:
 
     from pytest_integration_kit.backends.local import LocalRunner
     from pytest_integration_kit.services.endpoint import Endpoint
+    from pytest_integration_kit.services.launch import Credentials, LocalLaunch
     from pytest_integration_kit.services.spec import ServerContext
     from pytest_integration_kit.settings import Setting
 
@@ -65,6 +63,8 @@ ALTER_ROLE = (
 def scram_verifier(password: str, iterations: int = 4096) -> str:
     """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password`` (RFC 5803 form):
     ALTER ROLE takes it as it is, so the password itself never enters the container."""
+    import hmac  # noqa: PLC0415 - only a server started here is given a password
+
     salt = os.urandom(16)
     salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
     stored = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
@@ -267,6 +267,8 @@ class PostgresSpec(ServiceSpec):
         ]
         for option in NON_DURABLE:
             command += ["-c", option]
+        from pytest_integration_kit.services.launch import LocalLaunch  # noqa: PLC0415 - a server's
+
         return LocalLaunch(command=command + self._options())
 
     def probe(self, endpoint: Endpoint, timeout: float) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import secrets
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,8 +16,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from pytest_integration_kit.errors import BackendUnavailable
 from pytest_integration_kit.services.spec import (
-    Credentials,
-    LocalLaunch,
     ServerContext,
     ServiceSpec,
     find_executable,
@@ -29,6 +26,7 @@ if TYPE_CHECKING:
 
     from pytest_integration_kit.backends.local import LocalRunner
     from pytest_integration_kit.services.endpoint import Endpoint
+    from pytest_integration_kit.services.launch import Credentials, LocalLaunch
 
 __all__ = ["MANAGEMENT_PORT", "RabbitMQSpec"]
 
@@ -192,6 +190,8 @@ class RabbitMQSpec(ServiceSpec):
             ),
         )
         # The Erlang cookie guards the distribution port: random, private.
+        import secrets  # noqa: PLC0415 - only a server started here needs one
+
         runner.write_secret(workdir / ".erlang.cookie", secrets.token_hex(16))
         dist_port = _free_port(port, management)
         epmd_port = _free_port(port, management, dist_port)
@@ -216,6 +216,8 @@ class RabbitMQSpec(ServiceSpec):
             "RUNNING_UNDER_SYSTEMD": "true",
         }
         command = ["/bin/sh", "-c", LAUNCH, "rabbitmq", str(binaries["epmd"])]
+        from pytest_integration_kit.services.launch import LocalLaunch  # noqa: PLC0415 - a server's
+
         return LocalLaunch(command=[*command, str(binaries["server"])], env=env)
 
     # -- protocol ---------------------------------------------------------------------

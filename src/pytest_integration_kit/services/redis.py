@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING
 from pytest_integration_kit.errors import BackendUnavailable
 from pytest_integration_kit.services.server_settings import options_setting
 from pytest_integration_kit.services.spec import (
-    Credentials,
-    LocalLaunch,
     ServiceSpec,
     find_executable,
 )
@@ -19,6 +17,7 @@ if TYPE_CHECKING:
 
     from pytest_integration_kit.backends.local import LocalRunner
     from pytest_integration_kit.services.endpoint import Endpoint
+    from pytest_integration_kit.services.launch import Credentials, LocalLaunch
     from pytest_integration_kit.settings import Setting
 
 __all__ = ["RedisSpec"]
@@ -59,6 +58,8 @@ class RedisSpec(ServiceSpec):
         """An empty password (``integration_redis_password =``) means no AUTH at all."""
         credentials = super().credentials(password)
         if not credentials.password:
+            from pytest_integration_kit.services.launch import Credentials  # noqa: PLC0415 - a server's
+
             return Credentials("", "", credentials.database)
         return credentials
 
@@ -125,6 +126,8 @@ class RedisSpec(ServiceSpec):
                 ]
             ),
         )
+        from pytest_integration_kit.services.launch import LocalLaunch  # noqa: PLC0415 - a server's
+
         return LocalLaunch(command=[str(binaries["server"]), str(config)])
 
     def probe(self, endpoint: Endpoint, timeout: float) -> str:

@@ -7,19 +7,19 @@ import os
 import shutil
 import signal
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pytest_integration_kit.errors import BackendUnavailable, MissingExtra
-from pytest_integration_kit.services.endpoint import Endpoint
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
     from pytest_integration_kit.backends.local import LocalRunner
+    from pytest_integration_kit.services.endpoint import Endpoint
+    from pytest_integration_kit.services.launch import Credentials, LocalLaunch
     from pytest_integration_kit.settings import Setting
 
 _Spec = TypeVar("_Spec", bound="ServiceSpec")
@@ -27,23 +27,15 @@ _Spec = TypeVar("_Spec", bound="ServiceSpec")
 __all__ = ["Credentials", "LocalLaunch", "ServerContext", "ServiceSpec", "find_executable"]
 
 
-@dataclass(frozen=True)
-class Credentials:
-    """Who logs in: the password is random per session."""
+if not TYPE_CHECKING:
 
-    user: str
-    password: str = field(repr=False)
-    database: str
+    def __getattr__(name: str) -> object:
+        """Credentials and LocalLaunch, from their module on first use (see launch)."""
+        if name in ("Credentials", "LocalLaunch"):
+            from pytest_integration_kit.services import launch  # noqa: PLC0415
 
-
-@dataclass(frozen=True)
-class LocalLaunch:
-    """What the local backend runs once the data directory is prepared."""
-
-    command: Sequence[str]
-    env: dict[str, str] = field(default_factory=dict)
-    #: Files holding secrets that can go once the server is ready.
-    remove_when_ready: Sequence[Path] = ()
+            return getattr(launch, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ServerContext:
@@ -157,12 +149,16 @@ class ServiceSpec(ABC):
         """Who logs in: ``password`` when given, else a random one for this session."""
         import secrets  # noqa: PLC0415 - only a server started here needs a password
 
+        from pytest_integration_kit.services.launch import Credentials  # noqa: PLC0415 - same
+
         chosen = secrets.token_urlsafe(18) if password is None else password
         return Credentials(self.default_user, chosen, self.default_database)
 
     def endpoint(
         self, *, host: str, port: int, credentials: Credentials, backend: str, version: str = ""
     ) -> Endpoint:
+        from pytest_integration_kit.services.endpoint import Endpoint  # noqa: PLC0415 - a server's
+
         return Endpoint(
             service=self.name,
             host=host,
@@ -177,6 +173,8 @@ class ServiceSpec(ABC):
 
     def endpoint_from_url(self, url: str) -> Endpoint:
         """An endpoint for a server someone else runs (the url backend)."""
+        from pytest_integration_kit.services.endpoint import Endpoint  # noqa: PLC0415 - same
+
         parts = urlsplit(url)
         database = unquote(parts.path.lstrip("/")) or self.default_database
         # libpq and redis-py also take them as ``?user=…&password=…``.
