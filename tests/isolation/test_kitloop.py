@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 import isolation_project  # noqa: F401 - preloads the SQL dialects, see there
@@ -188,3 +189,93 @@ def test_asyncpg_connections_serve_every_loop(pytester: pytest.Pytester, backend
     output = result.stdout.str() + result.stderr.str()
     assert "Exception closing connection" not in output
     assert "never awaited" not in output
+
+
+#: Counts the hand-overs to the kit's loop and logs what asyncpg sent, per test.
+HANDOVER_CONFTEST = """
+import asyncio
+import json
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from pytest_integration_kit.isolation.kitthread import KIT_LOOP, KitLoop
+
+HANDOVERS = [0]
+QUERIES = []
+SEEN = []
+_run = KitLoop.run
+
+
+async def counted(self, coro, discard=None):
+    HANDOVERS[0] += 1
+    return await _run(self, coro, discard)
+
+
+KitLoop.run = counted
+
+
+@event.listens_for(Engine, "connect")
+def log_queries(dbapi_connection, record):
+    raw = getattr(dbapi_connection, "driver_connection", None)  # psycopg's: no such thing
+    if hasattr(raw, "add_query_logger"):
+        raw.add_query_logger(lambda logged: QUERIES.append(logged.query))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    handovers, queries = HANDOVERS[0], len(QUERIES)
+    result = yield
+    # The loggers are called soon after each query, on the kit's loop: let them run.
+    asyncio.run_coroutine_threadsafe(asyncio.sleep(0), KIT_LOOP.loop()).result(10)
+    SEEN.append([HANDOVERS[0] - handovers, QUERIES[queries:]])
+    return result
+
+
+def pytest_sessionfinish(session):
+    with open("seen.json", "w") as out:
+        json.dump(SEEN, out)
+"""
+
+HANDOVER_TESTS = """
+import pytest
+from sqlalchemy import text
+
+
+@pytest.mark.parametrize("n", range(3))
+@pytest.mark.asyncio
+async def test_row(postgres_async_session, n):
+    s = postgres_async_session
+    await s.execute(text("INSERT INTO orders (id, user_id, total) VALUES (1, 1, 5)"))
+    await s.commit()
+    assert (await s.execute(text("SELECT count(*) FROM orders"))).scalar() == 1
+
+
+@pytest.mark.asyncio
+async def test_unused(postgres_async_session):
+    pass
+
+
+def test_last():  # the run's teardown (closing the connection) is counted here
+    pass
+"""
+
+
+def test_a_test_hands_over_once_per_round_trip_it_waits_for(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    """BEGIN goes with the first statement; the end is ROLLBACK and the clean in one
+    hand-over, with no ROLLBACK TO SAVEPOINT before (the rollback drops savepoints).
+    A test that sends nothing still gets its clean, in a hand-over of its own."""
+    write_project(pytester)
+    pytester.makeconftest(HANDOVER_CONFTEST)
+    pytester.makepyfile(test_counted=HANDOVER_TESTS)
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=5)
+    seen = json.loads(pytester.path.joinpath("seen.json").read_text())
+    # The first test also opens the connection (and the dialect's first queries).
+    # asyncpg logs no prepared statement's run: SAVEPOINT, INSERT, RELEASE, SAVEPOINT
+    # and the count are the other hand-overs (before: 8, and a clean of the kit's own).
+    ended = ["BEGIN;", "ROLLBACK;", "SELECT _pik.clean()"]
+    assert seen[1:4] == [[6, ended], [6, ended], [1, ["SELECT _pik.clean()"]]], seen
