@@ -166,6 +166,22 @@ async def test_left_inside_a_transaction_of_its_own(postgres_async_session):
 
 
 @pytest.mark.asyncio
+async def test_a_transaction_begins_with_the_next_call(postgres_async_session):
+    raw = (await (await postgres_async_session.connection()).get_raw_connection()).driver_connection
+    sent = []
+    raw.add_query_logger(lambda logged: sent.append(logged.query))
+    unused = raw.transaction()  # inside the session's: a savepoint
+    await unused.start()
+    await unused.rollback()  # never begun on the server: nothing sent
+    used = raw.transaction()
+    await used.start()
+    assert await raw.fetchval("SELECT 41 + 1") == 42
+    await used.rollback()
+    await raw.execute("SELECT 2")  # the logger runs soon after each query: the last waits
+    assert [q.split(" ")[0] for q in sent[:3]] == ["SAVEPOINT", "SELECT", "ROLLBACK"], sent
+
+
+@pytest.mark.asyncio
 async def test_after_the_cancelled_ones(postgres_async_session):
     s = postgres_async_session
     assert (await s.execute(text("SELECT count(*) FROM orders"))).scalar() == 0
@@ -185,7 +201,7 @@ def test_asyncpg_connections_serve_every_loop(pytester: pytest.Pytester, backend
     write_project(pytester)
     pytester.makepyfile(test_kept=KEPT_TESTS)
     result = run(pytester, "-p", "no:randomly")
-    result.assert_outcomes(passed=10)
+    result.assert_outcomes(passed=11)
     output = result.stdout.str() + result.stderr.str()
     assert "Exception closing connection" not in output
     assert "never awaited" not in output

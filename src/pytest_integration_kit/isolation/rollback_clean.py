@@ -92,7 +92,7 @@ async def async_rollback_and_clean(
         return None
     driver = connection.dialect.driver
     raw: Any = connection.sync_connection.connection.driver_connection  # type: ignore[union-attr]
-    if driver == "psycopg_async":
+    if driver == "psycopg":  # the async dialect's name too
         async with raw.cursor() as cursor:
             await cursor.execute(f"ROLLBACK; {admin.clean_statement}")
             if cursor.description is None:  # the ROLLBACK's result comes first
