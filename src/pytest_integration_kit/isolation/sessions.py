@@ -50,9 +50,10 @@ async def async_rollback_session(
     ``end(connection)``, if given, is awaited with the transaction still open: it may
     end it on the server (and clean, in the same round trip or hand-over, see
     :mod:`~pytest_integration_kit.isolation.rollback_clean`). On a driver error the
-    connection is discarded (its state is unknown). The outer transaction is rolled back before the
-    session closes: that drops the session's savepoints without a statement (closing
-    the session first would send a ``ROLLBACK TO SAVEPOINT`` the rollback makes moot).
+    connection is discarded (its state is unknown). The outer transaction is rolled
+    back before the session closes: that drops the session's savepoints without a
+    statement (closing the session first sent a ``ROLLBACK TO SAVEPOINT`` the rollback
+    makes moot).
     """
     from sqlalchemy.ext.asyncio import AsyncSession  # noqa: PLC0415 - optional dependency, imported when used
 
