@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 import isolation_project  # noqa: F401 - preloads the SQL dialects, see there
@@ -165,6 +166,22 @@ async def test_left_inside_a_transaction_of_its_own(postgres_async_session):
 
 
 @pytest.mark.asyncio
+async def test_a_transaction_begins_with_the_next_call(postgres_async_session):
+    raw = (await (await postgres_async_session.connection()).get_raw_connection()).driver_connection
+    sent = []
+    raw.add_query_logger(lambda logged: sent.append(logged.query))
+    unused = raw.transaction()  # inside the session's: a savepoint
+    await unused.start()
+    await unused.rollback()  # never begun on the server: nothing sent
+    used = raw.transaction()
+    await used.start()
+    assert await raw.fetchval("SELECT 41 + 1") == 42
+    await used.rollback()
+    await raw.execute("SELECT 2")  # the logger runs soon after each query: the last waits
+    assert [q.split(" ")[0] for q in sent[:3]] == ["SAVEPOINT", "SELECT", "ROLLBACK"], sent
+
+
+@pytest.mark.asyncio
 async def test_after_the_cancelled_ones(postgres_async_session):
     s = postgres_async_session
     assert (await s.execute(text("SELECT count(*) FROM orders"))).scalar() == 0
@@ -184,7 +201,97 @@ def test_asyncpg_connections_serve_every_loop(pytester: pytest.Pytester, backend
     write_project(pytester)
     pytester.makepyfile(test_kept=KEPT_TESTS)
     result = run(pytester, "-p", "no:randomly")
-    result.assert_outcomes(passed=10)
+    result.assert_outcomes(passed=11)
     output = result.stdout.str() + result.stderr.str()
     assert "Exception closing connection" not in output
     assert "never awaited" not in output
+
+
+#: Counts the hand-overs to the kit's loop and logs what asyncpg sent, per test.
+HANDOVER_CONFTEST = """
+import asyncio
+import json
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from pytest_integration_kit.isolation.kitthread import KIT_LOOP, KitLoop
+
+HANDOVERS = [0]
+QUERIES = []
+SEEN = []
+_run = KitLoop.run
+
+
+async def counted(self, coro, discard=None):
+    HANDOVERS[0] += 1
+    return await _run(self, coro, discard)
+
+
+KitLoop.run = counted
+
+
+@event.listens_for(Engine, "connect")
+def log_queries(dbapi_connection, record):
+    raw = getattr(dbapi_connection, "driver_connection", None)  # psycopg's: no such thing
+    if hasattr(raw, "add_query_logger"):
+        raw.add_query_logger(lambda logged: QUERIES.append(logged.query))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    handovers, queries = HANDOVERS[0], len(QUERIES)
+    result = yield
+    # The loggers are called soon after each query, on the kit's loop: let them run.
+    asyncio.run_coroutine_threadsafe(asyncio.sleep(0), KIT_LOOP.loop()).result(10)
+    SEEN.append([HANDOVERS[0] - handovers, QUERIES[queries:]])
+    return result
+
+
+def pytest_sessionfinish(session):
+    with open("seen.json", "w") as out:
+        json.dump(SEEN, out)
+"""
+
+HANDOVER_TESTS = """
+import pytest
+from sqlalchemy import text
+
+
+@pytest.mark.parametrize("n", range(3))
+@pytest.mark.asyncio
+async def test_row(postgres_async_session, n):
+    s = postgres_async_session
+    await s.execute(text("INSERT INTO orders (id, user_id, total) VALUES (1, 1, 5)"))
+    await s.commit()
+    assert (await s.execute(text("SELECT count(*) FROM orders"))).scalar() == 1
+
+
+@pytest.mark.asyncio
+async def test_unused(postgres_async_session):
+    pass
+
+
+def test_last():  # the run's teardown (closing the connection) is counted here
+    pass
+"""
+
+
+def test_a_test_hands_over_once_per_round_trip_it_waits_for(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    """BEGIN goes with the first statement; the end is ROLLBACK and the clean in one
+    hand-over, with no ROLLBACK TO SAVEPOINT before (the rollback drops savepoints).
+    A test that sends nothing still gets its clean, in a hand-over of its own."""
+    write_project(pytester)
+    pytester.makeconftest(HANDOVER_CONFTEST)
+    pytester.makepyfile(test_counted=HANDOVER_TESTS)
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=5)
+    seen = json.loads(pytester.path.joinpath("seen.json").read_text())
+    # The first test also opens the connection (and the dialect's first queries).
+    # asyncpg logs no prepared statement's run: SAVEPOINT, INSERT, RELEASE, SAVEPOINT
+    # and the count are the other hand-overs (before: 8, and a clean of the kit's own).
+    ended = ["BEGIN;", "ROLLBACK;", "SELECT _pik.clean()"]
+    assert seen[1:4] == [[6, ended], [6, ended], [1, ["SELECT _pik.clean()"]]], seen

@@ -1,4 +1,5 @@
-"""What a ``postgres_session`` / ``mysql_session`` test costs the server after its body.
+"""What a ``postgres_session`` / ``mysql_session`` test costs the server after its body
+(and a ``postgres_async_session`` on psycopg; asyncpg's: test_kitloop.py).
 
 The session's rollback and the clean of what other connections committed go out as one
 round trip (issue 11): PostgreSQL one simple-query message, MySQL one CALL (and
@@ -87,6 +88,82 @@ def test_mysql(mysql_session, n):
     mysql_session.commit()
     assert mysql_session.execute(text("SELECT count(*) FROM orders")).scalar() == 1
 """
+
+
+#: Every statement a psycopg cursor (sync or async, of any engine) sends, by test phase.
+CURSOR_LOG_CONFTEST = """
+import json
+
+import psycopg
+import pytest
+
+SENT = []
+SEEN = []
+_sync, _async = psycopg.Cursor.execute, psycopg.AsyncCursor.execute
+
+
+def logged(self, query, *args, **kwargs):
+    SENT.append(str(query))
+    return _sync(self, query, *args, **kwargs)
+
+
+async def logged_async(self, query, *args, **kwargs):
+    SENT.append(str(query))
+    return await _async(self, query, *args, **kwargs)
+
+
+psycopg.Cursor.execute, psycopg.AsyncCursor.execute = logged, logged_async
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    before = len(SENT)
+    result = yield
+    SEEN.append(SENT[before:])
+    return result
+
+
+def pytest_sessionfinish(session):
+    with open("seen.json", "w") as out:
+        json.dump(SEEN, out)
+"""
+
+ASYNC_COUNTED_TESTS = """
+import pytest
+from sqlalchemy import text
+
+from pytest_integration_kit import postgres_async_session_factory
+
+psycopg_async_session = postgres_async_session_factory(driver="psycopg_async")
+
+
+@pytest.mark.parametrize("n", range(3))
+@pytest.mark.asyncio
+async def test_postgres_async(psycopg_async_session, n):
+    s = psycopg_async_session
+    await s.execute(text("INSERT INTO orders (id, user_id, total) VALUES (1, 1, 5)"))
+    await s.commit()
+    assert (await s.execute(text("SELECT count(*) FROM orders"))).scalar() == 1
+
+
+def test_last():  # the run's teardown is counted here
+    pass
+"""
+
+
+def test_an_async_session_on_psycopg_ends_in_one_round_trip(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    """psycopg_async: the same message as the sync session's, and no other statement
+    (before: ROLLBACK TO SAVEPOINT on the session's connection, and the clean apart on
+    the kit's admin connection)."""
+    write_project(pytester)
+    pytester.makeconftest(CURSOR_LOG_CONFTEST)
+    pytester.makepyfile(test_counted=ASYNC_COUNTED_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=4)
+    seen = json.loads(pytester.path.joinpath("seen.json").read_text())
+    assert seen[:3] == [["ROLLBACK; SELECT _pik.clean()"]] * 3, seen
 
 
 def test_a_session_ends_in_one_round_trip(pytester: pytest.Pytester, backend_env: str) -> None:

@@ -8,26 +8,32 @@ empty statement cache, a Parse round trip before every statement — several tim
 test's own queries.
 
 So the kit opens asyncpg connections on one long-lived loop of its own, run by a daemon
-thread (:class:`KitLoop`, one per process, started on first use), and keeps idle ones
-between tests (:func:`~pytest_integration_kit.isolation.crossloop.cross_loop_pool`).
-SQLAlchemy's asyncpg adapter is given an :class:`OnKitLoop` in place of the driver's
-connection: every coroutine the adapter (or the test, through ``driver_connection``)
-gets from it is run on the kit's loop, and the test's loop awaits its result — a
-normal ``AsyncSession`` on the test's side, two thread hand-overs per round trip.
-Cancelling the test's await cancels the work on the kit's loop. A connection handed
-back with a transaction open, or closed, is replaced at the next checkout
-(:func:`on_checkout`), and the adapter's asyncio lock is made anew for each loop.
+thread (:class:`~pytest_integration_kit.isolation.kitthread.KitLoop`, one per process,
+started on first use), and keeps idle ones between tests
+(:func:`~pytest_integration_kit.isolation.crossloop.cross_loop_pool`). SQLAlchemy's
+asyncpg adapter is given an :class:`OnKitLoop` in place of the driver's connection:
+every coroutine the adapter (or the test, through ``driver_connection``) gets from it
+is run on the kit's loop, and the test's loop awaits its result — a normal
+``AsyncSession`` on the test's side, two thread wake-ups per hand-over. Cancelling the
+test's await cancels the work on the kit's loop. A connection handed back with a
+transaction open, or closed, is replaced at the next checkout (:func:`on_checkout`),
+and the adapter's asyncio lock is made anew for each loop.
+
+Work nobody waits for goes along with the next call instead of a hand-over of its own:
+a transaction's ``BEGIN`` (the adapter starts one right before a statement), and what
+:func:`after_next_call` asks for (the session's clean after its ``ROLLBACK``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import os
 import re
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
+
+from pytest_integration_kit.isolation.kitthread import KIT_LOOP, KitLoop
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine, Generator
@@ -38,162 +44,16 @@ if TYPE_CHECKING:
 
     from pytest_integration_kit.isolation.admin import DatabaseAdmin
 
-__all__ = ["KIT_LOOP", "KitLoop", "OnKitLoop", "kept_asyncpg_engine", "on_checkout", "supported"]
-
-
-class KitLoop:
-    """One event loop run by a daemon thread, started on first use (again in a forked
-    child, which has no copy of the thread)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """The running loop, started if it is not (or if its thread is gone: a
-        connection of the old loop then fails on its next use instead of hanging)."""
-        with self._lock:
-            if (
-                self._loop is None
-                or self._thread is None
-                or self._pid != os.getpid()
-                or not self._thread.is_alive()
-            ):
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=_run_forever, args=(loop,), name="integration-kit-asyncpg", daemon=True
-                )
-                thread.start()
-                self._loop, self._thread, self._pid = loop, thread, os.getpid()
-            return self._loop
-
-    def in_thread(self) -> bool:
-        """Whether the caller is the loop's own thread."""
-        return self._thread is threading.current_thread()
-
-    async def run(
-        self,
-        coro: Coroutine[Any, Any, Any],
-        discard: Callable[[Any], object] | None = None,
-    ) -> Any:
-        """Await ``coro``, run on the kit's loop, from the running (test's) loop;
-        cancelling this await cancels it there. ``discard`` is given (on the kit's
-        loop) a result nobody waits for any more: a connection opened too late."""
-        if self.in_thread():  # awaiting it here would wait for ourselves
-            coro.close()
-            raise RuntimeError("the kit's asyncpg loop cannot wait for its own work")
-        kit = self.loop()
-        caller = asyncio.get_running_loop()
-        handover = _Handover(coro, caller.create_future(), caller, kit, discard)
-        kit.call_soon_threadsafe(handover.start)
-        try:
-            return await handover.outcome
-        except asyncio.CancelledError:
-            handover.cancel()
-            raise
-
-    def call_soon(self, function: Callable[[], object]) -> None:
-        """Call ``function`` on the loop's thread, without waiting for it."""
-        if self.in_thread():
-            function()
-        else:
-            self.loop().call_soon_threadsafe(function)
-
-    def stop(self) -> None:
-        """Stop the loop and its thread (the next use starts another); for a loop
-        whose connections are all closed."""
-        with self._lock:
-            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
-        if loop is None or thread is None or self._pid != os.getpid():
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        if not thread.is_alive():
-            loop.close()
-
-
-def _run_forever(loop: asyncio.AbstractEventLoop) -> None:
-    asyncio.set_event_loop(loop)
-    loop.run_forever()
-
-
-class _Handover:
-    """One coroutine handed from a caller's loop to the kit's, and its outcome back.
-
-    Leaner than ``run_coroutine_threadsafe`` + ``wrap_future`` (no concurrent future,
-    no lock, no done callbacks): each side's thread is woken once per hand-over.
-    """
-
-    __slots__ = ("_caller", "_coro", "_discard", "_kit", "_task", "outcome")
-
-    def __init__(
-        self,
-        coro: Coroutine[Any, Any, Any],
-        outcome: asyncio.Future[Any],
-        caller: asyncio.AbstractEventLoop,
-        kit: asyncio.AbstractEventLoop,
-        discard: Callable[[Any], object] | None,
-    ) -> None:
-        self._coro, self.outcome, self._caller, self._kit = coro, outcome, caller, kit
-        self._discard = discard
-        self._task: asyncio.Task[Any] | None = None
-
-    def start(self) -> None:
-        """On the kit's loop: run the coroutine (unless its caller gave up already)."""
-        if self.outcome.cancelled():
-            self._coro.close()
-            return
-        self._task = self._kit.create_task(self._run())
-
-    async def _run(self) -> None:
-        try:
-            result = await self._coro
-        except BaseException as error:  # the caller's to raise, not this loop's
-            self._send(error, None)
-            if isinstance(error, (KeyboardInterrupt, SystemExit)):
-                raise
-        else:
-            self._send(None, result)
-
-    def _send(self, error: BaseException | None, result: Any) -> None:
-        try:
-            self._caller.call_soon_threadsafe(self._deliver, error, result)
-        except RuntimeError:  # the caller's loop is closed: nobody waits for it
-            self._abandon(error, result)
-
-    def _abandon(self, error: BaseException | None, result: Any) -> None:
-        if error is None and self._discard is not None:
-            self._discard(result)
-
-    def _deliver(self, error: BaseException | None, result: Any) -> None:
-        """On the caller's loop: the outcome of the coroutine becomes the future's."""
-        if self.outcome.done():  # its waiter was cancelled
-            with contextlib.suppress(RuntimeError):  # a kit loop gone took it along
-                self._kit.call_soon_threadsafe(self._abandon, error, result)
-            return
-        if isinstance(error, asyncio.CancelledError):
-            self.outcome.cancel()
-        elif error is not None:
-            self.outcome.set_exception(error)
-        else:
-            self.outcome.set_result(result)
-
-    def cancel(self) -> None:
-        """On the caller's loop, its wait cancelled: cancel the work on the kit's loop
-        (queued after :meth:`start`, so it finds the task started or never started)."""
-        # A kit loop that is gone took its work with it.
-        with contextlib.suppress(RuntimeError):
-            self._kit.call_soon_threadsafe(self._cancel)
-
-    def _cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-
-#: The process's loop for asyncpg connections kept between tests.
-KIT_LOOP = KitLoop()
+__all__ = [
+    "KIT_LOOP",
+    "Follower",
+    "KitLoop",
+    "OnKitLoop",
+    "after_next_call",
+    "kept_asyncpg_engine",
+    "on_checkout",
+    "supported",
+]
 
 
 class OnKitLoop:
@@ -204,55 +64,104 @@ class OnKitLoop:
     the same way, rows and values are not. ``terminate()`` is handed to the kit's loop.
     """
 
-    __slots__ = ("_target",)
+    __slots__ = ("_connection", "_target")
 
-    def __init__(self, target: Any) -> None:
+    def __init__(self, target: Any, connection: Any = None) -> None:
         object.__setattr__(self, "_target", target)
+        # The connection the object belongs to: the key of its work taken along.
+        object.__setattr__(self, "_connection", target if connection is None else connection)
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._target, name)
         if not callable(value) or isinstance(value, type):
             return value
+        connection = self._connection
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            return _adopt(value(*args, **kwargs))
+            return _adopt(value(*args, **kwargs), connection)
 
         return call
 
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._target, name, value)
 
+    def is_in_transaction(self) -> bool:
+        """The connection's, counting a transaction whose ``BEGIN`` waits to be sent."""
+        inside = self._target.is_in_transaction
+        return self._connection in _LEADING or bool(inside())
+
     def terminate(self) -> None:
         """Close the socket at once, on the loop that owns it."""
         KIT_LOOP.call_soon(self._target.terminate)
 
     def __await__(self) -> Generator[Any, None, Any]:
-        return _hop(_awaited(self._target)).__await__()
+        return _hop(_awaited(self._target), self._connection).__await__()
 
     def __aiter__(self) -> Any:
-        return _adopt(self._target.__aiter__())
+        return _adopt(self._target.__aiter__(), self._connection)
 
     async def __anext__(self) -> Any:
-        return await _hop(self._target.__anext__())
+        return await _hop(self._target.__anext__(), self._connection)
 
     async def __aenter__(self) -> Any:
-        return await _hop(self._target.__aenter__())
+        return await _hop(self._target.__aenter__(), self._connection)
 
     async def __aexit__(self, *exc_info: object) -> Any:
-        return await _hop(self._target.__aexit__(*exc_info))
+        return await _hop(self._target.__aexit__(*exc_info), self._connection)
 
     def __repr__(self) -> str:
         return f"<{self._target!r} on the kit's loop>"
 
 
-def _adopt(value: Any) -> Any:
+def _adopt(value: Any, connection: Any) -> Any:
     """``value`` as the caller may use it: a coroutine runs on the kit's loop, an
-    asyncpg resource is wrapped, anything else is itself."""
+    asyncpg resource (of ``connection``) is wrapped, anything else is itself."""
     if asyncio.iscoroutine(value):
-        return _hop(value)
+        return _hop(value, connection)
+    if isinstance(value, _transaction_class()):
+        return _TransactionOnKitLoop(value, connection)
     if isinstance(value, _resource_class()):
-        return OnKitLoop(value)
+        return OnKitLoop(value, connection)
     return value
+
+
+class _TransactionOnKitLoop(OnKitLoop):
+    """An asyncpg transaction whose ``start()`` (``BEGIN``) is sent with the next call on
+    its connection, in that call's hand-over: SQLAlchemy's adapter starts one right
+    before a statement, and each hand-over costs two thread wake-ups. Rolled back or
+    committed before any call, it was never begun on the server: nothing is sent."""
+
+    __slots__ = ()
+
+    async def start(self) -> None:
+        with _TAKEN_ALONG_LOCK:
+            _LEADING.setdefault(self._connection, []).append(self._target)
+
+    async def rollback(self) -> None:
+        if not self._withdraw_start():
+            await _hop(self._target.rollback(), self._connection)
+
+    async def commit(self) -> None:
+        if not self._withdraw_start():
+            await _hop(self._target.commit(), self._connection)
+
+    def _withdraw_start(self) -> bool:
+        with _TAKEN_ALONG_LOCK:
+            leading = _LEADING.get(self._connection)
+            if leading is None or self._target not in leading:
+                return False
+            leading.remove(self._target)
+            if not leading:
+                del _LEADING[self._connection]
+            return True
+
+
+@functools.cache
+def _transaction_class() -> type:
+    from asyncpg.transaction import Transaction  # noqa: PLC0415 - only with this driver
+
+    transaction: type = Transaction
+    return transaction
 
 
 @functools.cache
@@ -264,12 +173,96 @@ def _resource_class() -> type:
     return resource
 
 
-async def _hop(coro: Coroutine[Any, Any, Any]) -> Any:
-    return _adopt(await KIT_LOOP.run(coro))
+async def _hop(coro: Coroutine[Any, Any, Any], connection: Any) -> Any:
+    if _LEADING or _FOLLOWING:
+        with _TAKEN_ALONG_LOCK:
+            leading = _LEADING.pop(connection, None)
+            following = _FOLLOWING.pop(connection, None)
+        if leading or following:
+            coro = _along(leading or [], coro, following or [])
+    return _adopt(await KIT_LOOP.run(coro), connection)
 
 
 async def _awaited(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
+
+
+class Follower:
+    """Work on a connection that goes to the kit's loop with the next call on it, run
+    right after that call in the same hand-over (:func:`after_next_call`)."""
+
+    __slots__ = ("_connection", "_error", "_make", "_result", "_state")
+
+    def __init__(self, connection: Any, make: Callable[[Any], Awaitable[Any]]) -> None:
+        self._connection, self._make = connection, make
+        self._state = "waiting"  # then, on the kit's loop: "running", "done"
+        self._result: Any = None
+        self._error: BaseException | None = None
+
+    async def run_here(self) -> None:
+        """On the kit's loop: run the work once; its outcome is kept for :meth:`outcome`."""
+        if self._state != "waiting":
+            return
+        self._state = "running"
+        try:
+            self._result = await self._make(self._connection)
+        except Exception as error:  # the caller's to raise, from outcome()
+            self._error = error
+        self._state = "done"
+
+    def withdraw(self) -> None:
+        """Leave the work undone, if no call has taken it along yet."""
+        with _TAKEN_ALONG_LOCK:
+            following = _FOLLOWING.get(self._connection)
+            if following is not None and self in following:
+                following.remove(self)
+                if not following:
+                    del _FOLLOWING[self._connection]
+
+    async def outcome(self) -> Any:
+        """The work's result (or error): run on a hand-over of its own if no call (or
+        only one that failed first) took it along."""
+        if self._state == "waiting":
+            self.withdraw()
+            await KIT_LOOP.run(self.run_here())
+        if self._state != "done":
+            raise RuntimeError("the kit's asyncpg work was abandoned with its hand-over")
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+def after_next_call(connection: OnKitLoop, make: Callable[[Any], Awaitable[Any]]) -> Follower:
+    """``make(driver_connection)`` awaited on the kit's loop right after the next call
+    on ``connection`` (if that call succeeds), in its hand-over: one thread hand-over
+    for both. Await :meth:`Follower.outcome` for its result."""
+    follower = Follower(connection._connection, make)
+    with _TAKEN_ALONG_LOCK:
+        _FOLLOWING.setdefault(connection._connection, []).append(follower)
+    return follower
+
+
+async def _along(
+    leading: list[Any], coro: Coroutine[Any, Any, Any], following: list[Follower]
+) -> Any:
+    """On the kit's loop: the transactions started first, the call, then its followers."""
+    try:
+        for transaction in leading:
+            await transaction.start()
+    except BaseException:
+        coro.close()
+        raise
+    result = await coro
+    for follower in following:
+        await follower.run_here()
+    return result
+
+
+#: What waits for the next call on a connection (the driver's, not its wrapper):
+#: transactions to start before it, work to run after it.
+_LEADING: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
+_FOLLOWING: weakref.WeakKeyDictionary[Any, list[Follower]] = weakref.WeakKeyDictionary()
+_TAKEN_ALONG_LOCK = threading.Lock()
 
 
 async def _connect(*args: Any, **kwargs: Any) -> OnKitLoop:

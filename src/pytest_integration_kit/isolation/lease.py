@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from pytest_integration_kit.isolation.databases import IsolatedDatabases, IsolationError, LeakError
 from pytest_integration_kit.isolation.rollback_clean import (
+    async_rollback_and_clean,
     rollback_and_clean,
     rollback_clean_session,
 )
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from sqlalchemy.engine import Connection, Engine
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
     from sqlalchemy.orm import Session
 
     from pytest_integration_kit.isolation.admin import CleanReport
@@ -103,6 +104,12 @@ class DatabaseLease:
             return False
         self._cleaned = rollback_and_clean(self.databases.admin, connection)
         return self._cleaned is not None
+
+    async def end_async_session(self, connection: AsyncConnection) -> None:
+        """:meth:`_end_session` for an AsyncSession's connection (the session's ``end``)."""
+        if self.users != 1 or self.leak_check:
+            return
+        self._cleaned = await async_rollback_and_clean(self.databases.admin, connection)
 
     def async_engine(self, driver: str | None = None) -> AsyncEngine:
         """The AsyncEngine on this lease's database (shared: the databases dispose of it)."""

@@ -16,6 +16,11 @@ SQLAlchemy then closes the connection: its rollback drops the session's savepoin
 without a statement (psycopg sends none at all: the server is already outside a
 transaction; PyMySQL would send a ``ROLLBACK`` regardless, so that one connection's
 rollback is a no-op while it closes), and the pool does not reset the connection again.
+
+An AsyncSession on PostgreSQL ends the same way (:func:`async_rollback_and_clean`):
+psycopg's ``AsyncConnection`` sends the same message; asyncpg sends no multi-statement
+query that returns rows, so its ``ROLLBACK`` and the clean are two round trips, but on
+the kit's loop (:mod:`~pytest_integration_kit.isolation.kitloop`) one hand-over.
 """
 
 from __future__ import annotations
@@ -29,11 +34,17 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.ext.asyncio import AsyncConnection
     from sqlalchemy.orm import Session
 
     from pytest_integration_kit.isolation.admin import CleanReport, DatabaseAdmin
 
-__all__ = ["end_statement", "rollback_and_clean", "rollback_clean_session"]
+__all__ = [
+    "async_rollback_and_clean",
+    "end_statement",
+    "rollback_and_clean",
+    "rollback_clean_session",
+]
 
 #: PostgreSQL drivers that send a statement without parameters as one simple-query
 #: message, so several statements may share it; with the others the clean is separate.
@@ -66,6 +77,47 @@ def rollback_and_clean(admin: DatabaseAdmin, connection: Connection) -> CleanRep
         row = cursor.fetchone() if cursor.description is not None else None
     finally:
         cursor.close()  # pymysql: reads the CALL's last result too
+    return admin.clean_report(row)
+
+
+async def async_rollback_and_clean(
+    admin: DatabaseAdmin, connection: AsyncConnection
+) -> CleanReport | None:
+    """:func:`rollback_and_clean` for an AsyncConnection on PostgreSQL (psycopg: one
+    round trip; asyncpg: ``ROLLBACK`` through SQLAlchemy, then the clean — on the kit's
+    loop in the same hand-over). None (and nothing sent) for other servers and drivers,
+    or when the clean failed after the rollback (the lease then cleans as usual).
+    """
+    if admin.service != "postgres":
+        return None
+    driver = connection.dialect.driver
+    raw: Any = connection.sync_connection.connection.driver_connection  # type: ignore[union-attr]
+    if driver == "psycopg":  # the async dialect's name too
+        async with raw.cursor() as cursor:
+            await cursor.execute(f"ROLLBACK; {admin.clean_statement}")
+            if cursor.description is None:  # the ROLLBACK's result comes first
+                cursor.nextset()
+            return admin.clean_report(await cursor.fetchone())
+    if driver != "asyncpg":
+        return None
+    from pytest_integration_kit.isolation import kitloop  # noqa: PLC0415 - only with this driver
+
+    # Through SQLAlchemy: asyncpg's transaction object and the adapter's know it ended.
+    if isinstance(raw, kitloop.OnKitLoop):
+        cleaned = kitloop.after_next_call(raw, lambda own: own.fetchrow(admin.clean_statement))
+        try:
+            await connection.rollback()
+        except BaseException:
+            cleaned.withdraw()
+            raise
+        fetch = cleaned.outcome()
+    else:
+        await connection.rollback()
+        fetch = raw.fetchrow(admin.clean_statement)
+    try:
+        row = await fetch
+    except Exception:  # a failed clean is done again by the lease, which reports it
+        return None
     return admin.clean_report(row)
 
 

@@ -12,10 +12,10 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
     from sqlalchemy.engine import Engine
-    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
     from sqlalchemy.orm import Session
 
 __all__ = ["async_rollback_session", "rollback_session"]
@@ -39,9 +39,22 @@ def rollback_session(engine: Engine, **session_options: Any) -> Iterator[Session
 
 @asynccontextmanager
 async def async_rollback_session(
-    engine: AsyncEngine, *, session_class: type | None = None, **session_options: Any
+    engine: AsyncEngine,
+    *,
+    session_class: type | None = None,
+    end: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+    **session_options: Any,
 ) -> AsyncIterator[AsyncSession]:
-    """The AsyncSession counterpart of :func:`rollback_session` (of ``session_class``)."""
+    """The AsyncSession counterpart of :func:`rollback_session` (of ``session_class``).
+
+    ``end(connection)``, if given, is awaited with the transaction still open: it may
+    end it on the server (and clean, in the same round trip or hand-over, see
+    :mod:`~pytest_integration_kit.isolation.rollback_clean`). On a driver error the
+    connection is discarded (its state is unknown). The outer transaction is rolled
+    back before the session closes: that drops the session's savepoints without a
+    statement (closing the session first sent a ``ROLLBACK TO SAVEPOINT`` the rollback
+    makes moot).
+    """
     from sqlalchemy.ext.asyncio import AsyncSession  # noqa: PLC0415 - optional dependency, imported when used
 
     async with engine.connect() as conn:
@@ -52,6 +65,13 @@ async def async_rollback_session(
         try:
             yield session
         finally:
-            await session.close()
-            if outer.is_active:
-                await outer.rollback()
+            try:
+                if end is not None and outer.is_active and not conn.invalidated:
+                    try:
+                        await end(conn)
+                    except conn.dialect.loaded_dbapi.Error:
+                        await conn.invalidate()
+                if outer.is_active:
+                    await outer.rollback()
+            finally:
+                await session.close()
