@@ -68,3 +68,15 @@ def test_a_server_that_exits_is_reported_within_the_interval() -> None:
             is_running=lambda: server.poll() is None,
         )
     assert time.monotonic() - started < STATUS_INTERVAL + 0.5
+
+
+def test_a_start_step_that_failed_in_the_probe_ends_the_wait_at_once() -> None:
+    # A warm container whose password could not be set (the exec fallback failed) will
+    # not let anyone in by waiting the startup timeout out.
+    def probe(seconds: float) -> str:
+        raise ServerStartError("could not set the password")
+
+    started = time.monotonic()
+    with pytest.raises(ServerStartError, match="could not set the password"):
+        wait_until_ready(probe, what="a server", timeout=30, log_tail=lambda: "")
+    assert time.monotonic() - started < 1

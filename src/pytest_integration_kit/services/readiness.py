@@ -61,8 +61,10 @@ def wait_until_ready(
         left = deadline - time.monotonic()
         try:
             return probe(max(0.05, min(PROBE_TIMEOUT, left)))
-        except BackendUnavailable:
-            raise  # a missing driver will not appear by waiting
+        except (BackendUnavailable, ServerStartError):
+            # A missing driver will not appear by waiting, nor will a start step that
+            # failed (a warm container's password that could not be set) succeed.
+            raise
         except Exception as exc:
             last_error = exc
             if final(exc):
