@@ -9,6 +9,7 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -269,3 +270,68 @@ def test_warm_remove_clears_both_caches(cache_dir: Path) -> None:
     finally:
         with contextlib.suppress(Exception):
             client.images.remove(image.id, force=True)
+
+
+#: Images made from a warm image, tagged as it: how a user's image may differ.
+NO_ENTRYPOINT = "FROM {base}\nUSER postgres\nENTRYPOINT []\n"
+NO_SINGLE_USER = (
+    "FROM {base}\n"
+    'RUN printf \'#!/bin/sh\\n[ "$2" = --single ] && exit 1\\nexec docker-entrypoint.sh "$@"\\n\''
+    " > /usr/local/bin/no-single.sh && chmod 755 /usr/local/bin/no-single.sh\n"
+    'ENTRYPOINT ["no-single.sh"]\n'
+)
+
+
+def _execs(server: object, since: float) -> list[str]:
+    """The ``docker exec`` commands run in a server's container (the engine's events)."""
+    container_id = server.container_id  # type: ignore[attr-defined]
+    events = docker_client().events(
+        since=int(since),
+        until=int(time.time()) + 1,
+        filters={"container": container_id, "event": "exec_create"},
+        decode=True,
+    )
+    return [str(event.get("Action", "")) for event in events]
+
+
+@pytest.mark.usefixtures("docker_engine")
+@pytest.mark.parametrize("service", ["postgres"])
+def test_postgres_warm_start_sets_the_password_without_docker_exec(
+    cache_dir: Path, service: str, unique: str
+) -> None:
+    """The launcher sets the password in single-user mode before the server starts; an
+    image without an entrypoint, or whose entrypoint fails that step, gets it over
+    ``docker exec`` instead. Each start logs in with its own new password."""
+    client = docker_client()
+    options = _options(service, unique, cache_dir)
+    spec = spec_for(service)
+    backend = DockerBackend()
+    cold = backend.start(options)
+    cold.stop()
+    backend.finish()
+    warm = warm_image_for(client, options)
+    assert warm is not None
+    assert warm.present()
+    built = client.images.get(warm.tag)
+
+    def start(expect_exec: bool) -> None:
+        since = time.time()
+        server = backend.start(options)
+        try:
+            assert server.warm
+            assert bool(_execs(server, since)) is expect_exec
+            assert spec.probe(server.endpoint, timeout=10)
+            assert server.endpoint.password != cold.endpoint.password
+        finally:
+            server.stop()
+
+    start(expect_exec=False)
+    for dockerfile in (NO_ENTRYPOINT, NO_SINGLE_USER):
+        client.images.build(
+            fileobj=io.BytesIO(dockerfile.format(base=built.id).encode()),
+            tag=warm.tag,
+            network_mode="none",
+            rm=True,
+        )
+        start(expect_exec=True)
+    assert warm.present(), "a fallback start discarded the warm image"

@@ -232,10 +232,7 @@ class DockerBackend(Backend):
         """Start a container from ``options.image`` (cold) or from ``warm``'s image."""
         from testcontainers.core.config import testcontainers_config  # noqa: PLC0415
 
-        from pytest_integration_kit.backends.warm_images import (  # noqa: PLC0415
-            ContainerExec,
-            put_files,
-        )
+        from pytest_integration_kit.backends.warm_images import ContainerExec  # noqa: PLC0415
 
         spec = options.spec
         client = self._engine()
@@ -265,11 +262,7 @@ class DockerBackend(Backend):
         builder_kwargs = {"labels": builder_labels, "ports": dict(ports)}
         container = self._container(options, credentials, warm, ports, run_kwargs)
         try:
-            if warm is None:
-                container.start()
-            else:
-                put_files(container.get_wrapped_container(), spec.warm_files(credentials))
-                container.get_wrapped_container().start()
+            container.start()
             wrapped = container.get_wrapped_container()
             wrapped.reload()
             endpoint = self._endpoint(spec, wrapped, credentials, host)
@@ -279,10 +272,16 @@ class DockerBackend(Backend):
                 return wrapped.status in ("created", "running")
 
             context = ContainerExec(wrapped)
+
+            def probe(seconds: float) -> str:
+                return spec.ready(endpoint, seconds, context)
+
             if warm is not None:
-                spec.warm_unseal(context, credentials, options.startup_timeout)
+                probe = container.ready_probe(
+                    probe, lambda: spec.warm_unseal(context, credentials, options.startup_timeout)
+                )
             version = wait_until_ready(
-                lambda seconds: spec.ready(endpoint, seconds, context),
+                probe,
                 what=f"{spec.title} (docker, {warm.tag if warm else options.image})",
                 timeout=options.startup_timeout,
                 log_tail=lambda: _container_log_tail(container, 40, credentials.password),

@@ -29,10 +29,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_integration_kit.services.readiness import login_refused
 from pytest_integration_kit.services.spec import ServerContext
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from pytest_integration_kit.backends.base import ServerOptions
     from pytest_integration_kit.services.launch import Credentials
@@ -91,31 +92,38 @@ class WarmImage:
         self.key = key
         self.repository = f"{LABEL_PREFIX}/warm-{self.spec.name}"
         self.tag = f"{self.repository}:{key}"
+        #: The image's entrypoint, as :meth:`present` found it.
+        self.entrypoint: list[str] = []
 
     def present(self) -> bool:
         try:
-            self.client.images.get(self.tag)
+            image = self.client.images.get(self.tag)
         except Exception:
             return False
+        self.entrypoint = list(image.attrs.get("Config", {}).get("Entrypoint") or [])
         return True
 
     def create(
         self, credentials: Credentials, ports: dict[str, Any], run_kwargs: dict[str, Any]
     ) -> Created:
-        """A container of this image, created, not started: it gets :meth:`put_files`
-        of the spec's ``warm_files`` first."""
+        """A container of this image, created, not started (:meth:`Created.start`): the
+        spec's launcher in place of the image's entrypoint, when it has one for it."""
         spec = self.spec
         env, args = spec.warm_container(credentials, cached=True)
-        return Created(
-            self.client.containers.create(
-                self.tag,
-                args or None,
-                environment=env,
-                ports=ports,
-                tmpfs=spec.container_tmpfs(),
-                **run_kwargs,
-            )
+        launch = spec.warm_launch(credentials, self.entrypoint, args) if self.entrypoint else None
+        if launch is not None:
+            env = {**env, **launch.env}
+            run_kwargs = {**run_kwargs, "entrypoint": ["/bin/sh", "-c", launch.script]}
+            args = []  # the script has them; an entrypoint given, the image's CMD is unused
+        container = self.client.containers.create(
+            self.tag,
+            args or None,
+            environment=env,
+            ports=ports,
+            tmpfs=spec.container_tmpfs(),
+            **run_kwargs,
         )
+        return Created(container, spec.warm_files(credentials), launched=launch is not None)
 
     def discard(self) -> None:
         """Remove the image (it failed to start a server): the next start rebuilds it."""
@@ -249,14 +257,45 @@ class WarmImage:
 
 
 class Created:
-    """A container created with docker-py, as the docker backend sees a testcontainers
-    one."""
+    """A container created from a warm image with docker-py, as the docker backend sees
+    a testcontainers one; ``files`` go into it before it starts."""
 
-    def __init__(self, container: Any) -> None:
+    def __init__(self, container: Any, files: Mapping[str, bytes], *, launched: bool) -> None:
         self._container = container
+        self.files = files
+        #: Whether the spec's launcher sets the password (else :meth:`ready_probe` does).
+        self.launched = launched
 
     def get_wrapped_container(self) -> Any:
         return self._container
+
+    def start(self) -> None:
+        put_files(self._container, dict(self.files))
+        self._container.start()
+
+    def ready_probe(
+        self, probe: Callable[[float], str], unseal: Callable[[], None]
+    ) -> Callable[[float], str]:
+        """``probe`` for this container, the password set: by ``unseal`` (the spec's
+        ``warm_unseal``) first when no launcher set it, or on the first refused login
+        when the launcher's step failed (an entrypoint that did not take it)."""
+        if not self.launched:
+            unseal()
+            return probe
+        unsealed = False
+
+        def probe_or_unseal(seconds: float) -> str:
+            nonlocal unsealed
+            try:
+                return probe(seconds)
+            except Exception as exc:
+                if unsealed or not login_refused(exc):
+                    raise
+                unsealed = True
+                unseal()
+                return probe(seconds)
+
+        return probe_or_unseal
 
 
 class ContainerExec(ServerContext):

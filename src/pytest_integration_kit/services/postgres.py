@@ -7,6 +7,7 @@ import hashlib
 import math
 import os
 import re
+import shlex
 import signal
 import subprocess
 from pathlib import Path
@@ -21,6 +22,7 @@ from pytest_integration_kit.services.server_settings import (
 )
 from pytest_integration_kit.services.spec import (
     ServiceSpec,
+    WarmLaunch,
     find_executable,
 )
 
@@ -58,6 +60,20 @@ ALTER_ROLE = (
     'for i in $(seq "$1"); do psql -X -q -v ON_ERROR_STOP=1 -U "$2" -d postgres -c "$3" '
     ">/dev/null 2>&1 && exit 0; sleep 0.1; done; exit 1"
 )
+
+
+#: The launcher of a container started from a warm image: ALTER ROLE in single-user mode
+#: (through the image's entrypoint, which drops root as for the server), then the server.
+#: Should the first step fail, the server starts all the same, refuses the session's
+#: password, and the docker backend sets it over ``docker exec`` (ALTER_ROLE) instead.
+SINGLE_USER_LAUNCH = """\
+printf '%s\\n' "${var}" | {single} >/dev/null 2>&1 ||
+    echo "pytest-integration-kit: ALTER ROLE in single-user mode failed" >&2
+unset {var}
+exec {server}
+"""
+#: The launcher's statement, in the container's environment (not on its command line).
+ROLE_VARIABLE = "PYTEST_INTEGRATION_KIT_ROLE_SQL"
 
 
 def scram_verifier(password: str, iterations: int = 4096) -> str:
@@ -157,6 +173,23 @@ class PostgresSpec(ServiceSpec):
         # The entrypoint makes PGDATA, owns it and skips initdb when PG_VERSION is there.
         env = {**self.container_env(credentials), "PGDATA": str(self.warm_data_dir)}
         return env, self.container_command(credentials)
+
+    def warm_launch(
+        self, credentials: Credentials, entrypoint: Sequence[str], command: Sequence[str]
+    ) -> WarmLaunch | None:
+        # No docker exec and no polling: the password is set before the server starts.
+        if not command or command[0] != "postgres":
+            return None  # the official entrypoint's contract is for `postgres …` only
+        role = credentials.user.replace('"', '""')
+        sql = f"ALTER ROLE \"{role}\" PASSWORD '{scram_verifier(credentials.password)}'"
+        # `postgres --single [options] database`, the statement on stdin, one per line.
+        single = [*entrypoint, "postgres", "--single", *command[1:], self.default_database]
+        script = SINGLE_USER_LAUNCH.format(
+            var=ROLE_VARIABLE,
+            single=shlex.join(single),
+            server=shlex.join([*entrypoint, *command]),
+        )
+        return WarmLaunch(script, {ROLE_VARIABLE: sql})
 
     def warm_seal(self, server: ServerContext, timeout: float) -> None:
         self._alter_role(server, self.default_user, "NULL", timeout)

@@ -17,6 +17,10 @@ __all__ = ["POLL_INTERVAL", "login_refused", "wait_until_ready"]
 POLL_INTERVAL = 0.05
 #: Upper bound of one probe attempt, in seconds.
 PROBE_TIMEOUT = 2.0
+#: Seconds between asking whether the server still runs: for a container, a call to the
+#: engine, which after every probe cost the engine and this process CPU that servers
+#: starting at the same time need.
+STATUS_INTERVAL = 0.5
 #: What PostgreSQL, MySQL/MariaDB and Redis say when they refuse a login.
 _LOGIN_REFUSED = re.compile(
     r"password authentication failed|no password supplied|Access denied for user|"
@@ -51,13 +55,16 @@ def wait_until_ready(
     error ``final`` says waiting cannot cure (a refused login) ends the wait at once.
     """
     deadline = time.monotonic() + timeout
+    checked = time.monotonic()
     last_error: BaseException | None = None
     while True:
         left = deadline - time.monotonic()
         try:
             return probe(max(0.05, min(PROBE_TIMEOUT, left)))
-        except BackendUnavailable:
-            raise  # a missing driver will not appear by waiting
+        except (BackendUnavailable, ServerStartError):
+            # A missing driver will not appear by waiting, nor will a start step that
+            # failed (a warm container's password that could not be set) succeed.
+            raise
         except Exception as exc:
             last_error = exc
             if final(exc):
@@ -65,12 +72,15 @@ def wait_until_ready(
                     f"{what} answered but refused: {_describe(exc)}\n"
                     "Not retried: check the user and password in the URL."
                 ) from None
-        if not is_running():
-            raise ServerStartError(
-                f"{what} exited before it was ready.\n"
-                f"Last probe error: {_describe(last_error)}\n"
-                f"Server log (tail):\n{log_tail()}"
-            )
+        now = time.monotonic()
+        if now - checked >= STATUS_INTERVAL or now >= deadline:
+            checked = now
+            if not is_running():
+                raise ServerStartError(
+                    f"{what} exited before it was ready.\n"
+                    f"Last probe error: {_describe(last_error)}\n"
+                    f"Server log (tail):\n{log_tail()}"
+                )
         if time.monotonic() >= deadline:
             raise ServerNotReady(
                 f"{what} was not ready after {timeout:g} s "

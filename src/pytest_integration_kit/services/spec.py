@@ -24,7 +24,14 @@ if TYPE_CHECKING:
 
 _Spec = TypeVar("_Spec", bound="ServiceSpec")
 
-__all__ = ["Credentials", "LocalLaunch", "ServerContext", "ServiceSpec", "find_executable"]
+__all__ = [
+    "Credentials",
+    "LocalLaunch",
+    "ServerContext",
+    "ServiceSpec",
+    "WarmLaunch",
+    "find_executable",
+]
 
 
 if not TYPE_CHECKING:
@@ -36,6 +43,16 @@ if not TYPE_CHECKING:
 
             return getattr(launch, name)
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@dataclass(frozen=True)
+class WarmLaunch:
+    """How a container started from a warm image runs instead of its image's entrypoint:
+    ``script``, run by ``/bin/sh -c``, with ``env`` added to the container's environment
+    (where secrets go: a command line is readable by every user of the host)."""
+
+    script: str
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 class ServerContext:
@@ -224,6 +241,15 @@ class ServiceSpec(ABC):
         starts: what sets this session's password before the server accepts clients."""
         return {}
 
+    def warm_launch(
+        self, credentials: Credentials, entrypoint: Sequence[str], command: Sequence[str]
+    ) -> WarmLaunch | None:
+        """What a container started from a warm image runs in place of ``entrypoint``
+        (the image's, never empty) and ``command`` (:meth:`warm_container`'s): a script
+        that sets this session's password before the server accepts clients. None (the
+        default): the image's entrypoint runs, and :meth:`warm_unseal` sets it."""
+        return None
+
     def warm_seal(self, server: ServerContext, timeout: float) -> None:  # noqa: B027 - optional
         """In the warm image's builder, once ready and before it is stopped and
         committed: leave no password that logs in (the builder's was random anyway)."""
@@ -232,7 +258,8 @@ class ServiceSpec(ABC):
         self, server: ServerContext, credentials: Credentials, timeout: float
     ) -> None:
         """In a container started from a warm image, before the probe: give the user this
-        session's password (unless :meth:`warm_files` did)."""
+        session's password (unless :meth:`warm_files` did). Also when the server that
+        :meth:`warm_launch`'s script started refuses the session's password."""
 
     # -- local ----------------------------------------------------------------------
 
