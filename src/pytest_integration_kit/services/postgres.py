@@ -20,18 +20,14 @@ from pytest_integration_kit.services.server_settings import (
     missing_extension_fix,
     options_setting,
 )
-from pytest_integration_kit.services.spec import (
-    ServiceSpec,
-    WarmLaunch,
-    find_executable,
-)
+from pytest_integration_kit.services.spec import ServiceSpec, find_executable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from pytest_integration_kit.backends.local import LocalRunner
     from pytest_integration_kit.services.endpoint import Endpoint
-    from pytest_integration_kit.services.launch import Credentials, LocalLaunch
+    from pytest_integration_kit.services.launch import Credentials, LocalLaunch, WarmLaunch
     from pytest_integration_kit.services.spec import ServerContext
     from pytest_integration_kit.settings import Setting
 
@@ -178,6 +174,8 @@ class PostgresSpec(ServiceSpec):
         self, credentials: Credentials, entrypoint: Sequence[str], command: Sequence[str]
     ) -> WarmLaunch | None:
         # No docker exec and no polling: the password is set before the server starts.
+        from pytest_integration_kit.services.launch import WarmLaunch  # noqa: PLC0415 - made when a server starts (issue #11)
+
         if not command or command[0] != "postgres":
             return None  # the official entrypoint's contract is for `postgres …` only
         role = credentials.user.replace('"', '""')

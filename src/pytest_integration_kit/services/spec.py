@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from pytest_integration_kit.backends.local import LocalRunner
     from pytest_integration_kit.services.endpoint import Endpoint
-    from pytest_integration_kit.services.launch import Credentials, LocalLaunch
+    from pytest_integration_kit.services.launch import Credentials, LocalLaunch, WarmLaunch
     from pytest_integration_kit.settings import Setting
 
 _Spec = TypeVar("_Spec", bound="ServiceSpec")
@@ -37,22 +37,13 @@ __all__ = [
 if not TYPE_CHECKING:
 
     def __getattr__(name: str) -> object:
-        """Credentials and LocalLaunch, from their module on first use (see launch)."""
-        if name in ("Credentials", "LocalLaunch"):
+        """Credentials, LocalLaunch and WarmLaunch, from their module on first use (see
+        launch)."""
+        if name in ("Credentials", "LocalLaunch", "WarmLaunch"):
             from pytest_integration_kit.services import launch  # noqa: PLC0415
 
             return getattr(launch, name)
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-@dataclass(frozen=True)
-class WarmLaunch:
-    """How a container started from a warm image runs instead of its image's entrypoint:
-    ``script``, run by ``/bin/sh -c``, with ``env`` added to the container's environment
-    (where secrets go: a command line is readable by every user of the host)."""
-
-    script: str
-    env: Mapping[str, str] = field(default_factory=dict)
 
 
 class ServerContext:
