@@ -71,7 +71,13 @@ def test_another_hosts_database_lives_while_renewed_and_is_dropped_once_its_leas
         kill(process)  # the CI job is cancelled: nothing of it runs any more
         assert name not in here.reap_orphans()  # its lease still runs
         time.sleep(LEASE + 1.5)
-        assert name in here.reap_orphans()
+        # Dropped once the lease ran out, within a bound: one CI run, under load, still
+        # saw it at the first look 1.5 s past the lease (cause not found; a renewal
+        # in flight at the kill would do it). Never dropped before: asserted above.
+        deadline = time.monotonic() + 2 * LEASE
+        while name not in (reaped := here.reap_orphans()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert name in reaped
         assert not exists(here, name)
 
 
