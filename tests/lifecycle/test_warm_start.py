@@ -217,8 +217,11 @@ def test_a_database_prepared_for_no_test_is_dropped(
     from sqlalchemy import create_engine, text  # noqa: PLC0415 - the test's own use
 
     engine = create_engine(url_servers["postgres"], isolation_level="AUTOCOMMIT")
+    # A run without xdist names its databases pik_<session>_main. The outer run's
+    # workers' own (..._gw0, ..._gw1) on the same url server come and go meanwhile (CI
+    # saw two go during the inner run): not this run's to account for.
     query = text(
-        "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname LIKE 'pik\\_%'"
+        "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname LIKE 'pik\\_%\\_main'"
     )
 
     def databases() -> set[str]:
