@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from typing import Any
 
 import pytest
 from isolation_project import write_project
@@ -151,30 +152,31 @@ def test_last():  # the run's teardown is counted here
 """
 
 
+def _counted_run(pytester: pytest.Pytester, conftest: str, tests: str, *, passed: int) -> Any:
+    """Run ``tests`` in the isolation project under a counting ``conftest``; what it
+    wrote to seen.json."""
+    write_project(pytester)
+    pytester.makeconftest(conftest)
+    pytester.makepyfile(test_counted=tests)
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=passed)
+    return json.loads(pytester.path.joinpath("seen.json").read_text())
+
+
 def test_an_async_session_on_psycopg_ends_in_one_round_trip(
     pytester: pytest.Pytester, backend_env: str
 ) -> None:
     """psycopg_async: the same message as the sync session's, and no other statement
     (before: ROLLBACK TO SAVEPOINT on the session's connection, and the clean apart on
     the kit's admin connection)."""
-    write_project(pytester)
-    pytester.makeconftest(CURSOR_LOG_CONFTEST)
-    pytester.makepyfile(test_counted=ASYNC_COUNTED_TESTS)
-    result = pytester.runpytest_subprocess("-p", "no:randomly")
-    result.assert_outcomes(passed=4)
-    seen = json.loads(pytester.path.joinpath("seen.json").read_text())
+    seen = _counted_run(pytester, CURSOR_LOG_CONFTEST, ASYNC_COUNTED_TESTS, passed=4)
     assert seen[:3] == [["ROLLBACK; SELECT _pik.clean()"]] * 3, seen
 
 
 def test_a_session_ends_in_one_round_trip(pytester: pytest.Pytester, backend_env: str) -> None:
     """PostgreSQL: after the body, "ROLLBACK; SELECT _pik.clean()" and nothing else.
     MySQL: CALL _pik_end() and nothing else (the recipe sends three)."""
-    write_project(pytester)
-    pytester.makeconftest(COUNTING_CONFTEST)
-    pytester.makepyfile(test_counted=COUNTED_TESTS)
-    result = pytester.runpytest_subprocess("-p", "no:randomly")
-    result.assert_outcomes(passed=8)
-    seen = json.loads(pytester.path.joinpath("seen.json").read_text())
+    seen = _counted_run(pytester, COUNTING_CONFTEST, COUNTED_TESTS, passed=8)
     assert seen["postgres"] == [['"ROLLBACK; SELECT _pik.clean()"']] * 4, seen["postgres"]
     readings = seen["mysql"]
     assert len({connection for connection, _ in readings}) == 1, readings
