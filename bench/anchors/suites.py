@@ -130,6 +130,24 @@ def _ours_sql(
     )
 
 
+def ours_pg_connection(n: int) -> Suite:
+    """``postgres_connection``: a raw psycopg connection, as pytest-postgresql's fixture is."""
+    test = (
+        "import pytest\n\n"
+        + PARAM.format(n=n)
+        + "def test_row(postgres_connection, i):\n"
+        + "    postgres_connection.execute(\"INSERT INTO items (name) VALUES ('x')\")\n"
+        + "    postgres_connection.commit()\n"
+        + "    row = postgres_connection.execute('SELECT count(*) FROM items').fetchone()\n"
+        + "    assert row[0] == 1\n"
+    )
+    return Suite(
+        {"models.py": MODELS, "test_pg.py": test, "pytest.ini": _INI_OURS},
+        ("pytest_integration_kit.plugin",),
+        env=backend_env(None),
+    )
+
+
 _ASYNC_CONFTEST = """
 from pytest_integration_kit import postgres_async_session_factory
 

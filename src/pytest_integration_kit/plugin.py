@@ -56,7 +56,7 @@ from pytest_integration_kit.fixtures.rabbitmq import (
     rabbitmq_vhosts_fixture,
 )
 from pytest_integration_kit.fixtures.redis_clients import redis_client_factory
-from pytest_integration_kit.fixtures.redis_guard import RedisWipes
+from pytest_integration_kit.fixtures.redis_guard import RedisWipes, settle_cleans
 from pytest_integration_kit.fixtures.services import (
     MAKE_SERVER_SET,
     SERVER_SET,
@@ -576,6 +576,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 def pytest_testnodedown(node: Any, error: object) -> None:
     """xdist controller: a worker finished; keep what its isolation did for the summary."""
     collect_worker_summary(node.config, getattr(node, "workeroutput", {}))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before the test's fixtures: the Redis cleans sent after the tests before it are done."""
+    settle_cleans(item.config)
 
 
 @pytest.hookimpl(wrapper=True)

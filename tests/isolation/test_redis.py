@@ -226,6 +226,72 @@ def test_the_clean_sees_a_flushall_and_puts_the_canary_back(url_servers: dict[st
         outsider.close()
 
 
+def test_a_clean_sent_later_is_done_once_settled(url_servers: dict[str, str]) -> None:
+    """``clean_later`` writes the clean and returns; ``settle`` reads its replies, after
+    which the keyspace is empty and the connection has nothing unread (the next clean
+    counts its own keys), the canary's look included."""
+    endpoint = spec_for("redis").endpoint_from_url(url_servers["redis"])
+    outsider = redis.Redis.from_url(url_servers["redis"])
+    keyspace = RedisKeyspace(endpoint, owner="clean_later")
+    try:
+        db = keyspace.claim()
+        client = keyspace.client()
+        client.mset({"a": 1, "b": 2})
+        keyspace.clean_later()
+        keyspace.settle()
+        assert client.dbsize() == 0
+        keyspace.settle()  # nothing due: no read
+        client.set("c", 3)
+        outsider.flushall()
+        keyspace.clean_later()
+        assert keyspace.take_look() is True  # settles first: the look of the clean sent
+        assert outsider.get(f"{CLAIM_PREFIX}{db}") == b"clean_later"
+        client.set("d", 4)
+        keyspace.clean_later()
+        assert keyspace.clean() == 0  # the one sent is read first, then its own trip
+        client.set("e", 5)
+        keyspace.clean_later()
+        client.close()
+    finally:
+        keyspace.close()  # reads what is due before it empties and gives back
+    assert outsider.get(f"{CLAIM_PREFIX}{db}") is None
+    outsider.close()
+
+
+def test_a_clean_sent_later_on_a_dropped_connection_is_done_again(
+    url_servers: dict[str, str],
+) -> None:
+    """The keyspace's connection killed between the clean's send and its read: the read
+    fails or finds the replies; either way, once settled, the keyspace is empty and the
+    next clean runs on the keyspace's own db index."""
+    endpoint = spec_for("redis").endpoint_from_url(url_servers["redis"])
+    outsider = redis.Redis.from_url(url_servers["redis"])
+    keyspace = RedisKeyspace(endpoint, owner="dropped_later")
+    try:
+        db = keyspace.claim()
+        client = keyspace.client()
+        client.set("a", 1)
+        own = keyspace._client
+        assert own is not None
+        own_id = own.client_id()
+        keyspace.clean_later()
+        assert outsider.client_kill_filter(_id=own_id) == 1
+        keyspace.settle()
+        assert client.dbsize() == 0
+        client.set("b", 2)
+        try:
+            assert keyspace.clean() == 1
+        except redis.ConnectionError:  # a redis-py with no retries: the next clean reconnects
+            assert keyspace.clean() == 1
+        assert own.connection is not None
+        assert own.connection.db == db
+        assert client.dbsize() == 0
+        client.close()
+    finally:
+        keyspace.close()
+        outsider.close()
+
+
 COUNTED = """
 import json
 from pathlib import Path

@@ -151,3 +151,51 @@ def test_per_worker_on_the_url_backend_is_said(pytester: pytest.Pytester, backen
     result = pytester.runpytest_subprocess("-p", "no:randomly", "-W", "default")
     result.assert_outcomes(passed=1)
     assert "integration_redis_backend is url" in result.stdout.str()
+
+
+OWN = """
+import redis
+
+
+def test_1_flushall(redis_client, redis_database):
+    redis_client.set("a", 1)
+    own = redis.Redis.from_url(redis_database.url)
+    own.flushall()
+    own.close()
+
+
+def test_2_writes(redis_client):
+    redis_client.mset({f"k{i}": i for i in range(1000)})
+
+
+def test_3_a_client_of_its_own_starts_empty(redis_database):
+    own = redis.Redis.from_url(redis_database.url)
+    assert own.dbsize() == 0
+    own.close()
+
+
+def test_4_writes_again(redis_client):
+    assert redis_client.dbsize() == 0
+    redis_client.set("b", 2)
+
+
+def test_5_the_kit_s_client_starts_empty(redis_client):
+    assert redis_client.dbsize() == 0
+"""
+
+
+def test_flushall_on_the_session_s_own_server_is_not_warned_and_the_next_test_starts_empty(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    """Without xdist and not kept, the server the session started holds its data only:
+    a FLUSHALL loses nobody else's, so nothing is looked at (the clean is read before the
+    next test instead of at the teardown). The url backend's server is shared: warned."""
+    pytester.makeini(INI.format(extra="filterwarnings = error"))
+    pytester.makepyfile(test_own=OWN)
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    if backend_env == "url":
+        result.assert_outcomes(passed=5, errors=1)
+        result.stdout.fnmatch_lines(["*ERROR at teardown of test_1_flushall*"])
+    else:
+        result.assert_outcomes(passed=5)
+        assert "IntegrationKitWarning" not in result.stdout.str()

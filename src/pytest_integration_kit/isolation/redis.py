@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pytest_integration_kit.isolation.databases import IsolationError, owner_token
 from pytest_integration_kit.isolation.ownership import DEFAULT_LEASE_SECONDS
@@ -73,6 +73,8 @@ class RedisKeyspace:
         #: One clean at a time on the keyspace's connection (a test's own thread, or an
         #: event loop's running elsewhere).
         self._clean_lock = threading.Lock()
+        #: A clean sent by :meth:`clean_later` whose replies :meth:`settle` has yet to read.
+        self._unread = False
 
     def _connect(self, db: int, *, single: bool = False) -> redis_sync.Redis:
         import redis as redis_sync  # noqa: PLC0415 - optional dependency, imported when used
@@ -155,14 +157,20 @@ class RedisKeyspace:
     def take_look(self) -> bool | None:
         """What the cleans since the last call saw: True if one found the canary gone
         (and put it back), None if none looked."""
+        self.settle()
         with self._lock:
             look, self._look = self._look, None
         return look
 
     @contextmanager
-    def cleaned_after(self) -> Iterator[None]:
+    def cleaned_after(self, *, later: bool = False) -> Iterator[None]:
         """Around a test's use of this keyspace: :meth:`clean` at the end, which also
-        looks at the canary; till then :attr:`clean_due` says so."""
+        looks at the canary; till then :attr:`clean_due` says so.
+
+        ``later``: :meth:`clean_later` instead, where nothing needs the canary's look
+        as the test ends (a server of this process's own).
+        """
+        self.settle()
         with self._lock:
             self._cleans_due += 1
         try:
@@ -170,7 +178,10 @@ class RedisKeyspace:
         finally:
             with self._lock:
                 self._cleans_due -= 1
-            self.clean()
+            if later:
+                self.clean_later()
+            else:
+                self.clean()
 
     def renew(self) -> None:
         """Push the claim's (or canary's) expiry ``claim_seconds`` ahead, if still ours.
@@ -225,6 +236,7 @@ class RedisKeyspace:
         """
         import redis as redis_sync  # noqa: PLC0415 - optional dependency, imported when used
 
+        self.settle()
         cls = client_class or redis_sync.Redis
         try:
             key = tuple(sorted(options.items()))
@@ -245,6 +257,7 @@ class RedisKeyspace:
         """A new asyncio client (of ``client_class``) on this process's db index."""
         import redis.asyncio as redis_async  # noqa: PLC0415 - optional dependency, imported when used
 
+        self.settle()
         cls = client_class or redis_async.Redis
         return cls(**self._connection(options))  # type: ignore[no-any-return]
 
@@ -254,6 +267,7 @@ class RedisKeyspace:
         On a db index one round trip, which also looks at db 0's canary and puts it back
         if it is gone; :meth:`take_look` tells what it saw.
         """
+        self.settle()
         self.claim()
         with self._lock:
             client, db, key = self._client, self.db, self._canary_key()
@@ -284,43 +298,77 @@ class RedisKeyspace:
         retried as redis-py's own commands are (``retry``), after a reconnect, which
         selects this db index again.
         """
-        from redis.exceptions import ResponseError  # noqa: PLC0415 - optional dependency, imported when used
-
-        conn = client.connection
-        if conn is None:  # only a single-connection client is made here (claim)
-            raise IsolationError("the Redis keyspace has no connection of its own")
+        conn = _own_connection(client)
         packed = self._clean_packed
 
-        # redis-py's Connection methods carry no annotations: the ignores below.
         def round_trip() -> list[object]:
-            conn.send_packed_command(packed)  # type: ignore[no-untyped-call]
-            replies: list[object] = []
-            for _ in range(5):
-                try:
-                    replies.append(conn.read_response())
-                except ResponseError as exc:  # read on: the replies after it are due too
-                    replies.append(exc)
-            return replies
+            conn.send_packed_command(packed)
+            return _read_replies(conn)
 
         def reconnect(_error: Exception) -> None:
-            conn.disconnect()  # type: ignore[no-untyped-call]
+            conn.disconnect()
 
         with self._clean_lock:
             try:
                 replies = conn.retry.call_with_retry(round_trip, reconnect)
             except BaseException:
-                conn.disconnect()  # type: ignore[no-untyped-call] # replies may be left unread
+                conn.disconnect()  # replies may be left unread
                 raise
-        for reply in replies:
-            if isinstance(reply, ResponseError):
-                raise reply
-        _, gone, _, size, _ = replies
-        if not isinstance(size, int):
-            raise IsolationError(f"DBSIZE replied {size!r}")
-        return gone is not None, size
+        return _outcome(replies)
+
+    def clean_later(self) -> None:
+        """:meth:`clean`, its replies read by the next :meth:`settle`: the server empties
+        the keyspace while the caller goes on (the next test's client settles first).
+
+        Only on a db index (a key prefix is emptied as it is scanned); a send that fails
+        falls back to :meth:`clean`, with its retries.
+        """
+        self.settle()
+        self.claim()
+        with self._lock:
+            client = self._client if self.db and not self.prefix else None
+        if client is None:
+            self.clean()
+            return
+        conn = _own_connection(client)
+        with self._clean_lock:
+            try:
+                conn.send_packed_command(self._clean_packed)
+            except Exception:
+                conn.disconnect()
+            else:
+                self._unread = True
+                return
+        self.clean()
+
+    def settle(self) -> None:
+        """Read the replies of the clean :meth:`clean_later` sent, if one is due: after
+        it the keyspace is empty. A failed read does the clean again (it is idempotent)."""
+        if not self._unread:  # the common case, without a lock
+            return
+        with self._lock:
+            client = self._client
+        with self._clean_lock:
+            if not self._unread or client is None:
+                self._unread = False
+                return
+            self._unread = False
+            conn = _own_connection(client)
+            try:
+                replies = _read_replies(conn)
+            except Exception:
+                conn.disconnect()
+                replies = None
+        if replies is None:
+            self.clean()
+            return
+        gone, _ = _outcome(replies)
+        with self._lock:
+            self._look = bool(self._look) or gone
 
     def close(self) -> None:
         """Empty the keyspace and give the db index back."""
+        self.settle()
         with self._lock:
             client, self._client = self._client, None
             db, self.db = self.db, None
@@ -351,3 +399,39 @@ class RedisKeyspace:
                 client.delete(f"{CANARY_PREFIX}{self.owner}")
         finally:
             client.close()
+
+
+def _own_connection(client: redis_sync.Redis) -> Any:
+    """The keyspace's client's one connection (it is made a single-connection client).
+
+    Typed Any: redis-py's Connection methods carry no annotations.
+    """
+    conn = client.connection
+    if conn is None:
+        raise IsolationError("the Redis keyspace has no connection of its own")
+    return conn
+
+
+def _read_replies(conn: Any) -> list[object]:
+    """The clean's five replies; an error reply is kept in its place (those after it
+    are due too), so the connection is left with nothing unread."""
+    from redis.exceptions import ResponseError  # noqa: PLC0415 - optional dependency, imported when used
+
+    replies: list[object] = []
+    for _ in range(5):
+        try:
+            replies.append(conn.read_response())
+        except ResponseError as exc:
+            replies.append(exc)
+    return replies
+
+
+def _outcome(replies: list[object]) -> tuple[bool, int]:
+    """What the clean's replies say: whether the canary was gone, how many keys there were."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    _, gone, _, size, _ = replies
+    if not isinstance(size, int):
+        raise IsolationError(f"DBSIZE replied {size!r}")
+    return gone is not None, size
