@@ -171,9 +171,7 @@ def build_cases(floors: dict[str, dict[str, Any]], docker: bool) -> dict[str, Ca
         },
         "warm start to first test, local (s)": {
             "ours": first(suites.ours_pg(1), "--integration-reuse"),
-            "ours, postgres_connection": first(
-                suites.ours_pg_connection(1), "--integration-reuse"
-            ),
+            "ours, postgres_connection": first(suites.ours_pg_connection(1), "--integration-reuse"),
             "pytest-postgresql noproc": first(
                 suites.pytest_postgresql(
                     1,
