@@ -199,3 +199,32 @@ def test_flushall_on_the_session_s_own_server_is_not_warned_and_the_next_test_st
     else:
         result.assert_outcomes(passed=5)
         assert "IntegrationKitWarning" not in result.stdout.str()
+
+
+GONE = """
+def test_1_stops_the_server(redis_client):
+    redis_client.set("a", 1)
+    redis_client.shutdown(nosave=True)
+
+
+def test_2_needs_no_redis():
+    pass
+
+
+def test_3_uses_redis(redis_client):
+    pass
+"""
+
+
+@pytest.mark.parametrize("backend", ["local"])  # a server of the session's own, stoppable
+def test_a_clean_that_cannot_be_done_is_said_by_the_next_test_that_uses_redis(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    """The clean is read before the next test: when the server is gone by then, a test
+    that does not use Redis is not blamed; the next one that does is, at its setup."""
+    pytester.makepyfile(test_gone=GONE)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-v")
+    # (test_1's own teardown may see the server gone too, as it sends the clean.)
+    result.stdout.fnmatch_lines(
+        ["*test_2_needs_no_redis PASSED*", "*ERROR at setup of test_3_uses_redis*"]
+    )

@@ -15,12 +15,19 @@ round trip; any other test by :meth:`RedisKeyspace.wiped`.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pytest_integration_kit.isolation.databases import IsolationError, owner_token
 from pytest_integration_kit.isolation.ownership import DEFAULT_LEASE_SECONDS
+from pytest_integration_kit.isolation.redis_clean import (
+    outcome,
+    own_connection,
+    read_replies,
+    round_trip,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -75,6 +82,8 @@ class RedisKeyspace:
         self._clean_lock = threading.Lock()
         #: A clean sent by :meth:`clean_later` whose replies :meth:`settle` has yet to read.
         self._unread = False
+        #: That clean's replies could not be read: :meth:`settle` cleans again.
+        self._redo = False
 
     def _connect(self, db: int, *, single: bool = False) -> redis_sync.Redis:
         import redis as redis_sync  # noqa: PLC0415 - optional dependency, imported when used
@@ -268,6 +277,9 @@ class RedisKeyspace:
         if it is gone; :meth:`take_look` tells what it saw.
         """
         self.settle()
+        return self._clean_now()
+
+    def _clean_now(self) -> int:
         self.claim()
         with self._lock:
             client, db, key = self._client, self.db, self._canary_key()
@@ -286,35 +298,12 @@ class RedisKeyspace:
         return int(size)
 
     def _clean_db(self, client: redis_sync.Redis) -> tuple[bool, int]:
-        """The db-index clean: one round trip on the keyspace's own connection.
-
-        ``SELECT 0``, ``SET <canary> NX EX`` (a no-op while the canary is there, puts it
-        back when it is gone), ``SELECT <n>``, ``DBSIZE``, ``FLUSHDB ASYNC`` (frees a large
-        keyspace off the server's main thread). The commands are packed once at
-        :meth:`claim` and written as they are: redis-py's pipeline packs them again and
-        reads the replies through its response callbacks and bookkeeping, three times
-        the CPU of the round trip itself. The replies are read here, all five, so the
-        connection is left on this db index with nothing unread; a connection error is
-        retried as redis-py's own commands are (``retry``), after a reconnect, which
-        selects this db index again.
-        """
-        conn = _own_connection(client)
-        packed = self._clean_packed
-
-        def round_trip() -> list[object]:
-            conn.send_packed_command(packed)
-            return _read_replies(conn)
-
-        def reconnect(_error: Exception) -> None:
-            conn.disconnect()
-
+        """The db-index clean: one round trip on the keyspace's own connection
+        (:func:`~pytest_integration_kit.isolation.redis_clean.round_trip`)."""
+        conn = own_connection(client)
         with self._clean_lock:
-            try:
-                replies = conn.retry.call_with_retry(round_trip, reconnect)
-            except BaseException:
-                conn.disconnect()  # replies may be left unread
-                raise
-        return _outcome(replies)
+            replies = round_trip(conn, self._clean_packed)
+        return outcome(replies)
 
     def clean_later(self) -> None:
         """:meth:`clean`, its replies read by the next :meth:`settle`: the server empties
@@ -323,52 +312,64 @@ class RedisKeyspace:
         Only on a db index (a key prefix is emptied as it is scanned); a send that fails
         falls back to :meth:`clean`, with its retries.
         """
-        self.settle()
-        self.claim()
-        with self._lock:
-            client = self._client if self.db and not self.prefix else None
-        if client is None:
-            self.clean()
-            return
-        conn = _own_connection(client)
-        with self._clean_lock:
-            try:
-                conn.send_packed_command(self._clean_packed)
-            except Exception:
-                conn.disconnect()
-            else:
-                self._unread = True
+        while True:
+            self.settle()
+            self.claim()
+            with self._lock:
+                client = self._client if self.db and not self.prefix else None
+            if client is None:
+                self._clean_now()
                 return
-        self.clean()
+            conn = own_connection(client)
+            with self._clean_lock:
+                if self._unread:  # another thread's clean went first: read it, then send
+                    continue
+                try:
+                    conn.send_packed_command(self._clean_packed)
+                except Exception:
+                    conn.disconnect()
+                else:
+                    self._unread = True
+                    return
+            self._clean_now()
+            return
 
     def settle(self) -> None:
         """Read the replies of the clean :meth:`clean_later` sent, if one is due: after
-        it the keyspace is empty. A failed read does the clean again (it is idempotent)."""
-        if not self._unread:  # the common case, without a lock
+        it the keyspace is empty. A read that fails does the clean again (it is
+        idempotent); if that fails too, every settle tries again and raises until one
+        succeeds, so the next user of the keyspace hears of it."""
+        if not (self._unread or self._redo):  # the common case, without a lock
             return
         with self._lock:
             client = self._client
+        replies = None
         with self._clean_lock:
-            if not self._unread or client is None:
+            if self._unread:
                 self._unread = False
-                return
-            self._unread = False
-            conn = _own_connection(client)
+                if client is not None:
+                    conn = own_connection(client)
+                    try:
+                        replies = read_replies(conn)
+                    except Exception:
+                        conn.disconnect()
+                        self._redo = True
+        if replies is not None:
+            gone, _ = outcome(replies)
+            with self._lock:
+                self._look = bool(self._look) or gone
+        if self._redo and client is not None:
+            self._redo = False
             try:
-                replies = _read_replies(conn)
-            except Exception:
-                conn.disconnect()
-                replies = None
-        if replies is None:
-            self.clean()
-            return
-        gone, _ = _outcome(replies)
-        with self._lock:
-            self._look = bool(self._look) or gone
+                self._clean_now()
+            except BaseException:
+                self._redo = True
+                raise
 
     def close(self) -> None:
         """Empty the keyspace and give the db index back."""
-        self.settle()
+        with contextlib.suppress(Exception):  # the flush below tries again, and says why
+            self.settle()
         with self._lock:
             client, self._client = self._client, None
             db, self.db = self.db, None
@@ -399,39 +400,3 @@ class RedisKeyspace:
                 client.delete(f"{CANARY_PREFIX}{self.owner}")
         finally:
             client.close()
-
-
-def _own_connection(client: redis_sync.Redis) -> Any:
-    """The keyspace's client's one connection (it is made a single-connection client).
-
-    Typed Any: redis-py's Connection methods carry no annotations.
-    """
-    conn = client.connection
-    if conn is None:
-        raise IsolationError("the Redis keyspace has no connection of its own")
-    return conn
-
-
-def _read_replies(conn: Any) -> list[object]:
-    """The clean's five replies; an error reply is kept in its place (those after it
-    are due too), so the connection is left with nothing unread."""
-    from redis.exceptions import ResponseError  # noqa: PLC0415 - optional dependency, imported when used
-
-    replies: list[object] = []
-    for _ in range(5):
-        try:
-            replies.append(conn.read_response())
-        except ResponseError as exc:
-            replies.append(exc)
-    return replies
-
-
-def _outcome(replies: list[object]) -> tuple[bool, int]:
-    """What the clean's replies say: whether the canary was gone, how many keys there were."""
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-    _, gone, _, size, _ = replies
-    if not isinstance(size, int):
-        raise IsolationError(f"DBSIZE replied {size!r}")
-    return gone is not None, size
