@@ -355,9 +355,13 @@ class RedisKeyspace:
                         conn.disconnect()
                         self._redo = True
         if replies is not None:
-            gone, _ = outcome(replies)
-            with self._lock:
-                self._look = bool(self._look) or gone
+            try:
+                gone, _ = outcome(replies)
+            except Exception:  # an error reply: done again at once, and said if it fails
+                self._redo = True
+            else:
+                with self._lock:
+                    self._look = bool(self._look) or gone
         if self._redo and client is not None:
             self._redo = False
             try:
