@@ -104,7 +104,7 @@ class ServerSet:
             progress=self._progress,
         )
         self._starts = ParallelStarts(self._obtain)
-        self._lock = threading.Lock()  # guards what follows
+        self._lock = threading.Lock()  # guards records, _started and _kept_keys
         self.records: list[StartRecord] = []
         #: Servers this process started, by request key (for stopping in order).
         self._started: dict[str, RunningServer] = {}
