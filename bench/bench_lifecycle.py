@@ -30,7 +30,8 @@ from pathlib import Path
 
 from pytest_integration_kit.backends import default_backends
 from pytest_integration_kit.lifecycle.kept import KeptServers
-from pytest_integration_kit.lifecycle.servers import ServerRequest, ServerSet
+from pytest_integration_kit.lifecycle.requests import ServerRequest
+from pytest_integration_kit.lifecycle.servers import ServerSet
 from pytest_integration_kit.settings import resolve_settings
 
 SERVICES = ("postgres", "mysql", "redis")

@@ -81,7 +81,8 @@ from pytest_integration_kit.settings import settings_table as all_settings
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterable
 
-    from pytest_integration_kit.lifecycle.servers import ServerRequest, ServerSet
+    from pytest_integration_kit.lifecycle.requests import ServerRequest
+    from pytest_integration_kit.lifecycle.servers import ServerSet
     from pytest_integration_kit.reporting.progress import Progress
     from pytest_integration_kit.services.spec import ServiceSpec
 

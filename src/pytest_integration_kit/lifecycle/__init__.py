@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from pytest_integration_kit.lifecycle.reaper import Reaper, ReapReport
     from pytest_integration_kit.lifecycle.requests import ServerRequest
     from pytest_integration_kit.lifecycle.run import RunDirectory
-    from pytest_integration_kit.lifecycle.servers import ServerSet, StartRecord
+    from pytest_integration_kit.lifecycle.servers import ServerSet
+    from pytest_integration_kit.lifecycle.starting import StartRecord
     from pytest_integration_kit.lifecycle.warm import WarmDataDirs
 
 __all__ = [
@@ -43,7 +44,7 @@ if not TYPE_CHECKING:
             "RunDirectory": "run",
             "ServerRequest": "requests",
             "ServerSet": "servers",
-            "StartRecord": "servers",
+            "StartRecord": "starting",
             "WarmDataDirs": "warm",
         },
     )

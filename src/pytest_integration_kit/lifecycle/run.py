@@ -39,9 +39,20 @@ if TYPE_CHECKING:
 
     from pytest_integration_kit.lifecycle.records import ServerRecord
 
-__all__ = ["RunDirectory", "choose_runs_root", "discard_fallback_root", "runs_root", "runs_roots"]
+__all__ = [
+    "LOCK_MARGIN",
+    "RunDirectory",
+    "choose_runs_root",
+    "discard_fallback_root",
+    "runs_root",
+    "runs_roots",
+]
 
 OWNER_FILE = "owner.json"
+
+#: Seconds, beyond the start-up timeout, a process waits for another to start a server
+#: (on a run's lock, or on a kept server's slot).
+LOCK_MARGIN = 120.0
 
 
 def runs_root() -> Path:
