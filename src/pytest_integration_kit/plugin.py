@@ -29,7 +29,6 @@ from pytest_integration_kit.fixtures.environment import (
     database_fixture_factory,
     prepare_environment,
     restore_environment,
-    start_reaping,
 )
 from pytest_integration_kit.fixtures.faults import fault_proxy_factory
 from pytest_integration_kit.fixtures.isolation import (
@@ -59,7 +58,8 @@ from pytest_integration_kit.fixtures.run_report import (
     write_summary,
 )
 from pytest_integration_kit.fixtures.run_servers import (
-    make_servers,
+    RUN_KEY,
+    set_up_servers,
     start_needed_servers,
     stop_servers,
 )
@@ -70,7 +70,11 @@ from pytest_integration_kit.fixtures.services import (
     server_set,
 )
 from pytest_integration_kit.fixtures.setup_request import hand_over, take_back
-from pytest_integration_kit.fixtures.startup_settings import check_before_start, read_settings
+from pytest_integration_kit.fixtures.startup_checks import (
+    check_before_start,
+    check_registered_services,
+    read_settings,
+)
 from pytest_integration_kit.reporting.header import header_line, settings_table
 from pytest_integration_kit.reporting.summary import RunReport
 from pytest_integration_kit.services import REGISTRY
@@ -86,8 +90,6 @@ SETTINGS_KEY = SETTINGS
 #: The registry as it was before this run's conftests registered services.
 REGISTRY_STATE_KEY = pytest.StashKey[dict[str, Any]]()
 PYTEST_VERSION = tuple(pytest.version_tuple[:2])
-#: The workerinput key carrying the controller's run to xdist workers.
-RUN_KEY = "integration_kit_run"
 
 
 # pytest marks every module of a plugin's distribution for assertion rewriting; the kit's
@@ -182,11 +184,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     specs = REGISTRY.specs()
-    if REGISTRY.problems:
-        raise pytest.UsageError(
-            "pytest-integration-kit: a service could not be registered\n"
-            + "\n".join(REGISTRY.problems)
-        )
+    check_registered_services()
     # Settings are resolved now: a service registered later could get none.
     REGISTRY.close("pytest_configure (the settings are resolved by then)")
     for name, description in {**REGISTRY.markers(), **MARKERS}.items():
@@ -197,16 +195,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(per_test_fixtures(settings), "integration_kit_per_test")
     if getattr(config, "workerinput", None) is None:  # once per run, not per xdist worker
         check_before_start(config, settings)
-    # Made before conftest import when integration_env names servers; else when first
-    # needed (after collection, by a fixture, for xdist's workers). An xdist worker
-    # joins the run its controller created; anyone else coordinates one, and reaps.
-    workerinput = getattr(config, "workerinput", None)
-    shared = workerinput.get(RUN_KEY) if workerinput is not None else None
-    config.stash[MAKE_SERVER_SET] = lambda: make_servers(config, settings, shared)
-    if shared is None:
-        start_reaping(config, settings)
-    if settings["reuse"]:  # its cache dir is checked now: a usage error at start-up
-        server_set(config)
+    set_up_servers(config, settings)
     config.stash[REPORT_KEY] = report = RunReport()
     config.pluginmanager.register(MissingServerTally(report), "integration-kit-tally")
     config.pluginmanager.register(LoadReport(config), "integration-kit-load")
