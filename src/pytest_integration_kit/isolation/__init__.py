@@ -18,15 +18,11 @@ if TYPE_CHECKING:
         psycopg_connection,
         pymysql_connection,
     )
-    from pytest_integration_kit.isolation.databases import (
-        IsolatedDatabases,
-        IsolationError,
-        LeakError,
-        database_name,
-        owner_token,
-    )
+    from pytest_integration_kit.isolation.databases import IsolatedDatabases
+    from pytest_integration_kit.isolation.errors import IsolationError, LeakError
     from pytest_integration_kit.isolation.factories import bind_factories
     from pytest_integration_kit.isolation.lease import STRATEGIES, DatabaseLease
+    from pytest_integration_kit.isolation.naming import database_name, owner_token
     from pytest_integration_kit.isolation.redis import RedisKeyspace
     from pytest_integration_kit.isolation.schema import SchemaSource
     from pytest_integration_kit.isolation.sessions import async_rollback_session, rollback_session
@@ -64,18 +60,18 @@ if not TYPE_CHECKING:
             "ClonePool": "clone_pool",
             "DatabaseLease": "lease",
             "IsolatedDatabases": "databases",
-            "IsolationError": "databases",
+            "IsolationError": "errors",
             "IsolationWorkspace": "workspace",
-            "LeakError": "databases",
+            "LeakError": "errors",
             "RedisKeyspace": "redis",
             "STRATEGIES": "lease",
             "SchemaSource": "schema",
             "async_rollback_session": "sessions",
             "asyncpg_connection": "connections",
             "bind_factories": "factories",
-            "database_name": "databases",
+            "database_name": "naming",
             "driver_arguments": "connections",
-            "owner_token": "databases",
+            "owner_token": "naming",
             "psycopg_connection": "connections",
             "pymysql_connection": "connections",
             "rollback_session": "sessions",

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from pytest_integration_kit.isolation import tracking
 from pytest_integration_kit.isolation.clone_reset import PostgresCloneReset
+from pytest_integration_kit.isolation.errors import IsolationError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -172,8 +173,6 @@ class ClonePool:
 
     def take(self, timeout: float = 120.0) -> Clone:
         """A clone equal to the template; waits for the background thread if none is ready."""
-        from pytest_integration_kit.isolation.databases import IsolationError  # noqa: PLC0415 - databases imports this module
-
         started = time.monotonic()
         item = self._ready.get(timeout=timeout)
         with self._count_lock:

@@ -6,31 +6,33 @@ concurrent workers and sessions build it once between them), creates this proces
 own database from it, keeps an Engine per database, hands out clones from a
 :class:`ClonePool` and drops everything it made at :meth:`close` — even with
 connections still open.
+
+What the databases are called is :mod:`~.naming`; how a template is built and pruned,
+:mod:`~.template_databases`; how an AsyncEngine is made for each driver,
+:mod:`~.async_engines`; what cleaning after a test does, :mod:`~.cleaning`; the
+errors, :mod:`~.errors`.
 """
 
 from __future__ import annotations
 
-import datetime
-import hashlib
-import os
-import re
 import threading
-import uuid
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from pytest_integration_kit.errors import IntegrationKitError
-from pytest_integration_kit.isolation import crossloop, kitloop, loopbound, tracking
-from pytest_integration_kit.isolation.admin import (
-    LOCK_TIMEOUT_SECONDS,
-    CleanReport,
-    DatabaseAdmin,
-    admin_for,
-    lock_timeout_setting,
-)
+from pytest_integration_kit.isolation import crossloop
+from pytest_integration_kit.isolation.admin import CleanReport, DatabaseAdmin, admin_for
+from pytest_integration_kit.isolation.async_engines import async_driver, new_async_engine
+from pytest_integration_kit.isolation.cleaning import clean_database, leftovers
 from pytest_integration_kit.isolation.clone_pool import Clone, ClonePool
+from pytest_integration_kit.isolation.errors import IsolationError, LeakError
 from pytest_integration_kit.isolation.kept import KeptDatabases
 from pytest_integration_kit.isolation.loops import LoopEngines
+from pytest_integration_kit.isolation.naming import (
+    MAX_NAME_BYTES,
+    NAME_PREFIX,
+    database_name,
+    owner_token,
+)
 from pytest_integration_kit.isolation.ownership import (
     DEFAULT_LEASE_SECONDS,
     LeaseClock,
@@ -38,6 +40,14 @@ from pytest_integration_kit.isolation.ownership import (
     parse_owner,
 )
 from pytest_integration_kit.isolation.schema import SchemaSource
+from pytest_integration_kit.isolation.template_databases import (
+    TEMPLATE_UNUSED_DAYS,
+    TemplateToBuild,
+    build_template,
+    prune_templates,
+    template_label,
+    template_name,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -47,6 +57,8 @@ if TYPE_CHECKING:
 
     from pytest_integration_kit.services.endpoint import Endpoint
 
+# Clone, ClonePool, IsolationError, LeakError, MAX_NAME_BYTES, database_name and
+# owner_token live in the modules named above; they are importable from here as before.
 __all__ = [
     "MAX_NAME_BYTES",
     "Clone",
@@ -57,58 +69,6 @@ __all__ = [
     "database_name",
     "owner_token",
 ]
-
-#: PostgreSQL truncates identifiers beyond 63 bytes; MySQL allows 64.
-MAX_NAME_BYTES = 63
-
-#: Every database the kit makes starts with this; templates with TEMPLATE_PREFIX.
-NAME_PREFIX = "pik_"
-TEMPLATE_PREFIX = "pik_tpl_"
-#: A template no session has used for this long is dropped when another is built.
-TEMPLATE_UNUSED_DAYS = 7
-
-
-class _TemplateToBuild(Exception):
-    """:meth:`IsolatedDatabases.prepare` found no ready template: left to the next user."""
-
-
-class IsolationError(IntegrationKitError):
-    """A test database could not be prepared (schema, seed, clone or drop failed)."""
-
-
-class LeakError(IsolationError):
-    """A test left a connection checked out or a transaction open (strict leak check)."""
-
-
-def owner_token(session_id: str | None = None, worker: str | None = None) -> str:
-    """``<session>_<worker>``: unique per pytest session and xdist worker, lower-case.
-
-    The session part is random unless given, so two sessions on one shared server
-    never pick the same names.
-    """
-    session = session_id or uuid.uuid4().hex[:12]
-    worker = worker if worker is not None else os.environ.get("PYTEST_XDIST_WORKER", "main")
-    return re.sub(r"[^a-z0-9_]", "_", f"{session}_{worker}".lower())
-
-
-def database_name(*parts: str) -> str:
-    """``pik_<parts…>``, shortened with a hash when it would exceed 63 bytes."""
-    name = NAME_PREFIX + "_".join(p for p in parts if p)
-    name = re.sub(r"[^a-z0-9_]", "_", name.lower())
-    if len(name.encode()) <= MAX_NAME_BYTES:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
-    return name[: MAX_NAME_BYTES - len(digest) - 1] + "_" + digest
-
-
-def template_label(day: datetime.date | None = None) -> str:
-    """What a template says about itself: the day a session last used it."""
-    return f"pytest-integration-kit template used={(day or datetime.date.today()).isoformat()}"
-
-
-def _label_day(label: str) -> datetime.date | None:
-    match = re.fullmatch(r"pytest-integration-kit template used=(\d{4}-\d\d-\d\d)", label.strip())
-    return datetime.date.fromisoformat(match[1]) if match else None
 
 
 class IsolatedDatabases:
@@ -157,9 +117,7 @@ class IsolatedDatabases:
     # -- names ----------------------------------------------------------------------
 
     def template_name(self, fingerprint: str) -> str:
-        # The tracking's version too: a template with older bookkeeping is not reused.
-        digest = hashlib.sha256(f"{fingerprint}:{tracking.TRACKING_VERSION}".encode())
-        return TEMPLATE_PREFIX + digest.hexdigest()[:24]
+        return template_name(fingerprint)
 
     def next_clone_name(self) -> str:
         with self._lock:
@@ -192,11 +150,11 @@ class IsolatedDatabases:
                     if state == "ready":
                         self.template_built = False
                     elif self._preparing:
-                        raise _TemplateToBuild(name)
+                        raise TemplateToBuild(name)
                     else:
                         if state == "incomplete":  # its builder died half-way
                             self.admin.drop(admin, name)
-                        self._build_template(admin, name, fingerprint)
+                        build_template(self, admin, name, fingerprint)
                         self.template_built = True
                     self.admin.label(admin, name, template_label())
                 finally:
@@ -221,44 +179,7 @@ class IsolatedDatabases:
         Long-lived servers (url, reuse) would otherwise keep one template per schema
         version forever. Unlabelled templates are left alone.
         """
-        cutoff = datetime.date.today() - datetime.timedelta(days=unused_days)
-        dropped: list[str] = []
-        with self.admin_engine.connect() as conn:
-            for name, label in self.admin.labelled(conn, TEMPLATE_PREFIX, templates=True).items():
-                day = _label_day(label)
-                if name == keep or day is None or day >= cutoff:
-                    continue
-                self.admin.lock(conn, name)  # not while someone builds or clones it
-                try:
-                    self.admin.drop_template(conn, name)
-                finally:
-                    self.admin.unlock(conn, name)
-                dropped.append(name)
-        return dropped
-
-    def _build_template(self, conn: object, name: str, fingerprint: str) -> None:
-        from sqlalchemy.pool import NullPool  # noqa: PLC0415 - optional dependency, imported when used
-
-        assert hasattr(conn, "exec_driver_sql")
-        # On a server the kit started, from its template1: integration_postgres_init
-        # and _extensions are there (a url server's template1 is not ours to copy).
-        kit_server = self.endpoint.backend != "url"
-        self.admin.create_empty(conn, name, kit_server=kit_server)  # type: ignore[arg-type]
-        engine = self.admin.engine(self.endpoint, name, poolclass=NullPool)
-        try:
-            self.source.apply(engine)
-            self.admin.install_tracking(engine)
-        except IntegrationKitError:
-            self.admin.drop(conn, name)  # type: ignore[arg-type]
-            raise
-        except Exception as exc:
-            self.admin.drop(conn, name)  # type: ignore[arg-type]
-            raise IsolationError(
-                f"building the template database {name!r} failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        finally:
-            engine.dispose()
-        self.admin.mark_ready(conn, name, fingerprint)  # type: ignore[arg-type]
+        return prune_templates(self.admin, self.admin_engine, keep=keep, unused_days=unused_days)
 
     def create_from_template(self, name: str, conn: Connection | None = None) -> None:
         """Make ``name`` from the template (on ``conn`` when given, else on a new one)."""
@@ -364,7 +285,7 @@ class IsolatedDatabases:
             self._preparing = True
             try:
                 self.worker_database()
-            except _TemplateToBuild:
+            except TemplateToBuild:
                 pass
             except Exception as exc:  # the test that needs it says what went wrong
                 self._prepare_error = exc
@@ -383,43 +304,18 @@ class IsolatedDatabases:
 
     def async_driver(self) -> str:
         """The first installed asyncio driver for this kind of server."""
-        import importlib.util  # noqa: PLC0415 - only asked when an async fixture is used
-
-        for driver in self.admin.async_drivers:
-            module = "psycopg" if driver == "psycopg_async" else driver
-            if importlib.util.find_spec(module) is not None:
-                return driver
-        raise IsolationError(
-            f"no asyncio driver for {self.endpoint.service}: install one of "
-            + ", ".join(self.admin.async_drivers)
-        )
+        return async_driver(self.admin, self.endpoint.service)
 
     def async_engine(self, database: str | None = None, driver: str | None = None) -> AsyncEngine:
-        """An AsyncEngine on ``database``, one per database and driver.
-
-        Tests run in many event loops. psycopg's connections can move between loops:
-        they are kept (:mod:`~pytest_integration_kit.isolation.crossloop`). asyncpg's
-        belong to the loop that opened them: they are opened and kept on the kit's own
-        (:mod:`~pytest_integration_kit.isolation.kitloop`). aiomysql's and asyncmy's
-        are not kept between uses (:mod:`~pytest_integration_kit.isolation.loopbound`);
-        sharing the Engine still saves each test the dialect's first-connect queries.
-        """
-        from sqlalchemy import event, make_url  # noqa: PLC0415 - optional dependency, imported when used
-
+        """An AsyncEngine on ``database``, one per database and driver, made as its driver
+        needs (:mod:`~pytest_integration_kit.isolation.async_engines`); sharing it saves
+        each test the dialect's first-connect queries."""
         name = database or self.worker_database()
         chosen = driver or self.async_driver()
         with self._lock:
             engine = self._async_engines.get((name, chosen))
             if engine is None:
-                url = make_url(self.endpoint.with_database(name).url)
-                url = url.set(drivername=f"{url.drivername.split('+', 1)[0]}+{chosen}")
-                if chosen in crossloop.CROSS_LOOP_DRIVERS:
-                    engine = self.admin.kit_async_engine(url, poolclass=crossloop.cross_loop_pool())
-                    event.listen(engine.sync_engine, "checkout", crossloop.on_checkout)
-                elif chosen == "asyncpg" and kitloop.supported():
-                    engine = kitloop.kept_asyncpg_engine(self.admin, url, self.admin_engine)
-                else:
-                    engine = loopbound.loop_bound_engine(self.admin, url, self.admin_engine)
+                engine = new_async_engine(self, name, chosen)
                 self._async_engines[(name, chosen)] = engine
             return engine
 
@@ -429,35 +325,7 @@ class IsolatedDatabases:
         The report names the tables other connections than the kit's wrote to, and
         those whose columns changed (their seed rows are not restored: :meth:`rebuild`).
         """
-        name = database or self.worker_database()
-        try:
-            return self._clean(name)
-        except Exception as exc:
-            setting = lock_timeout_setting(exc)
-            if setting is None:
-                raise
-        # A transaction left open holds rows the clean must delete: end it, clean again
-        # (a second failure propagates), and say what happened. Raised outside the
-        # except block: the report shows no chained traceback.
-        with self.admin_engine.connect() as admin:
-            held = self.admin.open_transactions(admin, name)
-            self.admin.end_transactions(admin, name)
-        self._clean(name)
-        raise IsolationError(
-            f"cleaning {name!r} after the test waited {LOCK_TIMEOUT_SECONDS} s for a lock "
-            f"({setting}): a connection was still inside a transaction on it, left open "
-            "by this test or an earlier one"
-            + (f" ({'; '.join(held)})" if held else "")
-            + ". The kit ended it and cleaned, so later tests are not affected. Commit or "
-            "roll back what the code under test opens and give connections back to their "
-            "pool (integration_leak_check = true names such leftovers after every test)."
-        )
-
-    def _clean(self, name: str) -> CleanReport:
-        with self.engine(name).connect() as conn:
-            row = conn.exec_driver_sql(self.admin.clean_statement).first()
-            conn.commit()
-        return self.admin.clean_report(row)
+        return clean_database(self, database or self.worker_database())
 
     def rebuild(self, name: str) -> None:
         """Make ``name`` anew from the template (after a test changed its schema)."""
@@ -476,20 +344,10 @@ class IsolatedDatabases:
     def leaks(self, database: str | None = None, engine: Engine | None = None) -> list[str]:
         """What is left checked out (of ``engine``) or inside a transaction on ``database``."""
         name = database or self.worker_database()
-        found: list[str] = []
         if engine is None:
             with self._lock:
                 engine = self._engines.get(name)
-        if engine is not None:
-            checked_out = engine.pool.checkedout()  # type: ignore[attr-defined]
-            if checked_out:
-                found.append(f"{checked_out} connection(s) of the engine on {name!r} checked out")
-        with self.admin_engine.connect() as conn:
-            found += [
-                f"{name!r}: {description}"
-                for description in self.admin.open_transactions(conn, name)
-            ]
-        return found
+        return leftovers(self, name, engine)
 
     def describe(self) -> str:
         """One line for people: the template, built or reused, and what was made from it."""

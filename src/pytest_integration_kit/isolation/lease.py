@@ -16,7 +16,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
-from pytest_integration_kit.isolation.databases import IsolatedDatabases, IsolationError, LeakError
+from pytest_integration_kit.isolation.errors import IsolationError, LeakError
 from pytest_integration_kit.isolation.rollback_clean import (
     async_rollback_and_clean,
     rollback_and_clean,
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from pytest_integration_kit.isolation.admin import CleanReport
     from pytest_integration_kit.isolation.clone_pool import Clone
+    from pytest_integration_kit.isolation.databases import IsolatedDatabases
 
 __all__ = ["STRATEGIES", "DatabaseLease"]
 

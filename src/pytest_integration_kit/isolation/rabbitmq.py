@@ -23,7 +23,8 @@ import urllib.request
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from pytest_integration_kit.isolation.databases import IsolationError, owner_token
+from pytest_integration_kit.isolation.errors import IsolationError
+from pytest_integration_kit.isolation.naming import owner_token
 from pytest_integration_kit.isolation.ownership import (
     DEFAULT_LEASE_SECONDS,
     LeaseClock,

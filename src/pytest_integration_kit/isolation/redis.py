@@ -20,7 +20,8 @@ import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from pytest_integration_kit.isolation.databases import IsolationError, owner_token
+from pytest_integration_kit.isolation.errors import IsolationError
+from pytest_integration_kit.isolation.naming import owner_token
 from pytest_integration_kit.isolation.ownership import DEFAULT_LEASE_SECONDS
 from pytest_integration_kit.isolation.redis_clean import (
     outcome,

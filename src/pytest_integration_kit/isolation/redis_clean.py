@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pytest_integration_kit.isolation.databases import IsolationError
+from pytest_integration_kit.isolation.errors import IsolationError
 
 if TYPE_CHECKING:
     import redis as redis_sync

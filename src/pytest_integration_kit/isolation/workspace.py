@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from pytest_integration_kit.isolation.databases import IsolatedDatabases, owner_token
+from pytest_integration_kit.isolation.databases import IsolatedDatabases
+from pytest_integration_kit.isolation.naming import owner_token
 from pytest_integration_kit.isolation.ownership import (
     DEFAULT_LEASE_SECONDS,
     LeaseRenewer,

@@ -184,6 +184,23 @@ class ServiceRegistry:
         """The services this package itself declares (for its configuration reference)."""
         return [s for s in self.specs() if f"(from {OWN_DISTRIBUTION})" in self.source(s.name)]
 
+    def markers(self) -> dict[str, str]:
+        """``requires_<name>`` per registered service, and the markers they share, each
+        with the description pytest registers."""
+        markers: dict[str, str] = {}
+        shared: dict[str, list[str]] = {}
+        for spec in self.specs():
+            markers[f"requires_{spec.name}"] = (
+                f"the test uses a {spec.title} server (applied automatically)"
+            )
+            for marker in spec.markers[1:]:
+                shared.setdefault(marker, []).append(spec.title)
+        for marker, titles in shared.items():
+            markers[marker] = (
+                f"the test uses a {' or '.join(titles)} server (applied automatically)"
+            )
+        return markers
+
 
 REGISTRY = ServiceRegistry()
 
