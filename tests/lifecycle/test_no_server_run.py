@@ -53,6 +53,8 @@ NOT_AT_IMPORT = HEAVY | {
     "pytest_integration_kit.isolation.errors",
     "pytest_integration_kit.isolation.naming",
     "pytest_integration_kit.isolation.template_databases",
+    "pytest_integration_kit.isolation.redis",
+    "pytest_integration_kit.isolation.redis_clean",
     "pytest_integration_kit.isolation.schema",
     "pytest_integration_kit.isolation.workspace",
     "pytest_integration_kit.lifecycle.attached",
@@ -97,6 +99,8 @@ NOT_IN_A_RUN = HEAVY | {
     "pytest_integration_kit.lifecycle.session_end",
     "pytest_integration_kit.lifecycle.starting",
     "pytest_integration_kit.isolation.workspace",
+    "pytest_integration_kit.isolation.redis",
+    "pytest_integration_kit.isolation.redis_clean",
     "pytest_integration_kit.services.endpoint",
     "pytest_integration_kit.services.launch",
 }
