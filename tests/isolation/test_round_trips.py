@@ -45,14 +45,26 @@ def _sent():
         return [line.split("\\t") for line in trace if line.startswith("F\\t")]
 
 
+def _round_trips(since):
+    # A Query or a Sync is one round trip: the client waits for its answer.
+    return [m[3].strip() for m in _sent()[since:] if m[2] in ("Query", "Sync")]
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item, nextitem):
     before = len(_sent())
     result = yield
     if "postgres_session" in item.fixturenames:
-        # A Query or a Sync is one round trip: the client waits for its answer.
-        sent = [m[3].strip() for m in _sent()[before:] if m[2] in ("Query", "Sync")]
-        SEEN["postgres"].append(sent)
+        SEEN["postgres"].append(_round_trips(before))
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    before = len(_sent())
+    result = yield
+    if "postgres_session" in item.fixturenames:
+        SEEN.setdefault("postgres_whole", []).append(_round_trips(before))
     return result
 
 
@@ -174,10 +186,22 @@ def test_an_async_session_on_psycopg_ends_in_one_round_trip(
 
 
 def test_a_session_ends_in_one_round_trip(pytester: pytest.Pytester, backend_env: str) -> None:
-    """PostgreSQL: after the body, "ROLLBACK; SELECT _pik.clean()" and nothing else.
-    MySQL: CALL _pik_end() and nothing else (the recipe sends three)."""
+    """PostgreSQL: after the body, "ROLLBACK; SELECT _pik.clean()" and nothing else, and
+    the savepoints in the messages of the BEGIN and the body's. MySQL: CALL _pik_end()
+    and nothing else (the recipe sends three)."""
     seen = _counted_run(pytester, COUNTING_CONFTEST, COUNTED_TESTS, passed=8)
     assert seen["postgres"] == [['"ROLLBACK; SELECT _pik.clean()"']] * 4, seen["postgres"]
+    # The whole test, once the worker's database is made: five round trips. The
+    # savepoints ride with psycopg's BEGIN and with the commit's release (before: BEGIN,
+    # SAVEPOINT, the INSERT, RELEASE, SAVEPOINT, the count, the end: seven).
+    whole = [
+        '"BEGIN; SAVEPOINT sa_savepoint_1"',
+        '"INSERT INTO orders (id, user_id, total) VALUES (1, 1, 5)"',
+        '"RELEASE SAVEPOINT sa_savepoint_1; SAVEPOINT sa_savepoint_2"',
+        '"SELECT count(*) FROM orders"',
+        '"ROLLBACK; SELECT _pik.clean()"',
+    ]
+    assert seen["postgres_whole"][1:] == [whole] * 3, seen["postgres_whole"]
     readings = seen["mysql"]
     assert len({connection for connection, _ in readings}) == 1, readings
     steps = {b - a for (_, a), (_, b) in itertools.pairwise(readings)}

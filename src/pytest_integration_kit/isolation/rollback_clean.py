@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 from pytest_integration_kit.isolation import tracking
+from pytest_integration_kit.isolation.batched_savepoints import batched_savepoints
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -134,7 +135,7 @@ def rollback_clean_session(
     """
     from sqlalchemy.orm import Session  # noqa: PLC0415 - optional dependency, imported when used
 
-    with engine.connect() as conn:
+    with engine.connect() as conn, batched_savepoints(conn):
         outer = conn.begin()
         session = Session(bind=conn, join_transaction_mode="create_savepoint", **session_options)
         try:

@@ -1,0 +1,165 @@
+"""A rolled-back session's savepoints in fewer round trips (PostgreSQL, psycopg).
+
+A test session under the rollback strategy (SQLAlchemy's ``create_savepoint`` mode)
+opens a savepoint at its first use and again after each ``commit``, which releases
+one. Through SQLAlchemy each is a statement and a round trip of its own, and the
+first follows psycopg's own ``BEGIN``, another: a test that commits once spent four
+round trips on them. On that session's connection, while :func:`batched_savepoints`
+is open:
+
+* the transaction's first savepoint goes in one message with its ``BEGIN``
+  (``BEGIN; SAVEPOINT sa_savepoint_1``);
+* a release waits for the connection's next savepoint and goes with it
+  (``RELEASE SAVEPOINT sa_savepoint_1; SAVEPOINT sa_savepoint_2``), or is made moot by
+  the end's rollback. Nothing tells the two apart: a statement in between runs inside
+  the savepoint instead of after it, and whatever later rolls back to an older
+  savepoint or ends the transaction undoes or keeps both alike. In a transaction an
+  error has aborted the release is sent at once, so ``commit`` raises there as before;
+* the statements go to psycopg's connection directly, not through SQLAlchemy's
+  ``execute`` (its ``savepoint`` events still fire; ``echo`` does not show them).
+
+A message that fails is sent again the usual way, through SQLAlchemy, which raises its
+own error for it. Other drivers, and the connection outside the block, are untouched.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from sqlalchemy.engine import Connection, Dialect
+
+__all__ = ["batched_savepoints"]
+
+#: The key of a batching connection's state in its pool record's ``info``.
+STATE_KEY: Final = "pytest_integration_kit.batched_savepoints"
+#: Set on a dialect once its savepoint methods batch.
+INSTALLED: Final = "_pik_batched_savepoints"
+
+
+class _Batching:
+    """A connection's release that has not been sent yet, if any."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: str | None = None
+
+
+@contextmanager
+def batched_savepoints(connection: Connection) -> Iterator[bool]:
+    """Batch ``connection``'s savepoint statements while the block runs; yields whether
+    they are (PostgreSQL through psycopg only)."""
+    dialect = connection.dialect
+    if dialect.name != "postgresql" or dialect.driver != "psycopg":
+        yield False
+        return
+    _install(dialect)
+    info = connection.connection.info
+    info[STATE_KEY] = _Batching()
+    try:
+        yield True
+    finally:
+        info.pop(STATE_KEY, None)
+
+
+def _state(proxied: Any) -> _Batching | None:
+    info = getattr(proxied, "info", None)
+    return info.get(STATE_KEY) if isinstance(info, dict) else None
+
+
+def _install(dialect: Dialect) -> None:
+    """Wrap the savepoint and transaction methods of this one dialect (an engine's own
+    instance; other engines keep the class's): batching where a connection's state
+    says so, the dialect's own elsewhere."""
+    if getattr(dialect, INSTALLED, False):
+        return
+    wrapped = _BatchingMethods(dialect)
+    dialect.do_savepoint = wrapped.savepoint  # type: ignore[method-assign]
+    dialect.do_release_savepoint = wrapped.release  # type: ignore[method-assign]
+    dialect.do_rollback_to_savepoint = wrapped.rollback_to  # type: ignore[method-assign]
+    dialect.do_rollback = wrapped.rollback  # type: ignore[method-assign]
+    dialect.do_commit = wrapped.commit  # type: ignore[method-assign]
+    setattr(dialect, INSTALLED, True)
+
+
+class _BatchingMethods:
+    """The dialect's savepoint and transaction methods, batching for marked connections."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        from psycopg import Error, pq  # noqa: PLC0415 - optional dependency, imported when used
+
+        self._error = Error
+        self._idle = pq.TransactionStatus.IDLE
+        self._in_transaction = pq.TransactionStatus.INTRANS
+        self._done = pq.ExecStatus.COMMAND_OK
+        self._quote = dialect.identifier_preparer.quote
+        self._savepoint = dialect.do_savepoint
+        self._release = dialect.do_release_savepoint
+        self._rollback_to = dialect.do_rollback_to_savepoint
+        self._rollback = dialect.do_rollback
+        self._commit = dialect.do_commit
+
+    def savepoint(self, connection: Connection, name: str) -> None:
+        state, raw = _state(connection.connection), connection.connection.driver_connection
+        if state is None or raw is None:
+            self._savepoint(connection, name)
+            return
+        status = raw.pgconn.transaction_status
+        pending, state.pending = state.pending, None
+        if status == self._idle and _begins_plainly(raw):
+            message = f"BEGIN; SAVEPOINT {self._quote(name)}"
+        elif status == self._in_transaction:
+            release = f"RELEASE SAVEPOINT {self._quote(pending)}; " if pending else ""
+            message = f"{release}SAVEPOINT {self._quote(name)}"
+        else:  # an aborted transaction (raises), or a BEGIN psycopg must write itself
+            self._savepoint(connection, name)
+            return
+        try:
+            sent = raw.pgconn.exec_(message.encode()).status == self._done
+        except self._error:
+            sent = False
+        if not sent:
+            self._savepoint(connection, name)
+
+    def release(self, connection: Connection, name: str) -> None:
+        state, raw = _state(connection.connection), connection.connection.driver_connection
+        if state is None or raw is None:
+            self._release(connection, name)
+        elif raw.pgconn.transaction_status == self._in_transaction:
+            state.pending = name  # an older savepoint's release includes a newer one's
+        else:
+            state.pending = None
+            self._release(connection, name)
+
+    def rollback_to(self, connection: Connection, name: str) -> None:
+        state = _state(connection.connection)
+        if state is not None:
+            state.pending = None  # newer than ``name``: the rollback drops it anyway
+        self._rollback_to(connection, name)
+
+    def rollback(self, dbapi_connection: Any) -> None:
+        state = _state(dbapi_connection)
+        if state is not None:
+            state.pending = None
+        self._rollback(dbapi_connection)
+
+    def commit(self, dbapi_connection: Any) -> None:
+        state = _state(dbapi_connection)
+        if state is not None:
+            state.pending = None
+        self._commit(dbapi_connection)
+
+
+def _begins_plainly(raw: Any) -> bool:
+    """Whether psycopg would begin this connection's transaction with a bare ``BEGIN``
+    (no isolation level, read-only or deferrable of its own), and not in autocommit."""
+    return (
+        not raw.autocommit
+        and raw.isolation_level is None
+        and raw.read_only is None
+        and raw.deferrable is None
+    )
