@@ -48,6 +48,7 @@ NOT_AT_IMPORT = HEAVY | {
     "pytest_integration_kit.isolation.mysql_admin",
     "pytest_integration_kit.isolation.connections",
     "pytest_integration_kit.isolation.async_engines",
+    "pytest_integration_kit.isolation.batched_savepoints",
     "pytest_integration_kit.isolation.cleaning",
     "pytest_integration_kit.isolation.databases",
     "pytest_integration_kit.isolation.errors",
@@ -101,6 +102,7 @@ NOT_IN_A_RUN = HEAVY | {
     "pytest_integration_kit.isolation.workspace",
     "pytest_integration_kit.isolation.redis",
     "pytest_integration_kit.isolation.redis_clean",
+    "pytest_integration_kit.isolation.batched_savepoints",
     "pytest_integration_kit.services.endpoint",
     "pytest_integration_kit.services.launch",
 }
