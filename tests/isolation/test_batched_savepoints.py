@@ -1,6 +1,7 @@
-"""A rolled-back session's savepoints in fewer messages behave as SQLAlchemy's own.
+"""A rolled-back session's savepoints in fewer messages (PostgreSQL) or sent directly
+(MySQL/MariaDB) behave as SQLAlchemy's own.
 
-Each scenario runs twice on a real PostgreSQL server, on one engine: once on a plain
+Each scenario runs twice on a real server, on one engine: once on a plain
 connection, once inside :func:`batched_savepoints`; what the server holds after each
 step, and what each step raised, must be the same. The message count itself is pinned
 in test_round_trips.py.
@@ -15,7 +16,7 @@ from typing import Any
 
 import psycopg.pq
 import pytest
-from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -27,15 +28,20 @@ from pytest_integration_kit.services import spec_for
 Step = Callable[[Session], Any]
 
 
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Engine]:
-    """psycopg on a PostgreSQL server of the local backend, with a table ``t``."""
+DRIVERS = {"postgres": "postgresql+psycopg", "mysql": "mysql+pymysql"}
+
+
+@pytest.fixture(scope="module", params=list(DRIVERS))
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """psycopg on PostgreSQL, then PyMySQL on MariaDB, servers of the local backend,
+    each with a table ``t``."""
+    service = str(request.param)
     server = LocalBackend().start(
         ServerOptions(
-            spec=spec_for("postgres"), image="", startup_timeout=60, session_id="tests-batched"
+            spec=spec_for(service), image="", startup_timeout=60, session_id="tests-batched"
         )
     )
-    made = create_engine(make_url(server.endpoint.url).set(drivername="postgresql+psycopg"))
+    made = create_engine(make_url(server.endpoint.url).set(drivername=DRIVERS[service]))
     try:
         with made.begin() as conn:
             conn.execute(text("CREATE TABLE t (v text)"))
@@ -53,9 +59,25 @@ def rows(session: Session) -> list[str]:
     return sorted(session.execute(text("SELECT v FROM t")).scalars())
 
 
-def run(engine: Engine, steps: list[Step], *, batched: bool) -> tuple[list[Any], Any]:
-    """Each step's result (or its error's class), then what a look at the table on the
-    connection shows at the end (or its error's class); everything rolled back after."""
+def run(engine: Engine, steps: list[Step], *, batched: bool) -> tuple[list[Any], Any, list[str]]:
+    """Each step's result (or its error's class), what a look at the table on the
+    connection shows at the end (or its error's class), and the savepoint statements
+    that went through SQLAlchemy's execute; everything rolled back after."""
+    through_sqlalchemy: list[str] = []
+
+    def record(*args: Any) -> None:
+        if "SAVEPOINT" in args[2]:
+            through_sqlalchemy.append(args[2])
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        outcomes, seen = _steps(engine, steps, batched=batched)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return outcomes, seen, through_sqlalchemy
+
+
+def _steps(engine: Engine, steps: list[Step], *, batched: bool) -> tuple[list[Any], Any]:
     outcomes: list[Any] = []
     batching = batched_savepoints if batched else lambda _: nullcontext(False)
     with engine.connect() as conn, batching(conn) as batches:
@@ -78,10 +100,14 @@ def run(engine: Engine, steps: list[Step], *, batched: bool) -> tuple[list[Any],
     return outcomes, seen
 
 
-def same_both_ways(engine: Engine, steps: list[Step]) -> tuple[list[Any], Any]:
-    plain = run(engine, steps, batched=False)
-    assert run(engine, steps, batched=True) == plain
-    return plain
+def same_both_ways(engine: Engine, steps: list[Step]) -> tuple[list[Any], Any, list[str]]:
+    """The outcomes and the end's look, the same both ways; the savepoint statements
+    that went through SQLAlchemy's execute batched (plain: all of them)."""
+    *plain, all_through_sqlalchemy = run(engine, steps, batched=False)
+    *batched, through_sqlalchemy = run(engine, steps, batched=True)
+    assert batched == plain
+    assert all_through_sqlalchemy
+    return plain[0], plain[1], through_sqlalchemy
 
 
 def test_commits_rollbacks_and_nested_savepoints(engine: Engine) -> None:
@@ -107,13 +133,20 @@ def test_commits_rollbacks_and_nested_savepoints(engine: Engine) -> None:
         lambda s: s.commit(),
         rows,
     ]
-    outcomes, seen = same_both_ways(engine, steps)
+    outcomes, seen, through_sqlalchemy = same_both_ways(engine, steps)
+    # Only PostgreSQL's ROLLBACK TO goes the usual way (nothing to batch it with).
+    assert all(s.startswith("ROLLBACK TO") for s in through_sqlalchemy), through_sqlalchemy
+    if engine.dialect.name != "postgresql":
+        assert through_sqlalchemy == []
     assert outcomes[4] == ["a"]
     assert outcomes[8] == ["a", "c", "d"]
     assert seen == ["a", "c", "d"]
 
 
+@pytest.mark.parametrize("engine", ["postgres"], indirect=True)  # MySQL aborts none
 def test_a_commit_in_an_aborted_transaction_raises_there(engine: Engine) -> None:
+    """PostgreSQL: an error aborts the transaction; the commit's release raises."""
+
     def swallowed(s: Session) -> str:
         try:
             s.execute(text("SELECT no_such_column FROM t"))
@@ -122,16 +155,27 @@ def test_a_commit_in_an_aborted_transaction_raises_there(engine: Engine) -> None
         return "no error"
 
     steps: list[Step] = [insert("a"), swallowed, lambda s: s.commit()]
-    outcomes, seen = same_both_ways(engine, steps)
+    outcomes, seen, through_sqlalchemy = same_both_ways(engine, steps)
+    assert through_sqlalchemy == ["RELEASE SAVEPOINT sa_savepoint_1"]  # sent, not held
     assert outcomes[1] == "UndefinedColumn"
     assert outcomes[2] == "InFailedSqlTransaction"  # at the commit, as without batching
     assert seen == "InFailedSqlTransaction"
 
 
+@pytest.mark.parametrize("engine", ["postgres"], indirect=True)  # MySQL: no BEGIN to merge
 def test_an_isolation_level_of_the_engine_still_begins_the_transaction(engine: Engine) -> None:
+    """PostgreSQL: psycopg's BEGIN names the level; the savepoint then goes after it."""
     serial = engine.execution_options(isolation_level="SERIALIZABLE")
     level: Step = lambda s: s.execute(text("SHOW transaction_isolation")).scalar_one()  # noqa: E731
-    outcomes, _ = same_both_ways(serial, [insert("a"), level, lambda s: s.commit(), level])
+    outcomes, _, through_sqlalchemy = same_both_ways(
+        serial, [insert("a"), level, lambda s: s.commit(), level]
+    )
+    # psycopg's BEGIN names the level: the first savepoint follows it the usual way
+    # (the session's close rolls back to the last one, as in every scenario here).
+    assert through_sqlalchemy == [
+        "SAVEPOINT sa_savepoint_1",
+        "ROLLBACK TO SAVEPOINT sa_savepoint_2",
+    ]
     assert outcomes[1] == outcomes[3] == "serializable"
 
 
@@ -145,7 +189,8 @@ def test_the_pooled_connection_keeps_nothing_batched(engine: Engine) -> None:
         session.commit()  # a release held when the block ends
         raw = conn.connection.driver_connection
         assert raw is not None
-        assert raw.pgconn.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        if engine.dialect.name == "postgresql":
+            assert raw.pgconn.transaction_status == psycopg.pq.TransactionStatus.INTRANS
         session.close()
         outer.rollback()
     with engine.connect() as conn:

@@ -1,4 +1,5 @@
-"""A rolled-back session's savepoints in fewer round trips (PostgreSQL, psycopg).
+"""A rolled-back session's savepoints in fewer round trips (PostgreSQL through psycopg)
+and without SQLAlchemy's ``execute`` (that, and MySQL/MariaDB through PyMySQL).
 
 A test session under the rollback strategy (SQLAlchemy's ``create_savepoint`` mode)
 opens a savepoint at its first use and again after each ``commit``, which releases
@@ -17,6 +18,10 @@ is open:
   error has aborted the release is sent at once, so ``commit`` raises there as before;
 * the statements go to psycopg's connection directly, not through SQLAlchemy's
   ``execute`` (its ``savepoint`` events still fire; ``echo`` does not show them).
+
+On MySQL/MariaDB through PyMySQL no two statements share a message (the kit's
+connections do not turn multi-statements on), so the savepoint statements only go to
+PyMySQL's connection directly, each when SQLAlchemy asks for it.
 
 A message that fails is sent again the usual way, through SQLAlchemy, which raises its
 own error for it. Other drivers, and the connection outside the block, are untouched.
@@ -51,13 +56,14 @@ class _Batching:
 
 @contextmanager
 def batched_savepoints(connection: Connection) -> Iterator[bool]:
-    """Batch ``connection``'s savepoint statements while the block runs; yields whether
-    they are (PostgreSQL through psycopg only)."""
+    """Batch ``connection``'s savepoint statements while the block runs (PostgreSQL
+    through psycopg; MySQL/MariaDB through PyMySQL: sent directly); yields whether."""
     dialect = connection.dialect
-    if dialect.name != "postgresql" or dialect.driver != "psycopg":
+    methods = _METHODS.get(dialect.driver) if dialect.name in _SERVERS else None
+    if methods is None:
         yield False
         return
-    _install(dialect)
+    _install(dialect, methods)
     info = connection.connection.info
     info[STATE_KEY] = _Batching()
     try:
@@ -71,13 +77,13 @@ def _state(proxied: Any) -> _Batching | None:
     return info.get(STATE_KEY) if isinstance(info, dict) else None
 
 
-def _install(dialect: Dialect) -> None:
+def _install(dialect: Dialect, methods: type[_BatchingMethods | _DirectMethods]) -> None:
     """Wrap the savepoint and transaction methods of this one dialect (an engine's own
     instance; other engines keep the class's): batching where a connection's state
     says so, the dialect's own elsewhere."""
     if getattr(dialect, INSTALLED, False):
         return
-    wrapped = _BatchingMethods(dialect)
+    wrapped = methods(dialect)
     dialect.do_savepoint = wrapped.savepoint  # type: ignore[method-assign]
     dialect.do_release_savepoint = wrapped.release  # type: ignore[method-assign]
     dialect.do_rollback_to_savepoint = wrapped.rollback_to  # type: ignore[method-assign]
@@ -152,6 +158,51 @@ class _BatchingMethods:
         if state is not None:
             state.pending = None
         self._commit(dbapi_connection)
+
+
+class _DirectMethods:
+    """PyMySQL: the savepoint statements straight to the driver for marked connections
+    (nothing is held: without multi-statements a release could share no message)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        from pymysql import Error  # noqa: PLC0415 - optional dependency, imported when used
+
+        self._error = Error
+        self._quote = dialect.identifier_preparer.quote
+        self._savepoint = dialect.do_savepoint
+        self._release = dialect.do_release_savepoint
+        self._rollback_to = dialect.do_rollback_to_savepoint
+        self.rollback, self.commit = dialect.do_rollback, dialect.do_commit
+
+    def _send(self, connection: Connection, statement: str) -> bool:
+        raw = connection.connection.driver_connection
+        if raw is None or _state(connection.connection) is None:
+            return False
+        try:
+            raw.query(statement)
+        except self._error:  # sent again through SQLAlchemy, which raises its error
+            return False
+        return True
+
+    def savepoint(self, connection: Connection, name: str) -> None:
+        if not self._send(connection, f"SAVEPOINT {self._quote(name)}"):
+            self._savepoint(connection, name)
+
+    def release(self, connection: Connection, name: str) -> None:
+        if not self._send(connection, f"RELEASE SAVEPOINT {self._quote(name)}"):
+            self._release(connection, name)
+
+    def rollback_to(self, connection: Connection, name: str) -> None:
+        if not self._send(connection, f"ROLLBACK TO SAVEPOINT {self._quote(name)}"):
+            self._rollback_to(connection, name)
+
+
+#: The servers (SQLAlchemy's dialect names) and drivers whose savepoints are handled.
+_SERVERS: Final = frozenset({"postgresql", "mysql", "mariadb"})
+_METHODS: Final[dict[str, type[_BatchingMethods | _DirectMethods]]] = {
+    "psycopg": _BatchingMethods,
+    "pymysql": _DirectMethods,
+}
 
 
 def _begins_plainly(raw: Any) -> bool:
