@@ -28,7 +28,7 @@ from pytest_integration_kit.isolation import (
 from pytest_integration_kit.isolation.databases import IsolatedDatabases
 from pytest_integration_kit.isolation.naming import MAX_NAME_BYTES, TEMPLATE_PREFIX
 from pytest_integration_kit.isolation.ownership import owner_label
-from pytest_integration_kit.isolation.schema import split_sql
+from pytest_integration_kit.isolation.sql_script import split_sql
 from pytest_integration_kit.isolation.template_databases import template_label
 from pytest_integration_kit.isolation.tracking import dependency_order, referencing_closure
 from pytest_integration_kit.services import spec_for

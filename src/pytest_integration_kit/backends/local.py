@@ -5,20 +5,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import pwd
 import signal
 import socket
 import subprocess
 import tempfile
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from pytest_integration_kit.backends.base import Backend, RunningServer, ServerOptions, mask
+from pytest_integration_kit.backends.local_runner import LocalRunner, RunAs
 from pytest_integration_kit.backends.workdirs import (
-    SOCKETS_LINK,
     SOCKETS_PREFIX,
     WORKDIR_PREFIX,
     orphaned_socket_dirs,
@@ -57,109 +55,6 @@ PORT_TAKEN_MARKERS = (
     "could not bind IPv4 address",
     "eaddrinuse",  # Erlang's (RabbitMQ, its management listener or distribution port)
 )
-
-
-@dataclass(frozen=True)
-class RunAs:
-    """The unprivileged user servers run as when pytest runs as root."""
-
-    name: str
-    uid: int
-    gid: int
-
-    @classmethod
-    def for_spec(cls, spec: ServiceSpec) -> RunAs | None:
-        """None when not root; else the spec's user (``postgres``…) or ``nobody``."""
-        if os.geteuid() != 0:
-            return None
-        for name in (spec.os_user, "nobody"):
-            try:
-                entry = pwd.getpwnam(name)
-            except KeyError:
-                continue
-            return cls(name, entry.pw_uid, entry.pw_gid)
-        raise BackendUnavailable(
-            f"running as root, and neither the user {spec.os_user!r} nor 'nobody' exists to "
-            f"run {spec.title} as (it refuses root or should not have it); create one"
-        )
-
-
-class LocalRunner:
-    """Runs set-up commands and writes files as the server's user."""
-
-    def __init__(
-        self,
-        run_as: RunAs | None,
-        workdir: Path,
-        env: dict[str, str],
-        warm: WarmStart | None = None,
-        sockets: Path | None = None,
-    ) -> None:
-        self.run_as = run_as
-        self.workdir = workdir
-        self.env = env
-        self.warm = warm
-        #: Where the server puts its Unix sockets: a short path, whatever TMPDIR is.
-        self.sockets = sockets if sockets is not None else workdir / SOCKETS_LINK
-        #: A free port on 127.0.0.1 for each of the spec's ``extra_ports``, by name.
-        self.ports: dict[str, int] = {}
-
-    @property
-    def uid(self) -> int | None:
-        return None if self.run_as is None else self.run_as.uid
-
-    @property
-    def gid(self) -> int | None:
-        return None if self.run_as is None else self.run_as.gid
-
-    @property
-    def extra_groups(self) -> list[int] | None:
-        # Dropping to another user also drops root's supplementary groups.
-        return None if self.run_as is None else []
-
-    def run(self, command: list[str], *, what: str, timeout: float = 300) -> None:
-        try:
-            result = subprocess.run(  # noqa: PLW1510 - the return code is checked below
-                command,
-                cwd=self.workdir,
-                env=self.env,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                user=self.uid,
-                group=self.gid,
-                extra_groups=self.extra_groups,
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise ServerStartError(f"{what} could not run: {exc}") from None
-        if result.returncode != 0:
-            output = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
-            raise ServerStartError(f"{what} failed with exit code {result.returncode}:\n{output}")
-
-    def initialise(self, command: list[str], *, output: Path, what: str) -> None:
-        """Run an init command (initdb…) whose product is the directory ``output``; a
-        warm start copies the product of an earlier identical run instead."""
-        if self.warm is None:
-            self.run(command, what=what)
-        else:
-            self.warm.initialise(
-                command,
-                workdir=self.workdir,
-                output=output,
-                run=lambda: self.run(command, what=what),
-            )
-
-    def own(self, path: Path) -> None:
-        """Give ``path`` (one we just made) to the server's user; never through a link."""
-        if self.run_as is not None:
-            os.chown(path, self.run_as.uid, self.run_as.gid, follow_symlinks=False)
-
-    def write_secret(self, path: Path, text: str) -> None:
-        """Write a file only the server's user can read."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        self.own(path)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

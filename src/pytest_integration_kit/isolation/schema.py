@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_integration_kit.errors import ConfigError, IntegrationKitError
+from pytest_integration_kit.isolation.sql_script import split_sql
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -36,7 +37,6 @@ __all__ = [
     "SchemaBuildError",
     "SchemaSource",
     "load_attribute",
-    "split_sql",
 ]
 
 #: Bumped whenever what the kit adds to a template (tracking tables, triggers) changes.
@@ -92,63 +92,6 @@ def _failure(setting: str, what: str, exc: BaseException) -> SchemaBuildError:
     return SchemaBuildError(
         f"{setting}: {what} raised {type(exc).__name__}: {first_line}{_where(exc)}"
     )
-
-
-def split_sql(script: str) -> list[str]:  # noqa: PLR0912 - one small lexer, kept in one piece
-    """Split an SQL script into statements on ``;`` outside quotes, comments and $$ bodies.
-
-    Enough for seed files (INSERTs, CREATE FUNCTION with dollar quoting); drivers differ
-    in whether they accept several statements at once, so we send them one by one.
-    """
-    statements: list[str] = []
-    current: list[str] = []
-    i, n = 0, len(script)
-    while i < n:
-        ch = script[i]
-        if ch in "'\"`":
-            end = i + 1
-            while end < n:
-                if script[end] == ch:
-                    if end + 1 < n and script[end + 1] == ch:  # doubled quote
-                        end += 2
-                        continue
-                    break
-                if script[end] == "\\" and ch != '"':
-                    end += 1
-                end += 1
-            current.append(script[i : end + 1])
-            i = end + 1
-            continue
-        if script.startswith("--", i) or (ch == "#" and not current):
-            end = script.find("\n", i)
-            i = n if end < 0 else end + 1
-            continue
-        if script.startswith("/*", i):
-            end = script.find("*/", i + 2)
-            i = n if end < 0 else end + 2
-            continue
-        if ch == "$":
-            tag_end = script.find("$", i + 1)
-            tag = script[i : tag_end + 1] if tag_end > 0 else ""
-            if tag and (tag == "$$" or tag[1:-1].isidentifier()):
-                body_end = script.find(tag, tag_end + 1)
-                stop = n if body_end < 0 else body_end + len(tag)
-                current.append(script[i:stop])
-                i = stop
-                continue
-        if ch == ";":
-            statement = "".join(current).strip()
-            if statement:
-                statements.append(statement)
-            current = []
-            i += 1
-            continue
-        current.append(ch)
-        i += 1
-    tail = "".join(current).strip()
-    if tail:
-        statements.append(tail)
-    return statements
 
 
 def _source_of(obj: Any) -> str:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
 
-    from pytest_integration_kit.backends.local import LocalRunner
+    from pytest_integration_kit.backends.local_runner import LocalRunner
     from pytest_integration_kit.services.endpoint import Endpoint
 
 __all__ = ["Command", "Http", "LogLine", "Readiness", "Tcp", "container_spec"]

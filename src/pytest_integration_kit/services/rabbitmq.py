@@ -24,7 +24,7 @@ from pytest_integration_kit.services.spec import (
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from pytest_integration_kit.backends.local import LocalRunner
+    from pytest_integration_kit.backends.local_runner import LocalRunner
     from pytest_integration_kit.services.endpoint import Endpoint
     from pytest_integration_kit.services.launch import Credentials, LocalLaunch
 

@@ -15,7 +15,7 @@ from pytest_integration_kit.services.spec import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from pytest_integration_kit.backends.local import LocalRunner
+    from pytest_integration_kit.backends.local_runner import LocalRunner
     from pytest_integration_kit.services.endpoint import Endpoint
     from pytest_integration_kit.services.launch import Credentials, LocalLaunch
     from pytest_integration_kit.settings import Setting

@@ -17,7 +17,7 @@ from pytest_integration_kit.errors import BackendUnavailable, MissingExtra
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
-    from pytest_integration_kit.backends.local import LocalRunner
+    from pytest_integration_kit.backends.local_runner import LocalRunner
     from pytest_integration_kit.services.endpoint import Endpoint
     from pytest_integration_kit.services.launch import Credentials, LocalLaunch, WarmLaunch
     from pytest_integration_kit.settings import Setting
