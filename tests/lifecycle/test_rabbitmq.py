@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from pytest_integration_kit.backends.base import RunningServer, ServerOptions
 from pytest_integration_kit.backends.local import LocalBackend
 from pytest_integration_kit.isolation.rabbitmq import Management, RabbitVhost
 from pytest_integration_kit.lifecycle.attached import processes_under
+from pytest_integration_kit.services import rabbitmq as rabbitmq_service
 from pytest_integration_kit.services.rabbitmq import RabbitMQSpec
 
 #: The offline image CI builds (scripts/build-test-images); users keep ``rabbitmq:3``.
@@ -126,6 +128,36 @@ def test_rabbitmq_of_a_killed_run_is_reaped(
     result = later.run()
     assert result.returncode == 0, result.stdout
     assert leftovers(session).empty
+
+
+def test_a_distribution_port_taken_before_the_broker_binds_it_is_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The free port picked for Erlang's distribution can be taken by another process
+    before the broker binds it (CI, 2026-12-07: ``dist_port_already_used``, the start
+    failed): the start is tried again on new ports, as when the AMQP port is taken."""
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    taken = [int(holder.getsockname()[1])]  # the first pick: the distribution port
+    pick = rabbitmq_service._free_port
+    monkeypatch.setattr(
+        rabbitmq_service, "_free_port", lambda *ports: taken.pop() if taken else pick(*ports)
+    )
+    options = ServerOptions(
+        spec=RabbitMQSpec(), image="", startup_timeout=120, session_id="dist-taken"
+    )
+    try:
+        server = LocalBackend().start(options)
+        try:
+            assert not taken  # the taken port was handed out, and the start got past it
+            connection = pika.BlockingConnection(pika.URLParameters(server.endpoint.url))
+            assert connection.is_open
+            connection.close()
+        finally:
+            server.stop()
+    finally:
+        holder.close()
 
 
 def test_two_local_rabbitmq_servers_side_by_side_never_meet() -> None:

@@ -54,6 +54,7 @@ PORT_TAKEN_MARKERS = (
     "Do you already have another",
     "could not bind IPv4 address",
     "eaddrinuse",  # Erlang's (RabbitMQ, its management listener or distribution port)
+    "dist_port_already_used",  # RabbitMQ's check of its distribution port, before binding
 )
 
 

@@ -9,7 +9,8 @@ round trips on them. On that session's connection, while :func:`batched_savepoin
 is open:
 
 * the transaction's first savepoint goes in one message with its ``BEGIN``
-  (``BEGIN; SAVEPOINT sa_savepoint_1``);
+  (``BEGIN; SAVEPOINT sa_savepoint_1``; the ``BEGIN`` psycopg would write, with the
+  connection's isolation level, read-only or deferrable settings);
 * a release waits for the connection's next savepoint and goes with it
   (``RELEASE SAVEPOINT sa_savepoint_1; SAVEPOINT sa_savepoint_2``), or is made moot by
   the end's rollback. Nothing tells the two apart: a statement in between runs inside
@@ -116,12 +117,13 @@ class _BatchingMethods:
             return
         status = raw.pgconn.transaction_status
         pending, state.pending = state.pending, None
-        if status == self._idle and _begins_plainly(raw):
-            message = f"BEGIN; SAVEPOINT {self._quote(name)}"
+        begin = _begin(raw) if status == self._idle else None
+        if begin is not None:
+            message = f"{begin}; SAVEPOINT {self._quote(name)}"
         elif status == self._in_transaction:
             release = f"RELEASE SAVEPOINT {self._quote(pending)}; " if pending else ""
             message = f"{release}SAVEPOINT {self._quote(name)}"
-        else:  # an aborted transaction (raises), or a BEGIN psycopg must write itself
+        else:  # an aborted transaction (raises it), autocommit, a pipeline
             self._savepoint(connection, name)
             return
         try:
@@ -205,12 +207,16 @@ _METHODS: Final[dict[str, type[_BatchingMethods | _DirectMethods]]] = {
 }
 
 
-def _begins_plainly(raw: Any) -> bool:
-    """Whether psycopg would begin this connection's transaction with a bare ``BEGIN``
-    (no isolation level, read-only or deferrable of its own), and not in autocommit."""
-    return (
-        not raw.autocommit
-        and raw.isolation_level is None
-        and raw.read_only is None
-        and raw.deferrable is None
-    )
+def _begin(raw: Any) -> str | None:
+    """The ``BEGIN`` psycopg would send for this connection (its isolation level,
+    read-only and deferrable settings, the words psycopg writes), None in autocommit."""
+    if raw.autocommit:
+        return None
+    parts = ["BEGIN"]
+    if raw.isolation_level is not None:
+        parts.append("ISOLATION LEVEL " + raw.isolation_level.name.replace("_", " "))
+    if raw.read_only is not None:
+        parts.append("READ ONLY" if raw.read_only else "READ WRITE")
+    if raw.deferrable is not None:
+        parts.append("DEFERRABLE" if raw.deferrable else "NOT DEFERRABLE")
+    return " ".join(parts)
