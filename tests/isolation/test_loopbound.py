@@ -40,6 +40,7 @@ class _Server:
 
 @pytest.fixture(autouse=True)
 def _no_tls_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No TLS asked by the environment, and no answer remembered from another test."""
     monkeypatch.delenv("PGSSLMODE", raising=False)
     monkeypatch.delenv("PGSSLNEGOTIATION", raising=False)
     monkeypatch.setattr(loopbound, "_SSL_OFF", {})

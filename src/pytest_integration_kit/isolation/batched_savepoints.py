@@ -78,6 +78,13 @@ def _state(proxied: Any) -> _Batching | None:
     return info.get(STATE_KEY) if isinstance(info, dict) else None
 
 
+def _forget_release(proxied: Any) -> None:
+    """Drop a held release: what ends the transaction, or rolls back past it, ends it."""
+    state = _state(proxied)
+    if state is not None:
+        state.pending = None
+
+
 def _install(dialect: Dialect, methods: type[_BatchingMethods | _DirectMethods]) -> None:
     """Wrap the savepoint and transaction methods of this one dialect (an engine's own
     instance; other engines keep the class's): batching where a connection's state
@@ -144,21 +151,15 @@ class _BatchingMethods:
             self._release(connection, name)
 
     def rollback_to(self, connection: Connection, name: str) -> None:
-        state = _state(connection.connection)
-        if state is not None:
-            state.pending = None  # newer than ``name``: the rollback drops it anyway
+        _forget_release(connection.connection)  # newer than ``name``: dropped with it
         self._rollback_to(connection, name)
 
     def rollback(self, dbapi_connection: Any) -> None:
-        state = _state(dbapi_connection)
-        if state is not None:
-            state.pending = None
+        _forget_release(dbapi_connection)
         self._rollback(dbapi_connection)
 
     def commit(self, dbapi_connection: Any) -> None:
-        state = _state(dbapi_connection)
-        if state is not None:
-            state.pending = None
+        _forget_release(dbapi_connection)
         self._commit(dbapi_connection)
 
 
