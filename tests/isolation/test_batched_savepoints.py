@@ -9,16 +9,19 @@ in test_round_trips.py.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import psycopg.pq
 import pytest
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from pytest_integration_kit.backends.base import ServerOptions
 from pytest_integration_kit.backends.local import LocalBackend
@@ -28,24 +31,38 @@ from pytest_integration_kit.services import spec_for
 Step = Callable[[Session], Any]
 
 
-DRIVERS = {"postgres": "postgresql+psycopg", "mysql": "mysql+pymysql"}
+DRIVERS = {
+    "postgres": "postgresql+psycopg",
+    "postgres_async": "postgresql+psycopg_async",
+    "mysql": "mysql+pymysql",
+}
+#: The engines whose transaction settings a merged BEGIN carries.
+POSTGRES = ["postgres", "postgres_async"]
 
 
 @pytest.fixture(scope="module", params=list(DRIVERS))
-def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
-    """psycopg on PostgreSQL, then PyMySQL on MariaDB, servers of the local backend,
-    each with a table ``t``."""
-    service = str(request.param)
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine | AsyncEngine]:
+    """psycopg on PostgreSQL, sync and async (its steps run in the AsyncSession's
+    greenlet, as an async test's do), then PyMySQL on MariaDB; servers of the local
+    backend, each with a table ``t``."""
+    driver = DRIVERS[request.param]
+    service = str(request.param).removesuffix("_async")
     server = LocalBackend().start(
         ServerOptions(
             spec=spec_for(service), image="", startup_timeout=60, session_id="tests-batched"
         )
     )
-    made = create_engine(make_url(server.endpoint.url).set(drivername=DRIVERS[service]))
+    url = make_url(server.endpoint.url)
+    made = create_engine(url.set(drivername=DRIVERS[service]))
     try:
         with made.begin() as conn:
             conn.execute(text("CREATE TABLE t (v text)"))
-        yield made
+        if driver == DRIVERS[service]:
+            yield made
+        else:
+            async_engine = create_async_engine(url.set(drivername=driver), poolclass=NullPool)
+            yield async_engine
+            asyncio.run(async_engine.dispose())
     finally:
         made.dispose()
         server.stop()
@@ -59,7 +76,9 @@ def rows(session: Session) -> list[str]:
     return sorted(session.execute(text("SELECT v FROM t")).scalars())
 
 
-def run(engine: Engine, steps: list[Step], *, batched: bool) -> tuple[list[Any], Any, list[str]]:
+def run(
+    engine: Engine | AsyncEngine, steps: list[Step], *, batched: bool
+) -> tuple[list[Any], Any, list[str]]:
     """Each step's result (or its error's class), what a look at the table on the
     connection shows at the end (or its error's class), and the savepoint statements
     that went through SQLAlchemy's execute; everything rolled back after."""
@@ -69,38 +88,72 @@ def run(engine: Engine, steps: list[Step], *, batched: bool) -> tuple[list[Any],
         if "SAVEPOINT" in args[2]:
             through_sqlalchemy.append(args[2])
 
-    event.listen(engine, "before_cursor_execute", record)
+    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+    event.listen(sync_engine, "before_cursor_execute", record)
     try:
-        outcomes, seen = _steps(engine, steps, batched=batched)
+        if isinstance(engine, AsyncEngine):
+            outcomes, seen = asyncio.run(_async_steps(engine, steps, batched=batched))
+        else:
+            outcomes, seen = _steps(engine, steps, batched=batched)
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        event.remove(sync_engine, "before_cursor_execute", record)
     return outcomes, seen, through_sqlalchemy
 
 
+def _batching(batched: bool) -> Callable[[Connection], AbstractContextManager[bool]]:
+    return batched_savepoints if batched else lambda _: nullcontext(False)
+
+
 def _steps(engine: Engine, steps: list[Step], *, batched: bool) -> tuple[list[Any], Any]:
-    outcomes: list[Any] = []
-    batching = batched_savepoints if batched else lambda _: nullcontext(False)
-    with engine.connect() as conn, batching(conn) as batches:
+    with engine.connect() as conn, _batching(batched)(conn) as batches:
         assert batches == batched
         outer = conn.begin()
         session = Session(bind=conn, join_transaction_mode="create_savepoint")
-        for step in steps:
-            try:
-                result = step(session)
-                outcomes.append(result if isinstance(result, list | str) else "ok")
-            except DBAPIError as exc:
-                outcomes.append(type(exc.orig).__name__)
-                session.rollback()
-        try:
-            seen: Any = sorted(conn.execute(text("SELECT v FROM t")).scalars())
-        except DBAPIError as exc:
-            seen = type(exc.orig).__name__
+        outcomes = _outcomes(session, steps)
+        seen = _look(conn)
         session.close()
         outer.rollback()
     return outcomes, seen
 
 
-def same_both_ways(engine: Engine, steps: list[Step]) -> tuple[list[Any], Any, list[str]]:
+async def _async_steps(
+    engine: AsyncEngine, steps: list[Step], *, batched: bool
+) -> tuple[list[Any], Any]:
+    async with engine.connect() as conn:
+        assert conn.sync_connection is not None
+        with _batching(batched)(conn.sync_connection) as batches:
+            assert batches == batched
+            outer = await conn.begin()
+            session = AsyncSession(bind=conn, join_transaction_mode="create_savepoint")
+            outcomes = await session.run_sync(_outcomes, steps)
+            seen = await conn.run_sync(_look)
+            await session.close()
+            await outer.rollback()
+    return outcomes, seen
+
+
+def _outcomes(session: Session, steps: list[Step]) -> list[Any]:
+    outcomes: list[Any] = []
+    for step in steps:
+        try:
+            result = step(session)
+            outcomes.append(result if isinstance(result, list | str) else "ok")
+        except DBAPIError as exc:
+            outcomes.append(type(exc.orig).__name__)
+            session.rollback()
+    return outcomes
+
+
+def _look(conn: Connection) -> Any:
+    try:
+        return sorted(conn.execute(text("SELECT v FROM t")).scalars())
+    except DBAPIError as exc:
+        return type(exc.orig).__name__
+
+
+def same_both_ways(
+    engine: Engine | AsyncEngine, steps: list[Step]
+) -> tuple[list[Any], Any, list[str]]:
     """The outcomes and the end's look, the same both ways; the savepoint statements
     that went through SQLAlchemy's execute batched (plain: all of them)."""
     *plain, all_through_sqlalchemy = run(engine, steps, batched=False)
@@ -110,7 +163,7 @@ def same_both_ways(engine: Engine, steps: list[Step]) -> tuple[list[Any], Any, l
     return plain[0], plain[1], through_sqlalchemy
 
 
-def test_commits_rollbacks_and_nested_savepoints(engine: Engine) -> None:
+def test_commits_rollbacks_and_nested_savepoints(engine: Engine | AsyncEngine) -> None:
     def nested(s: Session, *, commit: bool, value: str) -> str:
         inner = s.begin_nested()
         s.execute(text("INSERT INTO t VALUES (:v)"), {"v": value})
@@ -143,8 +196,8 @@ def test_commits_rollbacks_and_nested_savepoints(engine: Engine) -> None:
     assert seen == ["a", "c", "d"]
 
 
-@pytest.mark.parametrize("engine", ["postgres"], indirect=True)  # MySQL aborts none
-def test_a_commit_in_an_aborted_transaction_raises_there(engine: Engine) -> None:
+@pytest.mark.parametrize("engine", POSTGRES, indirect=True)  # MySQL aborts none
+def test_a_commit_in_an_aborted_transaction_raises_there(engine: Engine | AsyncEngine) -> None:
     """PostgreSQL: an error aborts the transaction; the commit's release raises."""
 
     def swallowed(s: Session) -> str:
@@ -162,7 +215,7 @@ def test_a_commit_in_an_aborted_transaction_raises_there(engine: Engine) -> None
     assert seen == "InFailedSqlTransaction"
 
 
-@pytest.mark.parametrize("engine", ["postgres"], indirect=True)  # MySQL: no BEGIN to merge
+@pytest.mark.parametrize("engine", POSTGRES, indirect=True)  # MySQL: no BEGIN to merge
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
@@ -180,7 +233,7 @@ def test_a_commit_in_an_aborted_transaction_raises_there(engine: Engine) -> None
     ids=["isolation level", "serializable, read only, deferrable", "read only"],
 )
 def test_the_connections_transaction_settings_begin_its_transaction(
-    engine: Engine, options: dict[str, Any], expected: list[str]
+    engine: Engine | AsyncEngine, options: dict[str, Any], expected: list[str]
 ) -> None:
     """PostgreSQL: the merged BEGIN is the one psycopg writes, settings and all; and on a
     pooled connection after them, the plain BEGIN again (CI, 2026-12-07: a level left on
@@ -202,6 +255,7 @@ def test_the_connections_transaction_settings_begin_its_transaction(
     assert all(s.startswith("ROLLBACK TO") for s in through_sqlalchemy), through_sqlalchemy
 
 
+@pytest.mark.parametrize("engine", ["postgres", "mysql"], indirect=True)
 def test_the_pooled_connection_keeps_nothing_batched(engine: Engine) -> None:
     """After the block, the same pooled connection's savepoints are SQLAlchemy's own."""
     token = uuid.uuid4().hex

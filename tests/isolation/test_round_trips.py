@@ -34,7 +34,9 @@ SEEN = {"postgres": [], "mysql": []}
 
 @event.listens_for(Engine, "connect")
 def trace(dbapi_connection, record):
-    pgconn = getattr(dbapi_connection, "pgconn", None)
+    # An async engine's is SQLAlchemy's adapter around psycopg's AsyncConnection.
+    raw = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+    pgconn = getattr(raw, "pgconn", None)
     if pgconn is not None:
         pgconn.trace(TRACE.fileno())
         pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
@@ -63,8 +65,9 @@ def pytest_runtest_teardown(item, nextitem):
 def pytest_runtest_protocol(item, nextitem):
     before = len(_sent())
     result = yield
-    if "postgres_session" in item.fixturenames:
-        SEEN.setdefault("postgres_whole", []).append(_round_trips(before))
+    for name in ("postgres_session", "psycopg_async_session"):
+        if name in item.fixturenames:
+            SEEN.setdefault(name + "_whole", []).append(_round_trips(before))
     return result
 
 
@@ -185,6 +188,23 @@ def test_an_async_session_on_psycopg_ends_in_one_round_trip(
     assert seen[:3] == [["ROLLBACK; SELECT _pik.clean()"]] * 3, seen
 
 
+def test_an_async_session_on_psycopg_sends_what_the_sync_one_does(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    """psycopg_async, a loop per test: the savepoints ride with psycopg's BEGIN and with
+    the commit's release, as the sync session's do (before: BEGIN, SAVEPOINT, the
+    INSERT, RELEASE, SAVEPOINT, the count, the end: seven round trips)."""
+    seen = _counted_run(pytester, COUNTING_CONFTEST, ASYNC_COUNTED_TESTS, passed=4)
+    whole = [
+        '"BEGIN; SAVEPOINT sa_savepoint_1"',
+        '"INSERT INTO orders (id, user_id, total) VALUES (1, 1, 5)"',
+        '"RELEASE SAVEPOINT sa_savepoint_1; SAVEPOINT sa_savepoint_2"',
+        '"SELECT count(*) FROM orders"',
+        '"ROLLBACK; SELECT _pik.clean()"',
+    ]
+    assert seen["psycopg_async_session_whole"][1:] == [whole] * 2, seen
+
+
 def test_a_session_ends_in_one_round_trip(pytester: pytest.Pytester, backend_env: str) -> None:
     """PostgreSQL: after the body, "ROLLBACK; SELECT _pik.clean()" and nothing else, and
     the savepoints in the messages of the BEGIN and the body's. MySQL: CALL _pik_end()
@@ -201,7 +221,7 @@ def test_a_session_ends_in_one_round_trip(pytester: pytest.Pytester, backend_env
         '"SELECT count(*) FROM orders"',
         '"ROLLBACK; SELECT _pik.clean()"',
     ]
-    assert seen["postgres_whole"][1:] == [whole] * 3, seen["postgres_whole"]
+    assert seen["postgres_session_whole"][1:] == [whole] * 3, seen["postgres_session_whole"]
     readings = seen["mysql"]
     assert len({connection for connection, _ in readings}) == 1, readings
     steps = {b - a for (_, a), (_, b) in itertools.pairwise(readings)}

@@ -20,6 +20,10 @@ is open:
 * the statements go to psycopg's connection directly, not through SQLAlchemy's
   ``execute`` (its ``savepoint`` events still fire; ``echo`` does not show them).
 
+Through psycopg's ``AsyncConnection`` (an ``AsyncSession``'s connection) the same
+messages are awaited on the event loop from the greenlet in which SQLAlchemy's async
+dialect runs these methods.
+
 On MySQL/MariaDB through PyMySQL no two statements share a message (the kit's
 connections do not turn multi-statements on), so the savepoint statements only go to
 PyMySQL's connection directly, each when SQLAlchemy asks for it.
@@ -107,6 +111,13 @@ class _BatchingMethods:
         from psycopg import Error, pq  # noqa: PLC0415 - optional dependency, imported when used
 
         self._error = Error
+        self._send = self._exec
+        if dialect.is_async:
+            from psycopg.generators import execute  # noqa: PLC0415 - optional dependency, imported when used
+            from sqlalchemy.util import await_only  # noqa: PLC0415 - optional dependency, imported when used
+
+            self._execute, self._await = execute, await_only
+            self._send = self._exchange
         self._idle = pq.TransactionStatus.IDLE
         self._in_transaction = pq.TransactionStatus.INTRANS
         self._done = pq.ExecStatus.COMMAND_OK
@@ -134,11 +145,27 @@ class _BatchingMethods:
             self._savepoint(connection, name)
             return
         try:
-            sent = raw.pgconn.exec_(message.encode()).status == self._done
+            sent = self._send(raw, message.encode())
         except self._error:
             sent = False
         if not sent:
             self._savepoint(connection, name)
+
+    def _exec(self, raw: Any, message: bytes) -> bool:
+        """Send ``message`` on a psycopg ``Connection``; whether every statement ran."""
+        # libpq's exec returns the last result; one that failed ends the message there.
+        return bool(raw.pgconn.exec_(message).status == self._done)
+
+    def _exchange(self, raw: Any, message: bytes) -> bool:
+        """:meth:`_exec` on a psycopg ``AsyncConnection``, from the greenlet SQLAlchemy's
+        async dialect runs its methods in: the event loop waits on the socket."""
+        return bool(self._await(self._exchange_async(raw, message)))
+
+    async def _exchange_async(self, raw: Any, message: bytes) -> bool:
+        async with raw.lock:  # psycopg's own: what its cursors take to use the socket
+            raw.pgconn.send_query(message)
+            results = await raw.wait(self._execute(raw.pgconn))
+        return all(result.status == self._done for result in results)
 
     def release(self, connection: Connection, name: str) -> None:
         state, raw = _state(connection.connection), connection.connection.driver_connection

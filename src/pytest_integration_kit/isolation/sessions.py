@@ -8,7 +8,7 @@ rolled back when the block ends.
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ async def async_rollback_session(
     *,
     session_class: type | None = None,
     end: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+    batch_savepoints: bool = False,
     **session_options: Any,
 ) -> AsyncIterator[AsyncSession]:
     """The AsyncSession counterpart of :func:`rollback_session` (of ``session_class``).
@@ -53,25 +54,38 @@ async def async_rollback_session(
     connection is discarded (its state is unknown). The outer transaction is rolled
     back before the session closes: that drops the session's savepoints without a
     statement (closing the session first sent a ``ROLLBACK TO SAVEPOINT`` the rollback
-    makes moot).
+    makes moot). ``batch_savepoints``: the session's savepoints go to the server as
+    :func:`~pytest_integration_kit.isolation.batched_savepoints.batched_savepoints`
+    sends them (psycopg: with its ``BEGIN``, and a release with the next savepoint).
     """
     from sqlalchemy.ext.asyncio import AsyncSession  # noqa: PLC0415 - optional dependency, imported when used
 
+    from pytest_integration_kit.isolation.batched_savepoints import (  # noqa: PLC0415 - a server's layer: not at the plugin's import
+        batched_savepoints,
+    )
+
     async with engine.connect() as conn:
-        outer = await conn.begin()
-        session: AsyncSession = (session_class or AsyncSession)(
-            bind=conn, join_transaction_mode="create_savepoint", **session_options
+        sync_connection = conn.sync_connection
+        batching = (
+            batched_savepoints(sync_connection)
+            if batch_savepoints and sync_connection is not None
+            else nullcontext()
         )
-        try:
-            yield session
-        finally:
+        with batching:
+            outer = await conn.begin()
+            session: AsyncSession = (session_class or AsyncSession)(
+                bind=conn, join_transaction_mode="create_savepoint", **session_options
+            )
             try:
-                if end is not None and outer.is_active and not conn.invalidated:
-                    try:
-                        await end(conn)
-                    except conn.dialect.loaded_dbapi.Error:
-                        await conn.invalidate()
-                if outer.is_active:
-                    await outer.rollback()
+                yield session
             finally:
-                await session.close()
+                try:
+                    if end is not None and outer.is_active and not conn.invalidated:
+                        try:
+                            await end(conn)
+                        except conn.dialect.loaded_dbapi.Error:
+                            await conn.invalidate()
+                    if outer.is_active:
+                        await outer.rollback()
+                finally:
+                    await session.close()
