@@ -25,6 +25,7 @@ from sqlalchemy.pool import NullPool
 
 from pytest_integration_kit.backends.base import ServerOptions
 from pytest_integration_kit.backends.local import LocalBackend
+from pytest_integration_kit.isolation import kitloop
 from pytest_integration_kit.isolation.batched_savepoints import batched_savepoints
 from pytest_integration_kit.services import spec_for
 
@@ -34,19 +35,21 @@ Step = Callable[[Session], Any]
 DRIVERS = {
     "postgres": "postgresql+psycopg",
     "postgres_async": "postgresql+psycopg_async",
+    "postgres_asyncpg": "postgresql+asyncpg",
     "mysql": "mysql+pymysql",
 }
-#: The engines whose transaction settings a merged BEGIN carries.
-POSTGRES = ["postgres", "postgres_async"]
+#: The PostgreSQL engines.
+POSTGRES = ["postgres", "postgres_async", "postgres_asyncpg"]
 
 
 @pytest.fixture(scope="module", params=list(DRIVERS))
 def engine(request: pytest.FixtureRequest) -> Iterator[Engine | AsyncEngine]:
     """psycopg on PostgreSQL, sync and async (its steps run in the AsyncSession's
-    greenlet, as an async test's do), then PyMySQL on MariaDB; servers of the local
-    backend, each with a table ``t``."""
+    greenlet, as an async test's do), asyncpg on the kit's loop as the kit opens its
+    connections, then PyMySQL on MariaDB; servers of the local backend, each with a
+    table ``t``."""
     driver = DRIVERS[request.param]
-    service = str(request.param).removesuffix("_async")
+    service = str(request.param).split("_")[0]
     server = LocalBackend().start(
         ServerOptions(
             spec=spec_for(service), image="", startup_timeout=60, session_id="tests-batched"
@@ -60,12 +63,24 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Engine | AsyncEngine]:
         if driver == DRIVERS[service]:
             yield made
         else:
-            async_engine = create_async_engine(url.set(drivername=driver), poolclass=NullPool)
+            on_kit_loop = {"async_creator_fn": kitloop.connect} if "asyncpg" in driver else {}
+            async_engine = create_async_engine(
+                url.set(drivername=driver), poolclass=NullPool, connect_args=on_kit_loop
+            )
             yield async_engine
             asyncio.run(async_engine.dispose())
     finally:
         made.dispose()
         server.stop()
+
+
+#: PostgreSQL's SQLSTATEs, as every driver reports them (their classes' names differ).
+UNDEFINED_COLUMN, IN_FAILED_TRANSACTION, READ_ONLY_TRANSACTION = "42703", "25P02", "25006"
+
+
+def failure(exc: DBAPIError) -> str:
+    """What a step raised: PostgreSQL's SQLSTATE, or the driver's error class (MySQL)."""
+    return getattr(exc.orig, "sqlstate", None) or type(exc.orig).__name__
 
 
 def insert(value: str) -> Step:
@@ -139,7 +154,7 @@ def _outcomes(session: Session, steps: list[Step]) -> list[Any]:
             result = step(session)
             outcomes.append(result if isinstance(result, list | str) else "ok")
         except DBAPIError as exc:
-            outcomes.append(type(exc.orig).__name__)
+            outcomes.append(failure(exc))
             session.rollback()
     return outcomes
 
@@ -148,7 +163,7 @@ def _look(conn: Connection) -> Any:
     try:
         return sorted(conn.execute(text("SELECT v FROM t")).scalars())
     except DBAPIError as exc:
-        return type(exc.orig).__name__
+        return failure(exc)
 
 
 def same_both_ways(
@@ -204,15 +219,15 @@ def test_a_commit_in_an_aborted_transaction_raises_there(engine: Engine | AsyncE
         try:
             s.execute(text("SELECT no_such_column FROM t"))
         except DBAPIError as exc:
-            return type(exc.orig).__name__
+            return failure(exc)
         return "no error"
 
     steps: list[Step] = [insert("a"), swallowed, lambda s: s.commit()]
     outcomes, seen, through_sqlalchemy = same_both_ways(engine, steps)
     assert through_sqlalchemy == ["RELEASE SAVEPOINT sa_savepoint_1"]  # sent, not held
-    assert outcomes[1] == "UndefinedColumn"
-    assert outcomes[2] == "InFailedSqlTransaction"  # at the commit, as without batching
-    assert seen == "InFailedSqlTransaction"
+    assert outcomes[1] == UNDEFINED_COLUMN
+    assert outcomes[2] == IN_FAILED_TRANSACTION  # at the commit, as without batching
+    assert seen == IN_FAILED_TRANSACTION
 
 
 @pytest.mark.parametrize("engine", POSTGRES, indirect=True)  # MySQL: no BEGIN to merge
@@ -249,7 +264,7 @@ def test_the_connections_transaction_settings_begin_its_transaction(
     # Only the session's close goes the usual way (a ROLLBACK TO, in every scenario).
     assert all(s.startswith("ROLLBACK TO") for s in through_sqlalchemy), through_sqlalchemy
     assert outcomes[0] == outcomes[2] == expected
-    assert outcomes[3] == ("ReadOnlySqlTransaction" if expected[1] == "on" else "ok")
+    assert outcomes[3] == (READ_ONLY_TRANSACTION if expected[1] == "on" else "ok")
     plain, _, through_sqlalchemy = same_both_ways(engine, [settings])
     assert plain == [["read committed", "off", "off"]]
     assert all(s.startswith("ROLLBACK TO") for s in through_sqlalchemy), through_sqlalchemy

@@ -167,6 +167,7 @@ async def test_left_inside_a_transaction_of_its_own(postgres_async_session):
 
 @pytest.mark.asyncio
 async def test_a_transaction_begins_with_the_next_call(postgres_async_session):
+    await postgres_async_session.execute(text("SELECT 1"))  # the session's BEGIN, SAVEPOINT
     raw = (await (await postgres_async_session.connection()).get_raw_connection()).driver_connection
     sent = []
     raw.add_query_logger(lambda logged: sent.append(logged.query))
@@ -281,9 +282,11 @@ def test_last():  # the run's teardown (closing the connection) is counted here
 def test_a_test_hands_over_once_per_round_trip_it_waits_for(
     pytester: pytest.Pytester, backend_env: str
 ) -> None:
-    """BEGIN goes with the first statement; the end is ROLLBACK and the clean in one
-    hand-over, with no ROLLBACK TO SAVEPOINT before (the rollback drops savepoints).
-    A test that sends nothing still gets its clean, in a hand-over of its own."""
+    """BEGIN and the session's savepoint go with the first statement, the commit's
+    release and the next savepoint with the count (one message); the end is ROLLBACK
+    and the clean in one hand-over, with no ROLLBACK TO SAVEPOINT before (the rollback
+    drops savepoints). A test that sends nothing still gets its clean, in a hand-over
+    of its own."""
     write_project(pytester)
     pytester.makeconftest(HANDOVER_CONFTEST)
     pytester.makepyfile(test_counted=HANDOVER_TESTS)
@@ -291,7 +294,14 @@ def test_a_test_hands_over_once_per_round_trip_it_waits_for(
     result.assert_outcomes(passed=5)
     seen = json.loads(pytester.path.joinpath("seen.json").read_text())
     # The first test also opens the connection (and the dialect's first queries).
-    # asyncpg logs no prepared statement's run: SAVEPOINT, INSERT, RELEASE, SAVEPOINT
-    # and the count are the other hand-overs (before: 8, and a clean of the kit's own).
-    ended = ["BEGIN;", "ROLLBACK;", "SELECT _pik.clean()"]
-    assert seen[1:4] == [[6, ended], [6, ended], [1, ["SELECT _pik.clean()"]]], seen
+    # asyncpg logs no prepared statement's run (the INSERT, the count): the three
+    # hand-overs are the INSERT's, the count's and the end's (before: 6, each
+    # savepoint statement in one of its own; 8 before that, and a clean apart).
+    whole = [
+        "BEGIN;",
+        "SAVEPOINT sa_savepoint_1",
+        "RELEASE SAVEPOINT sa_savepoint_1; SAVEPOINT sa_savepoint_2",
+        "ROLLBACK;",
+        "SELECT _pik.clean()",
+    ]
+    assert seen[1:4] == [[3, whole], [3, whole], [1, ["SELECT _pik.clean()"]]], seen

@@ -22,7 +22,12 @@ is open:
 
 Through psycopg's ``AsyncConnection`` (an ``AsyncSession``'s connection) the same
 messages are awaited on the event loop from the greenlet in which SQLAlchemy's async
-dialect runs these methods.
+dialect runs these methods. Through asyncpg on the kit's loop
+(:mod:`~pytest_integration_kit.isolation.kitloop`) a savepoint (with a held release,
+in one message) is not awaited at all: it goes to the kit's loop with the next call on
+the connection, in that call's hand-over, as the transaction's ``BEGIN`` does. asyncpg
+does not tell an aborted transaction from a healthy one, so there, after any error on
+the connection, releases and savepoints go the usual way again.
 
 On MySQL/MariaDB through PyMySQL no two statements share a message (the kit's
 connections do not turn multi-statements on), so the savepoint statements only go to
@@ -40,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from sqlalchemy.engine import Connection, Dialect
+    from sqlalchemy.engine import Connection, Dialect, Engine
 
 __all__ = ["batched_savepoints"]
 
@@ -48,15 +53,21 @@ __all__ = ["batched_savepoints"]
 STATE_KEY: Final = "pytest_integration_kit.batched_savepoints"
 #: Set on a dialect once its savepoint methods batch.
 INSTALLED: Final = "_pik_batched_savepoints"
+#: Set on an engine once its errors mark batching connections failed.
+WATCHED: Final = "_pik_batched_savepoints_watched"
 
 
 class _Batching:
-    """A connection's release that has not been sent yet, if any."""
+    """A connection's release that has not been sent yet, if any, and whether a
+    statement on it failed."""
 
-    __slots__ = ("pending",)
+    __slots__ = ("failed", "pending")
 
     def __init__(self) -> None:
         self.pending: str | None = None
+        #: A statement failed since the block began (asyncpg: the transaction may be
+        #: aborted, which asyncpg does not say): nothing is held or queued any more.
+        self.failed = False
 
 
 @contextmanager
@@ -65,10 +76,12 @@ def batched_savepoints(connection: Connection) -> Iterator[bool]:
     through psycopg; MySQL/MariaDB through PyMySQL: sent directly); yields whether."""
     dialect = connection.dialect
     methods = _METHODS.get(dialect.driver) if dialect.name in _SERVERS else None
-    if methods is None:
+    if methods is None or not methods.serves(connection):
         yield False
         return
     _install(dialect, methods)
+    if methods.needs_errors:
+        _watch_errors(connection.engine)
     info = connection.connection.info
     info[STATE_KEY] = _Batching()
     try:
@@ -89,7 +102,25 @@ def _forget_release(proxied: Any) -> None:
         state.pending = None
 
 
-def _install(dialect: Dialect, methods: type[_BatchingMethods | _DirectMethods]) -> None:
+def _watch_errors(engine: Engine) -> None:
+    """Mark a batching connection of ``engine`` failed at any error of its statements."""
+    if getattr(engine, WATCHED, False):
+        return
+    from sqlalchemy import event  # noqa: PLC0415 - optional dependency, imported when used
+
+    event.listen(engine, "handle_error", _mark_failed)
+    setattr(engine, WATCHED, True)
+
+
+def _mark_failed(context: Any) -> None:
+    connection = context.connection
+    state = _state(connection.connection) if connection is not None else None
+    if state is not None:
+        state.failed = True
+        state.pending = None
+
+
+def _install(dialect: Dialect, methods: type[_Methods]) -> None:
     """Wrap the savepoint and transaction methods of this one dialect (an engine's own
     instance; other engines keep the class's): batching where a connection's state
     says so, the dialect's own elsewhere."""
@@ -104,12 +135,65 @@ def _install(dialect: Dialect, methods: type[_BatchingMethods | _DirectMethods])
     setattr(dialect, INSTALLED, True)
 
 
-class _BatchingMethods:
-    """The dialect's savepoint and transaction methods, batching for marked connections."""
+class _Methods:
+    """The dialect's savepoint and transaction methods, as the dialect has them."""
+
+    #: Whether a connection's state must hear of every error on it (:func:`_mark_failed`).
+    needs_errors = False
+
+    @staticmethod
+    def serves(connection: Connection) -> bool:
+        """Whether this connection's savepoints can be handled so (its driver does)."""
+        return True
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._quote = dialect.identifier_preparer.quote
+        self._savepoint = dialect.do_savepoint
+        self._release = dialect.do_release_savepoint
+        self._rollback_to = dialect.do_rollback_to_savepoint
+        self._rollback = dialect.do_rollback
+        self._commit = dialect.do_commit
+
+    def savepoint(self, connection: Connection, name: str) -> None:
+        self._savepoint(connection, name)
+
+    def release(self, connection: Connection, name: str) -> None:
+        self._release(connection, name)
+
+    def rollback_to(self, connection: Connection, name: str) -> None:
+        self._rollback_to(connection, name)
+
+    def rollback(self, dbapi_connection: Any) -> None:
+        self._rollback(dbapi_connection)
+
+    def commit(self, dbapi_connection: Any) -> None:
+        self._commit(dbapi_connection)
+
+
+class _HoldingMethods(_Methods):
+    """Methods that may hold a release: what ends the transaction, or rolls back past
+    the release, drops it."""
+
+    def rollback_to(self, connection: Connection, name: str) -> None:
+        _forget_release(connection.connection)  # newer than ``name``: dropped with it
+        self._rollback_to(connection, name)
+
+    def rollback(self, dbapi_connection: Any) -> None:
+        _forget_release(dbapi_connection)
+        self._rollback(dbapi_connection)
+
+    def commit(self, dbapi_connection: Any) -> None:
+        _forget_release(dbapi_connection)
+        self._commit(dbapi_connection)
+
+
+class _BatchingMethods(_HoldingMethods):
+    """psycopg: savepoints with the ``BEGIN`` or a held release, in one message."""
 
     def __init__(self, dialect: Dialect) -> None:
         from psycopg import Error, pq  # noqa: PLC0415 - optional dependency, imported when used
 
+        super().__init__(dialect)
         self._error = Error
         self._send = self._exec
         if dialect.is_async:
@@ -121,12 +205,6 @@ class _BatchingMethods:
         self._idle = pq.TransactionStatus.IDLE
         self._in_transaction = pq.TransactionStatus.INTRANS
         self._done = pq.ExecStatus.COMMAND_OK
-        self._quote = dialect.identifier_preparer.quote
-        self._savepoint = dialect.do_savepoint
-        self._release = dialect.do_release_savepoint
-        self._rollback_to = dialect.do_rollback_to_savepoint
-        self._rollback = dialect.do_rollback
-        self._commit = dialect.do_commit
 
     def savepoint(self, connection: Connection, name: str) -> None:
         state, raw = _state(connection.connection), connection.connection.driver_connection
@@ -177,32 +255,16 @@ class _BatchingMethods:
             state.pending = None
             self._release(connection, name)
 
-    def rollback_to(self, connection: Connection, name: str) -> None:
-        _forget_release(connection.connection)  # newer than ``name``: dropped with it
-        self._rollback_to(connection, name)
 
-    def rollback(self, dbapi_connection: Any) -> None:
-        _forget_release(dbapi_connection)
-        self._rollback(dbapi_connection)
-
-    def commit(self, dbapi_connection: Any) -> None:
-        _forget_release(dbapi_connection)
-        self._commit(dbapi_connection)
-
-
-class _DirectMethods:
+class _DirectMethods(_Methods):
     """PyMySQL: the savepoint statements straight to the driver for marked connections
     (nothing is held: without multi-statements a release could share no message)."""
 
     def __init__(self, dialect: Dialect) -> None:
         from pymysql import Error  # noqa: PLC0415 - optional dependency, imported when used
 
+        super().__init__(dialect)
         self._error = Error
-        self._quote = dialect.identifier_preparer.quote
-        self._savepoint = dialect.do_savepoint
-        self._release = dialect.do_release_savepoint
-        self._rollback_to = dialect.do_rollback_to_savepoint
-        self.rollback, self.commit = dialect.do_rollback, dialect.do_commit
 
     def _send(self, connection: Connection, statement: str) -> bool:
         raw = connection.connection.driver_connection
@@ -227,10 +289,61 @@ class _DirectMethods:
             self._rollback_to(connection, name)
 
 
+class _KitLoopMethods(_HoldingMethods):
+    """asyncpg on the kit's loop (:mod:`~pytest_integration_kit.isolation.kitloop`): a
+    savepoint, with a held release, goes with the next call on the connection, in its
+    hand-over to the kit's loop and in one message; a release is held. After any
+    error on the connection (asyncpg does not say whether the transaction is aborted)
+    both go the usual way, so ``commit`` raises where it did."""
+
+    needs_errors = True
+
+    def __init__(self, dialect: Dialect) -> None:
+        from sqlalchemy.util import await_only  # noqa: PLC0415 - optional dependency, imported when used
+
+        from pytest_integration_kit.isolation import kitloop  # noqa: PLC0415 - only with this driver
+
+        super().__init__(dialect)
+        self._await, self._kitloop = await_only, kitloop
+
+    @staticmethod
+    def serves(connection: Connection) -> bool:
+        """Only a connection the kit opened on its loop (not one of a test's loop)."""
+        from pytest_integration_kit.isolation import kitloop  # noqa: PLC0415 - only with this driver
+
+        return isinstance(connection.connection.driver_connection, kitloop.OnKitLoop)
+
+    def savepoint(self, connection: Connection, name: str) -> None:
+        state, adapter = _state(connection.connection), connection.connection.dbapi_connection
+        raw = connection.connection.driver_connection
+        if (
+            state is None
+            or state.failed
+            or getattr(adapter, "isolation_level", None) == "autocommit"
+        ):
+            self._savepoint(connection, name)
+            return
+        if adapter._transaction is None:  # type: ignore[union-attr]
+            # SQLAlchemy's adapter begins right before a statement; the kit's loop sends
+            # the BEGIN with the next call (this savepoint is queued for it too).
+            self._await(adapter._start_transaction())  # type: ignore[union-attr]
+        pending, state.pending = state.pending, None
+        release = f"RELEASE SAVEPOINT {self._quote(pending)}; " if pending else ""
+        self._kitloop.before_next_call(raw, f"{release}SAVEPOINT {self._quote(name)}")  # type: ignore[arg-type]
+
+    def release(self, connection: Connection, name: str) -> None:
+        state = _state(connection.connection)
+        if state is None or state.failed:
+            self._release(connection, name)
+        else:
+            state.pending = name  # an older savepoint's release includes a newer one's
+
+
 #: The servers (SQLAlchemy's dialect names) and drivers whose savepoints are handled.
 _SERVERS: Final = frozenset({"postgresql", "mysql", "mariadb"})
-_METHODS: Final[dict[str, type[_BatchingMethods | _DirectMethods]]] = {
+_METHODS: Final[dict[str, type[_Methods]]] = {
     "psycopg": _BatchingMethods,
+    "asyncpg": _KitLoopMethods,
     "pymysql": _DirectMethods,
 }
 

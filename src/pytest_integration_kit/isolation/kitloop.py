@@ -20,8 +20,9 @@ transaction open, or closed, is replaced at the next checkout (:func:`on_checkou
 and the adapter's asyncio lock is made anew for each loop.
 
 Work nobody waits for goes along with the next call instead of a hand-over of its own:
-a transaction's ``BEGIN`` (the adapter starts one right before a statement), and what
-:func:`after_next_call` asks for (the session's clean after its ``ROLLBACK``).
+a transaction's ``BEGIN`` (the adapter starts one right before a statement), the
+statements :func:`before_next_call` queues (a rolled-back session's savepoints), and
+what :func:`after_next_call` asks for (the session's clean after its ``ROLLBACK``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ __all__ = [
     "KitLoop",
     "OnKitLoop",
     "after_next_call",
+    "before_next_call",
+    "connect",
     "kept_asyncpg_engine",
     "on_checkout",
     "supported",
@@ -146,11 +149,13 @@ class _TransactionOnKitLoop(OnKitLoop):
             await _hop(self._target.commit(), self._connection)
 
     def _withdraw_start(self) -> bool:
+        """Take the ``BEGIN`` back if it has not been sent, with the statements queued
+        after it (:func:`before_next_call`), which belong to the transaction."""
         with _TAKEN_ALONG_LOCK:
             leading = _LEADING.get(self._connection)
             if leading is None or self._target not in leading:
                 return False
-            leading.remove(self._target)
+            del leading[leading.index(self._target) :]
             if not leading:
                 del _LEADING[self._connection]
             return True
@@ -179,7 +184,7 @@ async def _hop(coro: Coroutine[Any, Any, Any], connection: Any) -> Any:
             leading = _LEADING.pop(connection, None)
             following = _FOLLOWING.pop(connection, None)
         if leading or following:
-            coro = _along(leading or [], coro, following or [])
+            coro = _along(connection, leading or [], coro, following or [])
     return _adopt(await KIT_LOOP.run(coro), connection)
 
 
@@ -242,13 +247,34 @@ def after_next_call(connection: OnKitLoop, make: Callable[[Any], Awaitable[Any]]
     return follower
 
 
+def before_next_call(connection: OnKitLoop, statement: str) -> None:
+    """Send ``statement`` (no parameters, no rows) on the kit's loop right before the
+    next call on ``connection``, in its hand-over; statements queued one after the other
+    go in one message. An error it raises is that call's."""
+    with _TAKEN_ALONG_LOCK:
+        _LEADING.setdefault(connection._connection, []).append(statement)
+
+
 async def _along(
-    leading: list[Any], coro: Coroutine[Any, Any, Any], following: list[Follower]
+    connection: Any,
+    leading: list[Any],
+    coro: Coroutine[Any, Any, Any],
+    following: list[Follower],
 ) -> Any:
-    """On the kit's loop: the transactions started first, the call, then its followers."""
+    """On the kit's loop: the transactions started and the statements queued first, in
+    order, the call, then its followers."""
     try:
-        for transaction in leading:
-            await transaction.start()
+        statements: list[str] = []
+        for item in leading:
+            if isinstance(item, str):
+                statements.append(item)
+                continue
+            if statements:
+                await connection.execute("; ".join(statements))
+                statements = []
+            await item.start()
+        if statements:
+            await connection.execute("; ".join(statements))
     except BaseException:
         coro.close()
         raise
@@ -265,7 +291,7 @@ _FOLLOWING: weakref.WeakKeyDictionary[Any, list[Follower]] = weakref.WeakKeyDict
 _TAKEN_ALONG_LOCK = threading.Lock()
 
 
-async def _connect(*args: Any, **kwargs: Any) -> OnKitLoop:
+async def connect(*args: Any, **kwargs: Any) -> OnKitLoop:
     """``asyncpg.connect`` on the kit's loop (SQLAlchemy's ``async_creator_fn``)."""
     import asyncpg  # noqa: PLC0415 - only with this driver
 
@@ -296,7 +322,7 @@ def kept_asyncpg_engine(admin: DatabaseAdmin, url: URL, admin_engine: Engine) ->
     engine = admin.kit_async_engine(
         loopbound.plain_url(url, admin_engine),
         poolclass=crossloop.cross_loop_pool(),
-        connect_args={"async_creator_fn": _connect},
+        connect_args={"async_creator_fn": connect},
     )
     event.listen(engine.sync_engine, "checkout", on_checkout)
     event.listen(engine.sync_engine, "close", loopbound.close_without_waiting)
