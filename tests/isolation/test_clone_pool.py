@@ -102,3 +102,61 @@ def test_a_failed_clone_does_not_fail_later_tests(
     pytester.makepyfile(test_failed_clone=FAILED_CLONE)
     result = run(pytester, "-p", "no:randomly")
     result.assert_outcomes(passed=8)
+
+
+#: A CREATE DATABASE that takes long (a big template, a busy server): every clone the
+#: pool makes after its first two waits for the last test, or 30 s.
+SLOW_MAKES = """
+import threading
+
+from pytest_integration_kit.isolation.databases import IsolatedDatabases
+
+RELEASE = threading.Event()
+WAITED_OUT = []
+_create = IsolatedDatabases.create_from_template
+_made = []
+
+
+def create_from_template(self, name, conn=None):
+    _made.append(name)
+    if len(_made) > 2 and not RELEASE.wait(30):
+        WAITED_OUT.append(name)
+    return _create(self, name, conn)
+
+
+IsolatedDatabases.create_from_template = create_from_template
+"""
+
+BEHIND_A_SLOW_MAKE = """
+import pytest
+from sqlalchemy import text
+
+import conftest
+
+pytestmark = pytest.mark.isolation("clone")
+
+
+@pytest.mark.parametrize("n", range(8))
+def test_clone(n, postgres_session):
+    postgres_session.execute(text("INSERT INTO orders (id, user_id, total) VALUES (1, 1, 5)"))
+    postgres_session.commit()
+    assert postgres_session.execute(text("SELECT count(*) FROM orders")).scalar() == 1
+
+
+def test_no_test_waited_for_the_slow_make():
+    conftest.RELEASE.set()
+    assert conftest.WAITED_OUT == []
+"""
+
+
+def test_a_used_clone_is_not_reset_behind_a_new_one_being_made(
+    pytester: pytest.Pytester, backend_env: str
+) -> None:
+    # The pool's one thread made clones and reset used ones: a test that gave its
+    # clone back while the pool was making another (the third, right at the start)
+    # waited for that CREATE DATABASE before the reset could begin.
+    write_project(pytester)
+    pytester.makeconftest(SLOW_MAKES)
+    pytester.makepyfile(test_behind=BEHIND_A_SLOW_MAKE)
+    result = run(pytester, "-p", "no:randomly")
+    result.assert_outcomes(passed=9)

@@ -229,3 +229,60 @@ def test_a_session_ends_in_one_round_trip(pytester: pytest.Pytester, backend_env
     # _pik_end(); the next test's SAVEPOINT and reading (before: 8, with SQLAlchemy's
     # ROLLBACK after the CALL; 12 with the clean apart).
     assert steps == {7}, readings
+
+
+#: Each connection's messages (libpq's trace) in a file of its own, read after the run.
+PER_CONNECTION_TRACE = """
+import itertools
+
+import psycopg.pq
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+NUMBERS = itertools.count()
+FILES = []  # open till the run's end, as its connections' traces
+
+
+@event.listens_for(Engine, "connect")
+def trace(dbapi_connection, record):
+    pgconn = getattr(dbapi_connection, "pgconn", None)
+    if pgconn is not None:
+        FILES.append(open(f"trace-{next(NUMBERS)}.log", "w"))
+        pgconn.trace(FILES[-1].fileno())
+        pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+"""
+
+CLONE_TESTS = """
+import pytest
+from sqlalchemy import text
+
+pytestmark = pytest.mark.isolation("clone")
+
+
+@pytest.mark.parametrize("n", range(8))
+def test_clone(n, postgres_session):
+    postgres_session.execute(text("INSERT INTO orders (id, user_id, total) VALUES (1, 1, 5)"))
+    postgres_session.commit()
+"""
+
+
+def test_a_clone_is_reset_in_one_round_trip(pytester: pytest.Pytester, backend_env: str) -> None:
+    # psycopg began a transaction of its own before the reset's batch: a round trip
+    # per test, on the server both of them.
+    write_project(pytester)
+    pytester.makeconftest(PER_CONNECTION_TRACE)
+    pytester.makepyfile(test_resets=CLONE_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=8)
+    resets = 0
+    for path in pytester.path.glob("trace-*.log"):
+        messages = [line.split("\t") for line in path.read_text().splitlines()]
+        sent = [
+            "\t".join(m[3:]).strip() for m in messages if m[0] == "F" and m[2] in ("Query", "Sync")
+        ]
+        for before, message in itertools.pairwise(sent):
+            if 'SELECT "_pik".reset(' in message:
+                resets += 1
+                assert "RESET ALL" in message, message
+                assert before != '"BEGIN"', sent
+    assert resets >= 4  # 8 tests, 3 clones

@@ -28,8 +28,9 @@ PostgreSQL itself (OIDs below 16384) other than schemas, extensions and language
 
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -176,8 +177,14 @@ class PostgresCloneReset:
         deadline = time.monotonic() + OTHERS_WAIT_SECONDS
         while True:
             with engine.connect() as conn:
+                driver_connection: Any = conn.connection.dbapi_connection
+                # Autocommit for the batch: psycopg sends no BEGIN of its own first (a
+                # round trip, and a statement for the server); the batch's statements
+                # run in the server's implicit transaction, which its COMMIT ends.
+                autocommit = driver_connection.autocommit
+                driver_connection.autocommit = True
                 # The driver's cursor: no parameters, so psycopg keeps to the simple protocol.
-                cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                cursor = driver_connection.cursor()
                 try:
                     cursor.execute(batch)
                     while cursor.nextset():  # to the last statement's result
@@ -186,7 +193,9 @@ class PostgresCloneReset:
                     reason = row[0] if row is not None else "no answer"
                 finally:
                     cursor.close()
-                conn.connection.dbapi_connection.commit()  # type: ignore[union-attr]
+                    # Not on a broken connection (the error is the reset's answer).
+                    with contextlib.suppress(Exception):
+                        driver_connection.autocommit = autocommit
             if reason != "connections" or time.monotonic() >= deadline:
                 return None if reason is None else str(reason)
             time.sleep(0.01)
