@@ -73,7 +73,8 @@ class _Batching:
 @contextmanager
 def batched_savepoints(connection: Connection) -> Iterator[bool]:
     """Batch ``connection``'s savepoint statements while the block runs (PostgreSQL
-    through psycopg; MySQL/MariaDB through PyMySQL: sent directly); yields whether."""
+    through psycopg, sync or async; asyncpg on the kit's loop: with the next call;
+    MySQL/MariaDB through PyMySQL: sent directly); yields whether."""
     dialect = connection.dialect
     methods = _METHODS.get(dialect.driver) if dialect.name in _SERVERS else None
     if methods is None or not methods.serves(connection):
@@ -114,7 +115,9 @@ def _watch_errors(engine: Engine) -> None:
 
 def _mark_failed(context: Any) -> None:
     connection = context.connection
-    state = _state(connection.connection) if connection is not None else None
+    if connection is None or connection.closed or connection.invalidated:
+        return  # discarded anyway; asking for its pool connection would raise here
+    state = _state(connection.connection)
     if state is not None:
         state.failed = True
         state.pending = None
