@@ -167,6 +167,17 @@ def test_last():  # the run's teardown is counted here
 """
 
 
+#: What a counted PostgreSQL test sends, message by message, once the worker's database
+#: is made: the savepoints ride with psycopg's BEGIN and with the commit's release.
+BATCHED_TEST = [
+    '"BEGIN; SAVEPOINT sa_savepoint_1"',
+    '"INSERT INTO orders (id, user_id, total) VALUES (1, 1, 5)"',
+    '"RELEASE SAVEPOINT sa_savepoint_1; SAVEPOINT sa_savepoint_2"',
+    '"SELECT count(*) FROM orders"',
+    '"ROLLBACK; SELECT _pik.clean()"',
+]
+
+
 def _counted_run(pytester: pytest.Pytester, conftest: str, tests: str, *, passed: int) -> Any:
     """Run ``tests`` in the isolation project under a counting ``conftest``; what it
     wrote to seen.json."""
@@ -195,14 +206,7 @@ def test_an_async_session_on_psycopg_sends_what_the_sync_one_does(
     the commit's release, as the sync session's do (before: BEGIN, SAVEPOINT, the
     INSERT, RELEASE, SAVEPOINT, the count, the end: seven round trips)."""
     seen = _counted_run(pytester, COUNTING_CONFTEST, ASYNC_COUNTED_TESTS, passed=4)
-    whole = [
-        '"BEGIN; SAVEPOINT sa_savepoint_1"',
-        '"INSERT INTO orders (id, user_id, total) VALUES (1, 1, 5)"',
-        '"RELEASE SAVEPOINT sa_savepoint_1; SAVEPOINT sa_savepoint_2"',
-        '"SELECT count(*) FROM orders"',
-        '"ROLLBACK; SELECT _pik.clean()"',
-    ]
-    assert seen["psycopg_async_session_whole"][1:] == [whole] * 2, seen
+    assert seen["psycopg_async_session_whole"][1:] == [BATCHED_TEST] * 2, seen
 
 
 def test_a_session_ends_in_one_round_trip(pytester: pytest.Pytester, backend_env: str) -> None:
@@ -214,14 +218,7 @@ def test_a_session_ends_in_one_round_trip(pytester: pytest.Pytester, backend_env
     # The whole test, once the worker's database is made: five round trips. The
     # savepoints ride with psycopg's BEGIN and with the commit's release (before: BEGIN,
     # SAVEPOINT, the INSERT, RELEASE, SAVEPOINT, the count, the end: seven).
-    whole = [
-        '"BEGIN; SAVEPOINT sa_savepoint_1"',
-        '"INSERT INTO orders (id, user_id, total) VALUES (1, 1, 5)"',
-        '"RELEASE SAVEPOINT sa_savepoint_1; SAVEPOINT sa_savepoint_2"',
-        '"SELECT count(*) FROM orders"',
-        '"ROLLBACK; SELECT _pik.clean()"',
-    ]
-    assert seen["postgres_session_whole"][1:] == [whole] * 3, seen["postgres_session_whole"]
+    assert seen["postgres_session_whole"][1:] == [BATCHED_TEST] * 3, seen["postgres_session_whole"]
     readings = seen["mysql"]
     assert len({connection for connection, _ in readings}) == 1, readings
     steps = {b - a for (_, a), (_, b) in itertools.pairwise(readings)}

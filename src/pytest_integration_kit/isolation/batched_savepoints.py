@@ -177,6 +177,11 @@ class _HoldingMethods(_Methods):
     """Methods that may hold a release: what ends the transaction, or rolls back past
     the release, drops it."""
 
+    def _after_release(self, pending: str | None, name: str) -> str:
+        """Savepoint ``name``, after the held release of ``pending`` if any: one message."""
+        release = f"RELEASE SAVEPOINT {self._quote(pending)}; " if pending else ""
+        return f"{release}SAVEPOINT {self._quote(name)}"
+
     def rollback_to(self, connection: Connection, name: str) -> None:
         _forget_release(connection.connection)  # newer than ``name``: dropped with it
         self._rollback_to(connection, name)
@@ -220,8 +225,7 @@ class _BatchingMethods(_HoldingMethods):
         if begin is not None:
             message = f"{begin}; SAVEPOINT {self._quote(name)}"
         elif status == self._in_transaction:
-            release = f"RELEASE SAVEPOINT {self._quote(pending)}; " if pending else ""
-            message = f"{release}SAVEPOINT {self._quote(name)}"
+            message = self._after_release(pending, name)
         else:  # an aborted transaction (raises it), autocommit, a pipeline
             self._savepoint(connection, name)
             return
@@ -331,8 +335,7 @@ class _KitLoopMethods(_HoldingMethods):
             # the BEGIN with the next call (this savepoint is queued for it too).
             self._await(adapter._start_transaction())  # type: ignore[union-attr]
         pending, state.pending = state.pending, None
-        release = f"RELEASE SAVEPOINT {self._quote(pending)}; " if pending else ""
-        self._kitloop.before_next_call(raw, f"{release}SAVEPOINT {self._quote(name)}")  # type: ignore[arg-type]
+        self._kitloop.before_next_call(raw, self._after_release(pending, name))  # type: ignore[arg-type]
 
     def release(self, connection: Connection, name: str) -> None:
         state = _state(connection.connection)
