@@ -43,6 +43,9 @@ class ServerOptions:
     warm_dir: Path | None = None
     #: Let testcontainers' Ryuk reap the container too, if its image is present.
     ryuk: bool = False
+    #: Docker: connect to the container at its own address where this machine reaches
+    #: it, not through docker-proxy (``integration_docker_direct``; see docker_route).
+    direct: bool = True
     #: A fixed password (``integration_<service>_password``; "" for none); None: random.
     password: str | None = field(default=None, repr=False)
     #: Told what takes time (``pulling postgres:17.6: 12/80 MB``); called from any thread.

@@ -12,7 +12,6 @@ import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from pytest_integration_kit.backends.base import (
     Backend,
@@ -21,6 +20,7 @@ from pytest_integration_kit.backends.base import (
     ServerStopError,
     mask,
 )
+from pytest_integration_kit.backends.docker_route import direct_endpoint, engine_address
 from pytest_integration_kit.backends.labels import LABEL_PREFIX, SESSION_LABEL
 from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
 from pytest_integration_kit.services.readiness import wait_until_ready
@@ -43,7 +43,6 @@ __all__ = [
     "remove_container",
 ]
 
-LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 #: How long to wait for the engine to answer a ping before calling it unreachable.
 PING_TIMEOUT = 5
 
@@ -65,26 +64,6 @@ def preload_docker_modules() -> None:
         import docker.errors  # noqa: F401,PLC0415
         import testcontainers.core.config  # noqa: PLC0415
         import testcontainers.core.container  # noqa: F401,PLC0415
-
-
-def engine_address(base_url: str, docker_host: str | None = None) -> tuple[str, str]:
-    """Where to connect to published ports, and which host IP to publish them on.
-
-    A local engine (unix socket, or TCP on loopback) publishes on 127.0.0.1 only. A
-    remote engine (``DOCKER_HOST=tcp://docker:2375``, CI's Docker-in-Docker) publishes
-    on its own host, whose loopback we cannot reach, so it binds all its interfaces and
-    we connect to its host name. ``TESTCONTAINERS_HOST_OVERRIDE`` wins for the former.
-    """
-    override = os.environ.get("TESTCONTAINERS_HOST_OVERRIDE")
-    parts = urlsplit(base_url)
-    host = parts.hostname
-    if docker_host and docker_host.startswith("ssh://"):
-        host = urlsplit(docker_host).hostname
-    elif parts.scheme in ("http+docker", "http+unix", "unix", "npipe"):
-        host = None
-    if host is None or host in LOOPBACK:
-        return override or "127.0.0.1", "127.0.0.1"
-    return override or host, "0.0.0.0"  # noqa: S104 - a remote engine's loopback is unreachable
 
 
 def _pull(client: Any, image: str, progress: Callable[[str], None] | None) -> None:
@@ -288,6 +267,8 @@ class DockerBackend(Backend):
                 is_running=is_running,
             )
             endpoint = dataclasses.replace(endpoint, version=version)
+            if options.direct and (host, bind_ip) == ("127.0.0.1", "127.0.0.1"):
+                endpoint = direct_endpoint(endpoint, spec, wrapped.attrs)
             spec.after_start(endpoint, f"docker image {options.image}")
         except BaseException as exc:
             # Nothing half-started is left behind.

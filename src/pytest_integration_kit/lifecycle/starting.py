@@ -146,6 +146,7 @@ class ServerStarter:
             # Ryuk reaps when the process that started a container exits: not for servers
             # shared with other processes or kept for later runs.
             ryuk=bool(self.settings["ryuk"]) and self.coordinator and not self.reuse,
+            direct=bool(self.settings["docker_direct"]),
             progress=lambda text: self._progress(service, "pull", text),
             password=self._password(service),
         )

@@ -154,6 +154,19 @@ def settings_table(specs: Iterable[ServiceSpec] | None = None) -> tuple[Setting,
             bad_example="sometimes",
         ),
         Setting(
+            "docker_direct",
+            "Connect to a container at its own address on the engine's bridge network where "
+            "this machine reaches it, not through docker-proxy at the port published on "
+            "127.0.0.1 (about 80 µs less per round trip); off: always the published port.",
+            boolean,
+            allowed=BOOL_ALLOWED,
+            default=True,
+            metavar="BOOL",
+            kind="bool",
+            example="false",
+            bad_example="sideways",
+        ),
+        Setting(
             "cache_dir",
             "Where kept servers (integration_reuse) and warm local data directories live.",
             cache_directory,
