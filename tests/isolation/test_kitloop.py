@@ -282,7 +282,7 @@ def test_last():  # the run's teardown (closing the connection) is counted here
 def test_a_test_hands_over_once_per_round_trip_it_waits_for(
     pytester: pytest.Pytester, backend_env: str
 ) -> None:
-    """BEGIN and the session's savepoint go with the first statement, the commit's
+    """BEGIN and the session's savepoint go with the first statement, in one message; the commit's
     release and the next savepoint with the count (one message); the end is ROLLBACK
     and the clean in one hand-over, with no ROLLBACK TO SAVEPOINT before (the rollback
     drops savepoints). A test that sends nothing still gets its clean, in a hand-over
@@ -297,9 +297,9 @@ def test_a_test_hands_over_once_per_round_trip_it_waits_for(
     # asyncpg logs no prepared statement's run (the INSERT, the count): the three
     # hand-overs are the INSERT's, the count's and the end's (before: 6, each
     # savepoint statement in one of its own; 8 before that, and a clean apart).
+    # BEGIN and the first savepoint are one message (two before).
     whole = [
-        "BEGIN;",
-        "SAVEPOINT sa_savepoint_1",
+        "BEGIN; SAVEPOINT sa_savepoint_1",
         "RELEASE SAVEPOINT sa_savepoint_1; SAVEPOINT sa_savepoint_2",
         "ROLLBACK;",
         "SELECT _pik.clean()",

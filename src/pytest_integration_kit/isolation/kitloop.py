@@ -21,8 +21,9 @@ and the adapter's asyncio lock is made anew for each loop.
 
 Work nobody waits for goes along with the next call instead of a hand-over of its own:
 a transaction's ``BEGIN`` (the adapter starts one right before a statement), the
-statements :func:`before_next_call` queues (a rolled-back session's savepoints), and
-what :func:`after_next_call` asks for (the session's clean after its ``ROLLBACK``).
+statements :func:`before_next_call` queues (a rolled-back session's savepoints: in one
+message with the ``BEGIN`` before them, if any), and what :func:`after_next_call` asks
+for (the session's clean after its ``ROLLBACK``).
 """
 
 from __future__ import annotations
@@ -264,17 +265,17 @@ async def _along(
     """On the kit's loop: the transactions started and the statements queued first, in
     order, the call, then its followers."""
     try:
+        transaction: Any = None
         statements: list[str] = []
-        for item in leading:
+        for item in [*leading, None]:
             if isinstance(item, str):
                 statements.append(item)
                 continue
-            if statements:
+            if transaction is not None:
+                await _start(transaction, connection, "; ".join(statements))
+            elif statements:
                 await connection.execute("; ".join(statements))
-                statements = []
-            await item.start()
-        if statements:
-            await connection.execute("; ".join(statements))
+            transaction, statements = item, []
     except BaseException:
         coro.close()
         raise
@@ -282,6 +283,54 @@ async def _along(
     for follower in following:
         await follower.run_here()
     return result
+
+
+async def _start(transaction: Any, connection: Any, after: str) -> None:
+    """Start an asyncpg ``transaction``, ``after`` (statements) in its ``BEGIN``'s message.
+
+    asyncpg's ``start()`` keeps its own checks and bookkeeping (the connection's top
+    transaction, a nested one's savepoint); only the connection it sends its one
+    statement through is :class:`_Appending` for the call. An asyncpg whose transaction
+    has no ``_connection`` to swap sends ``after`` in a message of its own.
+    """
+    if not after:
+        await transaction.start()
+        return
+    try:
+        transaction._connection = _Appending(connection, after)
+    except AttributeError:
+        await transaction.start()
+        await connection.execute(after)
+        return
+    try:
+        await transaction.start()
+    finally:
+        transaction._connection = connection
+
+
+class _Appending:
+    """An asyncpg connection as a transaction's ``start()`` sees it: the statement it
+    sends (``BEGIN …;``, or a nested transaction's ``SAVEPOINT …;``) goes in one message
+    with the statements queued after it; everything else is the connection's own."""
+
+    __slots__ = ("_after", "_connection")
+
+    def __init__(self, connection: Any, after: str) -> None:
+        object.__setattr__(self, "_connection", connection)
+        object.__setattr__(self, "_after", after)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._connection, name, value)  # the top transaction, on the connection
+
+    async def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        after = self._after
+        if args or kwargs or not after:
+            return await self._connection.execute(query, *args, **kwargs)
+        object.__setattr__(self, "_after", "")  # once, whatever start() does next
+        return await self._connection.execute(f"{query.rstrip().rstrip(';')}; {after}")
 
 
 #: What waits for the next call on a connection (the driver's, not its wrapper):
