@@ -290,22 +290,23 @@ async def _start(transaction: Any, connection: Any, after: str) -> None:
 
     asyncpg's ``start()`` keeps its own checks and bookkeeping (the connection's top
     transaction, a nested one's savepoint); only the connection it sends its one
-    statement through is :class:`_Appending` for the call. An asyncpg whose transaction
-    has no ``_connection`` to swap sends ``after`` in a message of its own.
+    statement through is :class:`_Appending` for the call. Where it sent nothing through
+    it (an asyncpg whose transaction keeps its connection otherwise), ``after`` goes in
+    a message of its own.
     """
-    if not after:
-        await transaction.start()
-        return
+    appending: _Appending | None = _Appending(connection, after)
     try:
-        transaction._connection = _Appending(connection, after)
+        transaction._connection = appending
     except AttributeError:
-        await transaction.start()
-        await connection.execute(after)
-        return
+        appending = None
     try:
         await transaction.start()
     finally:
-        transaction._connection = connection
+        if appending is not None:
+            transaction._connection = connection
+    left = after if appending is None else appending._after
+    if left:
+        await connection.execute(left)
 
 
 class _Appending:
