@@ -30,7 +30,7 @@ def wait_for(name):
 @pytest.mark.xdist_group("keeper")
 def test_keeper(redis_client, redis_server):
     redis_client.set("mine", "still here")
-    (HERE / "keeper.port").write_text(str(redis_server.port))
+    (HERE / "keeper.address").write_text(redis_server.address)
     (HERE / "keeper.ready").touch()
     wait_for("flusher.done")
     (HERE / "keeper.result").write_text(str(redis_client.exists("mine")))
@@ -42,7 +42,7 @@ def test_flusher(redis_database, redis_server):
     own = redis.Redis.from_url(redis_database.url)
     own.flushall()
     own.close()
-    (HERE / "flusher.port").write_text(str(redis_server.port))
+    (HERE / "flusher.address").write_text(redis_server.address)
     (HERE / "flusher.done").touch()
 """
 
@@ -66,7 +66,7 @@ def test_flushall_on_the_shared_server_warns_naming_the_test(
     pytester.makeini(INI.format(extra=""))
     result = _run(pytester, "-W", "default")
     result.assert_outcomes(passed=2)
-    assert _read(pytester, "keeper.port") == _read(pytester, "flusher.port")  # one server
+    assert _read(pytester, "keeper.address") == _read(pytester, "flusher.address")  # one server
     assert _read(pytester, "keeper.result") == "0"  # the other worker's key is gone
     out = result.stdout.str()
     assert "IntegrationKitWarning" in out
@@ -122,7 +122,7 @@ def test_a_server_per_worker_keeps_flushall_to_its_worker(
     )
     result = _run(pytester)
     result.assert_outcomes(passed=2)
-    assert _read(pytester, "keeper.port") != _read(pytester, "flusher.port")  # two servers
+    assert _read(pytester, "keeper.address") != _read(pytester, "flusher.address")  # two servers
     assert _read(pytester, "keeper.result") == "1"  # untouched by the other's FLUSHALL
     assert "IntegrationKitWarning" not in result.stdout.str()
 

@@ -51,7 +51,7 @@ def test_queue(rabbitmq_server, rabbitmq_vhost, rabbitmq_connection, report, n):
     assert channel.queue_declare("jobs").method.message_count == 0
     channel.basic_publish("", "jobs", f"job {n}".encode())
     assert channel.queue_declare("jobs", passive=True).method.message_count == 1
-    report(service="rabbitmq", port=rabbitmq_server.port, vhost=rabbitmq_vhost.database,
+    report(service="rabbitmq", address=rabbitmq_server.address, vhost=rabbitmq_vhost.database,
            backend=rabbitmq_server.backend, url=rabbitmq_vhost.url,
            management=rabbitmq_server.ports["management"])
 
@@ -63,7 +63,7 @@ HOLDING_TEST = """
 import time
 
 def test_hold(rabbitmq_server, report):
-    report(service="rabbitmq", port=rabbitmq_server.port)
+    report(service="rabbitmq", address=rabbitmq_server.address)
     time.sleep(600)
 """
 
@@ -87,7 +87,7 @@ def test_rabbitmq_gives_each_worker_a_vhost_purged_between_tests(
     reports = project.reports()
     assert len(reports) == 6
     # One server for both workers, a vhost of each worker's own.
-    assert len({r["port"] for r in reports}) == 1
+    assert len({r["address"] for r in reports}) == 1
     assert {r["backend"] for r in reports} == {backend_env}
     vhosts = {r["worker"]: r["vhost"] for r in reports}
     assert len(vhosts) == 2
@@ -226,7 +226,7 @@ def test_rabbitmq_url_backend_makes_worker_vhosts_through_the_named_management_p
     result = project.run("-n", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     reports = project.reports()
-    assert {r["port"] for r in reports} == {endpoint.port}
+    assert {r["address"] for r in reports} == {endpoint.address}
     assert {r["management"] for r in reports} == {endpoint.ports["management"]}
     assert len({r["vhost"] for r in reports}) == 2
     assert endpoint.password not in result.stdout + result.stderr

@@ -19,7 +19,7 @@ BLOCKING_TEST = """
 import os, time
 
 def test_hold(postgres_server, mysql_server, redis_server, report):
-    report(service="all", port=postgres_server.port)
+    report(service="all", address=postgres_server.address)
     release = os.environ.get("PIK_RELEASE", "")
     for _ in range(6000):
         if release and os.path.exists(release):
@@ -110,7 +110,7 @@ def test_reaping_spares_kept_servers(
 ) -> None:
     dead = make_project(pytester.path / "kept", BLOCKING_TEST)
     process, _ = _hold(dead, "--integration-reuse")
-    (port,) = {r["port"] for r in dead.reports()}
+    (address,) = {r["address"] for r in dead.reports()}
     _kill9(process)
     later = make_project(pytester.path / "later", "def test_nothing():\n    pass\n")
     assert later.run().returncode == 0
@@ -118,7 +118,7 @@ def test_reaping_spares_kept_servers(
     monkeypatch.setenv("PIK_RELEASE", str(cache_dir))
     again = dead.run("--integration-reuse")
     assert again.returncode == 0, again.stdout
-    assert {r["port"] for r in dead.reports()} == {port}
+    assert {r["address"] for r in dead.reports()} == {address}
     assert again.stdout.count("reused (kept)") == 3, again.stdout
 
 

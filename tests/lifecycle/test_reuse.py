@@ -28,13 +28,14 @@ ON_HOST = pytest.mark.parametrize("backend", ["docker", "local"])
 MODELS = "import sqlalchemy\nmetadata = sqlalchemy.MetaData()\nother = sqlalchemy.MetaData()\n"
 
 
-def _ports(project: Project, since: int = 0) -> dict[str, int]:
+def _addresses(project: Project, since: int = 0) -> dict[str, str]:
+    """Each service's one server, by address (docker's own addresses share a port)."""
     reports = project.reports()[since:]
-    found: dict[str, set[int]] = {}
+    found: dict[str, set[str]] = {}
     for report in reports:
-        found.setdefault(report["service"], set()).add(report["port"])
-    assert all(len(ports) == 1 for ports in found.values()), found
-    return {service: next(iter(ports)) for service, ports in found.items()}
+        found.setdefault(report["service"], set()).add(report["address"])
+    assert all(len(addresses) == 1 for addresses in found.values()), found
+    return {service: next(iter(addresses)) for service, addresses in found.items()}
 
 
 def _kept(cache_dir: Path) -> dict[str, AttachedContainer | AttachedProcess]:
@@ -65,7 +66,7 @@ def test_kept_servers_are_attached_by_the_next_run(
     first = project.run("--integration-reuse")
     assert first.returncode == 0, first.stdout
     assert first.stdout.count(", kept") == 3
-    ports = _ports(project)
+    addresses = _addresses(project)
     kept = _kept(cache_dir)
     assert set(kept) == {"postgres", "mysql", "redis"}
     assert all(server.is_alive() for server in kept.values())
@@ -76,12 +77,12 @@ def test_kept_servers_are_attached_by_the_next_run(
         # Local kept servers keep their directory outside the session's temp dirs.
         assert all("pik-kept-" in str(s.handle["workdir"]) for s in kept.values())
 
-    # The next run, with workers, attaches to the same servers: same ports, data kept.
+    # The next run, with workers, attaches to the same servers: same addresses, data kept.
     seen = len(project.reports())
     second = project.run("--integration-reuse", "-n", "2")
     assert second.returncode == 0, second.stdout
     assert second.stdout.count("reused (kept)") == 3, second.stdout
-    assert _ports(project, since=seen) == ports
+    assert _addresses(project, since=seen) == addresses
 
     listing = _kept_command("list", cache_dir)
     assert listing.count("running") == 3
@@ -113,7 +114,8 @@ def test_a_mismatched_or_dead_kept_server_is_replaced(
     assert changed.returncode == 0, changed.stdout
     assert "reused" not in changed.stdout
     (new,) = _kept(cache_dir).values()
-    assert _ports(project, since=seen)["postgres"] == new.endpoint.port != old.endpoint.port
+    assert _addresses(project, since=seen)["postgres"] == new.endpoint.address
+    assert new.handle != old.handle  # another server (a container may get the same address)
     assert not old.is_alive()
 
     # A kept server that died is replaced too.
@@ -128,7 +130,7 @@ def test_a_mismatched_or_dead_kept_server_is_replaced(
     assert "reused" not in again.stdout
     (newest,) = _kept(cache_dir).values()
     assert newest.is_alive()
-    assert newest.endpoint.port != new.endpoint.port or newest.handle != new.handle
+    assert newest.endpoint.address != new.endpoint.address or newest.handle != new.handle
 
 
 @ON_HOST

@@ -72,7 +72,7 @@ def test_echo(echo_server, report, n):
     with socket.create_connection((echo_server.host, echo_server.port), timeout=10) as s:
         s.sendall(f"hello {n}\\n".encode())
         assert s.makefile().readline() == f"hello {n}\\n"
-    report(service="echo", port=echo_server.port, backend=echo_server.backend)
+    report(service="echo", address=echo_server.address, backend=echo_server.backend)
 
 def test_without_a_server():
     pass
@@ -82,7 +82,7 @@ HOLDING_TEST = """
 import time
 
 def test_hold(echo_server, report):
-    report(service="echo", port=echo_server.port)
+    report(service="echo", address=echo_server.address)
     time.sleep(600)
 """
 
@@ -148,10 +148,11 @@ def test_registered_service_gets_settings_marker_reports_and_sharing(
     # One server for both workers, and one summary line for it.
     reports = project.reports()
     assert len(reports) == 4
-    assert len({r["port"] for r in reports}) == 1
+    assert len({r["address"] for r in reports}) == 1
     assert {r["backend"] for r in reports} == {backend_env}
     (line,) = _summary_lines(out, "echo")
-    assert re.search(rf"echo\s+{backend_env}\s+Echo 1\.0\s+\S+:{reports[0]['port']}", line), line
+    address = re.escape(reports[0]["address"])
+    assert re.search(rf"echo\s+{backend_env}\s+Echo 1\.0\s+{address}", line), line
     assert "reaped" not in out or "echo" not in out.split("reaped", 1)[1]
     # A usage error names the service's setting.
     bad = project.run("--integration-echo-backend=k8s")
@@ -189,7 +190,7 @@ def test_registered_service_is_kept_and_reused(
                 assert second.returncode == 0, second.stdout + second.stderr
                 (line,) = _summary_lines(second.stdout, "echo")
                 assert "reused (kept)" in line, (backend, how, line)
-                assert len({r["port"] for r in project.reports()}) == 1
+                assert len({r["address"] for r in project.reports()}) == 1
 
 
 @ON_HOST

@@ -6,11 +6,12 @@ import pytest
 from user_project import Project, leftovers, make_project, using_tests
 
 
-def _services_by_port(project: Project) -> dict[str, set[int]]:
-    ports: dict[str, set[int]] = {}
+def _services_by_address(project: Project) -> dict[str, set[str]]:
+    """Each service's servers, by address (docker's own addresses share a port)."""
+    addresses: dict[str, set[str]] = {}
     for report in project.reports():
-        ports.setdefault(report["service"], set()).add(report["port"])
-    return ports
+        addresses.setdefault(report["service"], set()).add(report["address"])
+    return addresses
 
 
 def test_xdist_workers_share_one_server_per_service(backend_env: str, project: Project) -> None:
@@ -22,7 +23,7 @@ def test_xdist_workers_share_one_server_per_service(backend_env: str, project: P
     # Both workers ran tests of every service...
     assert {r["worker"] for r in reports} == {"gw0", "gw1"}
     # ...on one server per service.
-    assert {s: len(p) for s, p in _services_by_port(project).items()} == {
+    assert {s: len(p) for s, p in _services_by_address(project).items()} == {
         "postgres": 1,
         "mysql": 1,
         "redis": 1,
@@ -42,7 +43,7 @@ def test_only_needed_services_start(backend_env: str, project: Project) -> None:
     (project.path / "test_user.py").write_text(using_tests(count=2))
     result = project.run("-n", "2", "-k", "redis")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert set(_services_by_port(project)) == {"redis"}
+    assert set(_services_by_address(project)) == {"redis"}
     summary = result.stdout.split("integration services", 1)[1]
     assert "postgres" not in summary
     assert "mysql" not in summary
@@ -62,10 +63,10 @@ def test_two_sessions_side_by_side_each_with_two_workers(
     sessions = [{r["session"] for r in p.reports()} for p in projects]
     assert all(len(s) == 1 for s in sessions)
     assert sessions[0] != sessions[1]
-    ports = [_services_by_port(p) for p in projects]
+    addresses = [_services_by_address(p) for p in projects]
     for service in ("postgres", "mysql", "redis"):
-        assert len(ports[0][service]) == len(ports[1][service]) == 1
-        assert ports[0][service] != ports[1][service]
+        assert len(addresses[0][service]) == len(addresses[1][service]) == 1
+        assert addresses[0][service] != addresses[1][service]
     for session in sessions:
         assert leftovers(next(iter(session))).empty
 

@@ -51,7 +51,7 @@ def test_postgres(postgres_server, report, n):
         conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (n int)")
         conn.execute(f"INSERT INTO {TABLE} VALUES (%s)", (n,))
         assert conn.execute(f"SELECT count(*) FROM {TABLE} WHERE n = %s", (n,)).fetchone()[0] >= 1
-    report(service="postgres", port=postgres_server.port, backend=postgres_server.backend)
+    report(service="postgres", address=postgres_server.address, backend=postgres_server.backend)
 
 @pytest.mark.parametrize("n", range({count}))
 def test_mysql(mysql_server, report, n):
@@ -64,7 +64,7 @@ def test_mysql(mysql_server, report, n):
         cur.execute(f"SELECT count(*) FROM {TABLE} WHERE n = %s", (n,))
         assert cur.fetchone()[0] >= 1
     conn.close()
-    report(service="mysql", port=mysql_server.port, backend=mysql_server.backend)
+    report(service="mysql", address=mysql_server.address, backend=mysql_server.backend)
 
 @pytest.mark.parametrize("n", range({count}))
 def test_redis(redis_server, report, n):
@@ -72,7 +72,7 @@ def test_redis(redis_server, report, n):
                          password=redis_server.password or None)
     assert client.incr("hits") >= 1
     client.close()
-    report(service="redis", port=redis_server.port, backend=redis_server.backend)
+    report(service="redis", address=redis_server.address, backend=redis_server.backend)
 """
 
 
