@@ -144,8 +144,9 @@ def app_settings() -> list[Setting]:
         ),
         Setting(
             "redis_password",
-            "The password of Redis servers the kit starts; empty for none (the server still "
-            "listens on 127.0.0.1 only). Unset: a random one per session.",
+            "The password of Redis servers the kit starts; empty for none (the server is "
+            "still reachable from this machine only: on 127.0.0.1, or a container's own "
+            "address on the engine's bridge). Unset: a random one per session.",
             secret_text,
             allowed="a password without whitespace, or empty for no password",
             metavar="PASSWORD",
