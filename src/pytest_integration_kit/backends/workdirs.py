@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from pathlib import Path
 
 __all__ = [
@@ -29,6 +30,9 @@ SOCKETS_PREFIX = "pik-"
 SOCKETS_LINK = "sockets"
 #: In a socket directory: the link back to its server's directory.
 SERVER_LINK = "server"
+#: A socket directory still without its ``server`` link this many seconds after it was
+#: made lost its maker between ``mkdtemp`` and the link (a ``kill -9``).
+UNLINKED_AFTER = 10.0
 #: A Unix socket's path must fit in sun_path: 108 bytes with the final NUL.
 SUN_PATH_MAX = 107
 #: The longest socket file name a service puts there (".s.PGSQL.65535.lock").
@@ -106,8 +110,9 @@ def socket_dir(workdir: Path, tag: str, user: tuple[int, int] | None = None) -> 
 def orphaned_socket_dirs() -> list[Path]:
     """This user's socket directories whose server directory is gone: garbage.
 
-    Each links back to its server's directory (``server``); one without the link yet is
-    being made and is left alone.
+    Each links back to its server's directory (``server``). One without the link is
+    being made (the link follows ``mkdtemp`` at once) unless it is older than
+    :data:`UNLINKED_AFTER`: then its maker was killed in between.
     """
     found = []
     for base in workdir_bases():
@@ -116,10 +121,28 @@ def orphaned_socket_dirs() -> list[Path]:
                 info = os.lstat(path)
                 if not (stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()):
                     continue
-                server = os.readlink(path / SERVER_LINK)
+                try:
+                    server = os.readlink(path / SERVER_LINK)
+                except FileNotFoundError:
+                    if _unlinked_leftover(path, info):
+                        found.append(path)
+                    continue
                 if not os.path.lexists(server):
                     found.append(path)
     return sorted(found)
+
+
+def _unlinked_leftover(path: Path, info: os.stat_result) -> bool:
+    """Whether ``path`` is a socket directory whose maker died before linking it: named
+    as :func:`socket_dir` names them, still empty and private, and made more than
+    :data:`UNLINKED_AFTER` seconds ago. Nothing else of that name is touched."""
+    suffix = path.name.rsplit("-", 1)[-1]
+    if len(suffix) != 8 or info.st_mode & 0o777 not in (0o700, 0o711):  # mkdtemp's, fchmod's
+        return False
+    if time.time() - info.st_mtime <= UNLINKED_AFTER:
+        return False
+    with os.scandir(path) as entries:
+        return next(entries, None) is None
 
 
 def remove_workdir(workdir: Path) -> None:
