@@ -3,9 +3,7 @@ the engine's bridge network, and at its published loopback port when told to."""
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 import time
 
 import pytest
@@ -48,18 +46,11 @@ def test_where(redis_server, redis_client):
 """
 
 
-def _need_docker() -> None:
-    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
-        if os.environ.get("PIK_TEST_STRICT"):
-            pytest.fail("docker is required in CI")
-        pytest.skip("no Docker engine here")
-
-
+@pytest.mark.usefixtures("docker_available")
 @pytest.mark.parametrize("direct", [True, False], ids=["default", "off"])
 def test_the_tests_reach_the_container_at_its_own_address_unless_told_not_to(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, direct: bool
 ) -> None:
-    _need_docker()
     monkeypatch.delenv("TESTCONTAINERS_HOST_OVERRIDE", raising=False)
     monkeypatch.setenv("INTEGRATION_REDIS_IMAGE", IMAGE)
     ini = "[pytest]\nintegration_backend = docker\nintegration_missing = fail\n"

@@ -222,15 +222,6 @@ def test_local_server_that_never_listens_times_out_shows_its_log_and_leaves_noth
     assert processes_mentioning("sleep 987") == []
 
 
-@pytest.fixture
-def docker_available() -> None:
-    """Skip without a Docker engine; fail instead in strict CI."""
-    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
-        if os.environ.get("PIK_TEST_STRICT"):
-            pytest.fail("docker is required in CI")
-        pytest.skip("no Docker engine here")
-
-
 def session_containers(image: str) -> list[str]:
     """Containers created from the tag ``image`` itself (``ancestor=`` would also match
     every container of an image built on the same base: other sessions' servers)."""
