@@ -294,6 +294,9 @@ async def _start(transaction: Any, connection: Any, after: str) -> None:
     it (an asyncpg whose transaction keeps its connection otherwise), ``after`` goes in
     a message of its own.
     """
+    if not after:
+        await transaction.start()
+        return
     appending: _Appending | None = _Appending(connection, after)
     try:
         transaction._connection = appending
