@@ -337,3 +337,60 @@ def test_postgres_warm_start_sets_the_password_without_docker_exec(
         )
         start(expect_exec=True)
     assert warm.present(), "a fallback start discarded the warm image"
+
+
+#: The server off the launcher's PATH, the entrypoint (which finds it) in place.
+SERVER_OFF_PATH = (
+    "FROM {base}\n"
+    "RUN printf '#!/bin/sh\\nPATH=/usr/sbin:$PATH exec docker-entrypoint.sh \"$@\"\\n'"
+    " > /usr/local/bin/with-sbin.sh && chmod 755 /usr/local/bin/with-sbin.sh\n"
+    "ENV PATH=/usr/local/bin:/usr/bin:/bin\n"
+    'ENTRYPOINT ["with-sbin.sh"]\n'
+)
+
+
+@pytest.mark.usefixtures("docker_engine")
+@pytest.mark.parametrize("service", ["mysql"])
+def test_mysql_warm_start_runs_the_server_itself(
+    cache_dir: Path, service: str, unique: str
+) -> None:
+    """From a warm image the server starts without the image's entrypoint (which would
+    run it three times over first), as the mysql user; an image whose server the
+    launcher does not find starts through its entrypoint. Each start logs in with a
+    password of its own."""
+    client = docker_client()
+    options = _options(service, unique, cache_dir)
+    spec = spec_for(service)
+    backend = DockerBackend()
+    cold = backend.start(options)
+    cold.stop()
+    backend.finish()
+    warm = warm_image_for(client, options)
+    assert warm is not None
+    assert warm.present()
+    built = client.images.get(warm.tag)
+
+    def start(*, direct: bool) -> None:
+        server = backend.start(options)
+        try:
+            assert server.warm
+            container = client.containers.get(server.container_id)  # type: ignore[attr-defined]
+            log = container.logs().decode(errors="replace")
+            assert ("[Entrypoint]" not in log) is direct, log
+            code, out = container.exec_run(["ps", "-o", "user=,comm=", "-p", "1"])
+            assert code == 0
+            assert out.decode().split() == ["mysql", "mariadbd"]
+            assert spec.probe(server.endpoint, timeout=10)
+            assert server.endpoint.password != cold.endpoint.password
+        finally:
+            server.stop()
+
+    start(direct=True)
+    client.images.build(
+        fileobj=io.BytesIO(SERVER_OFF_PATH.format(base=built.id).encode()),
+        tag=warm.tag,
+        network_mode="none",
+        rm=True,
+    )
+    start(direct=False)
+    assert warm.present(), "the entrypoint's start discarded the warm image"

@@ -237,8 +237,9 @@ class ServiceSpec(ABC):
     ) -> WarmLaunch | None:
         """What a container started from a warm image runs in place of ``entrypoint``
         (the image's, never empty) and ``command`` (:meth:`warm_container`'s): a script
-        that sets this session's password before the server accepts clients. None (the
-        default): the image's entrypoint runs, and :meth:`warm_unseal` sets it."""
+        that starts the server, this session's password set before it accepts clients
+        (by the script, or by :meth:`warm_files`). None (the default): the image's
+        entrypoint runs, and :meth:`warm_unseal` sets it unless ``warm_files`` did."""
         return None
 
     def warm_seal(self, server: ServerContext, timeout: float) -> None:  # noqa: B027 - optional
