@@ -73,14 +73,35 @@ def _inherit_backend(resolved: Mapping[str, Any], _: Mapping[str, str]) -> tuple
     return resolved["backend"], "from integration_backend"
 
 
+#: The last table made, with the specs it was made from: a run's start-up asks for it
+#: three times (pytest's options, then the settings, read twice), and making it is a
+#: few hundred Setting objects (issue #11). Specs are not changed once registered.
+_last: tuple[tuple[ServiceSpec, ...], tuple[Setting, ...]] | None = None
+
+
 def settings_table(specs: Iterable[ServiceSpec] | None = None) -> tuple[Setting, ...]:
     """Every setting: the general ones, then each registered service's (``specs``, by
     default every service registered now), then the isolation and network ones, then the
     application's."""
+    global _last  # noqa: PLW0603 - a cache of one entry
     if specs is None:
         from pytest_integration_kit.services.registry import REGISTRY  # noqa: PLC0415
 
         specs = REGISTRY.specs()
+    specs = tuple(specs)
+    last = _last
+    if (
+        last is not None
+        and len(last[0]) == len(specs)
+        and all(made is spec for made, spec in zip(last[0], specs, strict=True))
+    ):
+        return last[1]
+    table = _make_table(specs)
+    _last = (specs, table)
+    return table
+
+
+def _make_table(specs: tuple[ServiceSpec, ...]) -> tuple[Setting, ...]:
     backend_allowed = ", ".join(BACKENDS)
     table: list[Setting] = [
         Setting(
