@@ -274,6 +274,29 @@ def test_warm_remove_clears_both_caches(cache_dir: Path) -> None:
             client.images.remove(image.id, force=True)
 
 
+def _warm_image_built(options: ServerOptions) -> tuple[DockerBackend, object, WarmImage, object]:
+    """A cold start of ``options``' server and the warm image it leaves: the backend,
+    the (stopped) cold server, the warm image and its docker-py image."""
+    backend = DockerBackend()
+    cold = backend.start(options)
+    cold.stop()
+    backend.finish()
+    warm = warm_image_for(docker_client(), options)
+    assert warm is not None
+    assert warm.present()
+    return backend, cold, warm, docker_client().images.get(warm.tag)
+
+
+def _replace_warm_image(warm: WarmImage, dockerfile: str, built: object) -> None:
+    """Tag an image made by ``dockerfile`` from ``built`` (the warm image) as ``warm``."""
+    docker_client().images.build(
+        fileobj=io.BytesIO(dockerfile.format(base=built.id).encode()),  # type: ignore[attr-defined]
+        tag=warm.tag,
+        network_mode="none",
+        rm=True,
+    )
+
+
 #: Images made from a warm image, tagged as it: how a user's image may differ.
 NO_ENTRYPOINT = "FROM {base}\nUSER postgres\nENTRYPOINT []\n"
 NO_SINGLE_USER = (
@@ -304,17 +327,9 @@ def test_postgres_warm_start_sets_the_password_without_docker_exec(
     """The launcher sets the password in single-user mode before the server starts; an
     image without an entrypoint, or whose entrypoint fails that step, gets it over
     ``docker exec`` instead. Each start logs in with its own new password."""
-    client = docker_client()
     options = _options(service, unique, cache_dir)
     spec = spec_for(service)
-    backend = DockerBackend()
-    cold = backend.start(options)
-    cold.stop()
-    backend.finish()
-    warm = warm_image_for(client, options)
-    assert warm is not None
-    assert warm.present()
-    built = client.images.get(warm.tag)
+    backend, cold, warm, built = _warm_image_built(options)
 
     def start(expect_exec: bool) -> None:
         since = time.time()
@@ -329,12 +344,7 @@ def test_postgres_warm_start_sets_the_password_without_docker_exec(
 
     start(expect_exec=False)
     for dockerfile in (NO_ENTRYPOINT, NO_SINGLE_USER):
-        client.images.build(
-            fileobj=io.BytesIO(dockerfile.format(base=built.id).encode()),
-            tag=warm.tag,
-            network_mode="none",
-            rm=True,
-        )
+        _replace_warm_image(warm, dockerfile, built)
         start(expect_exec=True)
     assert warm.present(), "a fallback start discarded the warm image"
 
@@ -355,20 +365,13 @@ def test_mysql_warm_start_runs_the_server_itself(
     cache_dir: Path, service: str, unique: str
 ) -> None:
     """From a warm image the server starts without the image's entrypoint (which would
-    run it three times over first), as the mysql user; an image whose server the
-    launcher does not find starts through its entrypoint. Each start logs in with a
-    password of its own."""
+    only run it with --help and run itself again first), as the mysql user; an image
+    whose server the launcher does not find starts through its entrypoint. Each start
+    logs in with a password of its own."""
     client = docker_client()
     options = _options(service, unique, cache_dir)
     spec = spec_for(service)
-    backend = DockerBackend()
-    cold = backend.start(options)
-    cold.stop()
-    backend.finish()
-    warm = warm_image_for(client, options)
-    assert warm is not None
-    assert warm.present()
-    built = client.images.get(warm.tag)
+    backend, cold, warm, built = _warm_image_built(options)
 
     def start(*, direct: bool) -> None:
         server = backend.start(options)
@@ -386,11 +389,6 @@ def test_mysql_warm_start_runs_the_server_itself(
             server.stop()
 
     start(direct=True)
-    client.images.build(
-        fileobj=io.BytesIO(SERVER_OFF_PATH.format(base=built.id).encode()),
-        tag=warm.tag,
-        network_mode="none",
-        rm=True,
-    )
+    _replace_warm_image(warm, SERVER_OFF_PATH, built)
     start(direct=False)
     assert warm.present(), "the entrypoint's start discarded the warm image"
