@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -87,6 +88,14 @@ def test_user_project_gets_every_server(pytester: pytest.Pytester, backend: str)
         f"redis*{backend}*Redis *ready in * s",
     ):
         result.stdout.fnmatch_lines([line])
+    # One column for every address, however long a version is; MariaDB's version says
+    # "10.11.19", not its build ("10.11.19-MariaDB-0+deb12u1", which pushed it out).
+    rows = [line for line in result.stdout.lines if re.match(rf"\w+\s+{backend}\s", line)]
+    addresses = [re.search(r" (\S+:\d+) +(ready|reused)", row) for row in rows]
+    assert len(rows) == 3, rows
+    assert all(addresses), rows
+    assert len({found.start(1) for found in addresses if found}) == 1, rows
+    assert not any("-MariaDB" in row for row in rows), rows
 
     secrets = json.loads((pytester.path / "secrets.json").read_text())
     assert len(secrets) == 3

@@ -10,7 +10,7 @@ costs its module's import a generated ``__init__``, ``__repr__`` and ``__eq__`` 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from pytest_integration_kit.services import spec_for
 
@@ -107,13 +107,17 @@ def auto_decisions(records: Iterable[ServerRecord]) -> list[str]:
 
 
 def server_lines(records: Iterable[ServerRecord]) -> list[str]:
-    """Per server of the run: backend, version, address, start time, reuse hit or not."""
-    lines: list[str] = []
+    """Per server of the run: backend, version, address, start time, reuse hit or not.
+
+    Columns as wide as their widest cell (at least the usual widths), so a long version
+    string does not push one row's address out of line."""
+    rows: list[tuple[str, str, str, str, str]] = []
     for record in records:
         endpoint = record.endpoint_object()
-        title = spec_for(endpoint.service).title
-        if "mariadb" in endpoint.version.lower():
-            title = "MariaDB"
+        title, version = spec_for(endpoint.service).title, endpoint.version
+        if "mariadb" in version.lower():
+            # "10.11.19-MariaDB-0+deb12u1": the title says MariaDB, the rest is the build.
+            title, version = "MariaDB", version.split("-", 1)[0]
         if record.reused:
             how = f"reused (kept), attached in {record.seconds_to_ready:.2f} s"
         else:
@@ -121,11 +125,20 @@ def server_lines(records: Iterable[ServerRecord]) -> list[str]:
             if record.warm:
                 how += " (warm data dir)"
         by = f" [{record.started_by}]" if record.started_by != "main" else ""
-        lines.append(
-            f"{endpoint.service:<9} {record.backend:<7} {title + ' ' + endpoint.version:<28} "
-            f"{endpoint.address:<22} {how}{by}"
+        rows.append(
+            (endpoint.service, record.backend, f"{title} {version}", endpoint.address, how + by)
         )
-    return lines
+    widths = [max([width, *(len(row[i]) for row in rows)]) for i, width in enumerate(_WIDTHS)]
+    return [
+        " ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True))
+        + " "
+        + row[-1]
+        for row in rows
+    ]
+
+
+#: The server lines' usual column widths: service, backend, version, address.
+_WIDTHS: Final = (9, 7, 28, 22)
 
 
 def stopped_line(count: int, kept: int, seconds: float) -> str | None:
