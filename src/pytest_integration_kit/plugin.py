@@ -94,6 +94,7 @@ PYTEST_VERSION = tuple(pytest.version_tuple[:2])
 
 # pytest marks every module of a plugin's distribution for assertion rewriting; the kit's
 # modules imported from here on (some in its own threads) are imported as Python does.
+# Again at each session's start: a later session in this process marks them anew.
 import_without_rewriting(__name__.split(".", 1)[0])
 
 MARKERS = {
@@ -167,7 +168,9 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
 
     integration_env: start what it names and set its variables before conftest import
     (so it can name the services of installed packages, not those of conftests).
+    The kit's modules are unmarked for assertion rewriting again (see above).
     """
+    import_without_rewriting(__name__.split(".", 1)[0])
     early_config.stash[REGISTRY_STATE_KEY] = REGISTRY.snapshot()
     REGISTRY.open()
 
