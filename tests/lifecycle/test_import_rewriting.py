@@ -46,6 +46,7 @@ def test_no_hook_of_this_process_would_rewrite_a_kit_module():
     assert hooks
     for hook in hooks:
         assert hook.find_spec("pytest_integration_kit.lifecycle.warm", lifecycle.__path__) is None
+    # The user's own test modules still are rewritten.
     assert type(sys.modules[__name__].__loader__).__name__ == "AssertionRewritingHook"
 """
 
