@@ -53,6 +53,22 @@ def test_live_server(n, live_server, app_client):
         assert json.load(response) == {"notes": 1}
 
 
+def test_live_requests_back_to_back(live_server, app_client):
+    # A live server answers before the application closes the request's session: the
+    # next request must not begin on the test's connection while that one still ends.
+    token = app_client.as_user("ada").headers["authorization"]
+    for n in range(1, 301):
+        request = urllib.request.Request(
+            live_server.url + "/notes",
+            data=json.dumps({"body": f"back to back {n}"}).encode(),
+            headers={"Authorization": token, "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 201
+        with urllib.request.urlopen(live_server.url + "/count", timeout=10) as response:
+            assert json.load(response) == {"notes": n}
+
+
 def test_bad_token(app_client):
     bad = {"Authorization": "Bearer 1.x"}
     assert app_client.post("/notes", json={"body": "x"}, headers=bad).status_code == 401
@@ -405,7 +421,7 @@ def test_framework(
     monkeypatch.setenv("LOGIN_LOG", str(pytester.path / "logins.txt"))
     pytester.makepyfile(test_app=TESTS + case.get("tests", ""))
     result = pytester.runpytest_subprocess("-n", "2", "-p", "randomly")
-    result.assert_outcomes(passed=10 + case.get("tests", "").count("def test_"))
+    result.assert_outcomes(passed=11 + case.get("tests", "").count("def test_"))
     logins = lines_of(pytester, "logins.txt")
     for worker in ("gw0", "gw1"):  # once per user and worker, not per test
         mine = [line for line in logins if line.startswith(worker)]

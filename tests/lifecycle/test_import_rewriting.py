@@ -56,5 +56,5 @@ def test_nor_are_they_in_a_later_session_of_the_same_process(pytester: pytest.Py
     loop): the plugin module is imported once, but each session's rewrite hook marks
     the kit's package anew. Found as a flaky ``SystemError`` in the reaper's thread."""
     pytester.makepyfile(test_rewrite=IN_PROCESS_TEST)
-    result = pytester.runpytest_inprocess("-p", "no:randomly")
+    result = pytester.runpytest_inprocess("-p", "no:randomly", "-p", "no:asyncio")
     result.assert_outcomes(passed=1)
