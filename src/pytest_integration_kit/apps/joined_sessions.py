@@ -49,7 +49,7 @@ class JoinedSessions:
         """A session joined to the test's connection, once no other request holds one."""
         if not self._turn.acquire(timeout=self.timeout):
             raise IntegrationKitError(
-                f"integration_app_session: this request waited {self.timeout:.0f} s for "
+                f"integration_app_session: this request waited {self.timeout:g} s for "
                 "the session of another request of the same test to close. A test's "
                 "requests share its connection one at a time, so a request that waits "
                 "for another one (calling the live server from inside a request) never "

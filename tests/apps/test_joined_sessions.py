@@ -1,0 +1,66 @@
+"""The requests of one test take turns on its connection (``integration_app_session``):
+a second request's session waits for the first's close, and a wait that cannot end
+says why instead of hanging."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from pytest_integration_kit.apps.joined_sessions import JoinedSessions
+from pytest_integration_kit.errors import IntegrationKitError
+
+
+@pytest.fixture
+def test_session(url_servers: dict[str, str]) -> Iterator[Session]:
+    """A session on a real PostgreSQL connection, as the test's own session is."""
+    engine = sa.create_engine(url_servers["postgres"])
+    with engine.connect() as connection, connection.begin():
+        yield Session(bind=connection, join_transaction_mode="create_savepoint")
+    engine.dispose()
+
+
+def _close(request: Iterator[Session]) -> None:
+    """What FastAPI does after the response: run the dependency to its end."""
+    with pytest.raises(StopIteration):
+        next(request)
+
+
+def test_a_request_waits_for_the_last_ones_session_to_close(test_session: Session) -> None:
+    joined = JoinedSessions(test_session, Session, timeout=10)
+    first = joined.dependency()
+    next(first).execute(sa.text("SELECT 1"))
+    began: list[float] = []
+
+    def second() -> None:
+        request = joined.dependency()
+        next(request).execute(sa.text("SELECT 1"))
+        began.append(time.monotonic())
+        _close(request)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    time.sleep(0.3)
+    assert not began  # its turn has not come while the first's session is open
+    closed = time.monotonic()
+    _close(first)
+    thread.join(timeout=10)
+    assert began
+    assert began[0] >= closed
+
+
+def test_a_wait_that_cannot_end_fails_saying_why(test_session: Session) -> None:
+    joined = JoinedSessions(test_session, Session, timeout=0.2)
+    first = joined.dependency()
+    next(first)
+    with pytest.raises(IntegrationKitError, match=r"waited 0\.2 s .*\(calling the live server"):
+        next(joined.dependency())
+    _close(first)
+    third = joined.dependency()  # the turn is free again
+    assert next(third).execute(sa.text("SELECT 1")).scalar() == 1
+    _close(third)
