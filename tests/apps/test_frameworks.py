@@ -384,6 +384,27 @@ def count(session: Session = Depends(get_session)):
     return {"notes": session.exec(select(func.count()).select_from(Note)).one()}
 """
 
+# The FastAPI tutorial's dependency over a sessionmaker, bound by integration_sessionmaker;
+# the SQLModel case's routes and models (get_session is what they depend on).
+FASTAPI_SESSIONMAKER_DB = """
+import os
+
+from sqlalchemy import create_engine
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session
+
+engine = create_engine(os.environ["DATABASE_URL"])
+SessionLocal = sessionmaker(bind=engine, class_=Session)
+
+
+def get_session():
+    db = SessionLocal()
+    try:
+        yield db
+    finally:
+        db.close()
+"""
+
 CASES = {
     "starlette": {"main": STARLETTE, "extra": "integration_sessionmaker = app.db:SessionLocal"},
     "flask": {"main": FLASK, "extra": "", "files": {"conftest.py": FLASK_CONFTEST}},
@@ -402,6 +423,11 @@ CASES = {
         "main": SQLMODEL,
         "extra": "integration_app_session = app.db:get_session\nintegration_openapi = true",
         "files": {"app/db.py": SQLMODEL_DB, "app/models.py": SQLMODEL_MODELS},
+    },
+    "fastapi-sessionmaker": {
+        "main": SQLMODEL,
+        "extra": "integration_sessionmaker = app.db:SessionLocal",
+        "files": {"app/db.py": FASTAPI_SESSIONMAKER_DB, "app/models.py": SQLMODEL_MODELS},
     },
 }
 

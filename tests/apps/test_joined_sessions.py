@@ -1,6 +1,6 @@
-"""The requests of one test take turns on its connection (``integration_app_session``):
-a second request's session waits for the first's close, and a wait that cannot end
-says why instead of hanging."""
+"""The requests of one test take turns on its connection (``integration_app_session``,
+and ``integration_sessionmaker`` behind ``live_server``): a second request's session
+waits for the first's close, and a wait that cannot end says why instead of hanging."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from pytest_integration_kit.apps.joined_sessions import JoinedSessions
 from pytest_integration_kit.errors import IntegrationKitError
+from pytest_integration_kit.isolation.binding import SessionTurns, bind_sessionmakers
 
 
 @pytest.fixture
@@ -64,3 +65,64 @@ def test_a_wait_that_cannot_end_fails_saying_why(test_session: Session) -> None:
     third = joined.dependency()  # the turn is free again
     assert next(third).execute(sa.text("SELECT 1")).scalar() == 1
     _close(third)
+
+
+# The same turns for the application's own sessionmakers (integration_sessionmaker),
+# on while live_server is in use.
+
+
+Bound = tuple["sessionmaker[Session]", SessionTurns]
+
+
+@pytest.fixture
+def bound_maker(url_servers: dict[str, str]) -> Iterator[Bound]:
+    """The application's sessionmaker bound to one connection in a transaction, with turns."""
+    engine = sa.create_engine(url_servers["postgres"])
+    maker = sessionmaker(bind=engine)
+    turns = SessionTurns(timeout=0.3)
+    with (
+        engine.connect() as connection,
+        connection.begin(),
+        bind_sessionmakers([(maker, connection, True)], turns),
+    ):
+        yield maker, turns
+    engine.dispose()
+
+
+def test_bound_sessions_nest_freely_while_turns_are_off(
+    bound_maker: Bound,
+) -> None:
+    maker, _ = bound_maker
+    with maker() as outer, maker() as inner:
+        outer.execute(sa.text("SELECT 1"))
+        assert inner.execute(sa.text("SELECT 2")).scalar() == 2
+
+
+def test_bound_sessions_take_turns_while_on(
+    bound_maker: Bound,
+) -> None:
+    maker, turns = bound_maker
+    turns.on = True
+    began: list[float] = []
+    first = maker()
+    first.execute(sa.text("SELECT 1"))  # its transaction holds the turn
+
+    def second() -> None:
+        with maker() as session:
+            session.execute(sa.text("SELECT 1"))
+            began.append(time.monotonic())
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    time.sleep(0.1)
+    assert not began
+    closed = time.monotonic()
+    first.close()
+    thread.join(timeout=10)
+    assert began
+    assert began[0] >= closed
+    # A session opened inside another's transaction waits for itself, then says so.
+    with maker() as outer:
+        outer.execute(sa.text("SELECT 1"))
+        with pytest.raises(IntegrationKitError, match=r"waited 0\.3 s .*live_server"):
+            maker().execute(sa.text("SELECT 1"))

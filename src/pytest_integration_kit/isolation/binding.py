@@ -18,10 +18,11 @@ Nothing here imports pytest.
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from pytest_integration_kit.errors import ConfigError
+from pytest_integration_kit.errors import ConfigError, IntegrationKitError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = [
+    "SessionTurns",
     "TestConnection",
     "bind_sessionmakers",
     "bound_url",
@@ -72,6 +74,66 @@ class TestConnection:
             connection.close()
 
 
+#: Seconds a session waits for another session's transaction on the test's connection.
+TURN_TIMEOUT: Final = 30.0
+
+
+class SessionTurns:
+    """Once turned :attr:`on`, the bound sync sessions take turns on the test's connection:
+    a session's transaction begins once the one before it has ended.
+
+    Behind a live server a response goes out before the application closes its session
+    (FastAPI's yield dependencies), so the client's next request could begin a
+    savepoint on the shared connection while the last session still rolled its own
+    back (``savepoint … does not exist``, or a request that never answered). Off
+    otherwise: the in-process clients return only once a request is over, its
+    session's close included, and an application may open a second session inside the
+    first's transaction, which would then wait for itself.
+    """
+
+    def __init__(self, timeout: float = TURN_TIMEOUT) -> None:
+        self.timeout = timeout
+        self.on = False
+        self._turn = threading.Lock()
+        self._guard = threading.Lock()
+        #: The root transactions holding the turn (by id): released at their end, in
+        #: whichever thread that is.
+        self._held: set[int] = set()
+
+    def listen(self, maker: Any) -> None:
+        from sqlalchemy import event  # noqa: PLC0415 - optional dependency, imported when used
+
+        event.listen(maker, "after_transaction_create", self._created)
+        event.listen(maker, "after_transaction_end", self._ended)
+
+    def unlisten(self, maker: Any) -> None:
+        from sqlalchemy import event  # noqa: PLC0415 - optional dependency, imported when used
+
+        event.remove(maker, "after_transaction_create", self._created)
+        event.remove(maker, "after_transaction_end", self._ended)
+
+    def _created(self, session: Any, transaction: Any) -> None:
+        if not self.on or transaction.parent is not None:
+            return
+        if not self._turn.acquire(timeout=self.timeout):
+            raise IntegrationKitError(
+                f"integration_sessionmaker: a session waited {self.timeout:g} s for "
+                "another session's transaction on the test's connection to end. Behind "
+                "live_server the application's sessions take turns on that one connection, "
+                "so a session opened inside another one's transaction, or a request that "
+                "waits for another request, never gets its turn"
+            )
+        with self._guard:
+            self._held.add(id(transaction))
+
+    def _ended(self, session: Any, transaction: Any) -> None:
+        with self._guard:
+            if id(transaction) not in self._held:
+                return
+            self._held.discard(id(transaction))
+        self._turn.release()
+
+
 def is_async_sessionmaker(maker: Any) -> bool:
     from sqlalchemy.ext.asyncio import async_sessionmaker  # noqa: PLC0415 - optional dependency, imported when used
 
@@ -103,23 +165,32 @@ def bound_url(maker: Any) -> URL | None:
 @contextmanager
 def bind_sessionmakers(
     makers: Sequence[tuple[Any, Connection | Engine | AsyncEngine, bool]],
+    turns: SessionTurns | None = None,
 ) -> Iterator[None]:
     """Reconfigure each ``(sessionmaker, bind, savepoints)`` for the block; restore after.
 
     ``savepoints`` makes the sessions join the bind's transaction with
-    ``join_transaction_mode="create_savepoint"``. A ``binds`` mapping the application
-    configured is set aside meanwhile: every session goes to ``bind``.
+    ``join_transaction_mode="create_savepoint"`` (and take ``turns`` on it, when on). A
+    ``binds`` mapping the application configured is set aside meanwhile: every session
+    goes to ``bind``.
     """
     saved = [(maker, dict(maker.kw)) for maker, _, _ in makers]
+    listened: list[Any] = []
     try:
         for maker, bind, savepoints in makers:
             maker.kw.pop("binds", None)
             options: dict[str, Any] = {"bind": bind}
             if savepoints:
                 options["join_transaction_mode"] = "create_savepoint"
+                if turns is not None:
+                    turns.listen(maker)
+                    listened.append(maker)
             maker.configure(**options)
         yield
     finally:
+        if turns is not None:
+            for maker in listened:
+                turns.unlisten(maker)
         for maker, kw in saved:
             maker.kw.clear()
             maker.kw.update(kw)
