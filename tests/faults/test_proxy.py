@@ -351,8 +351,9 @@ def test_mysql_through_latency_and_reset(local_mysql: Endpoint) -> None:
 def test_timeout_closes_an_idle_connection(redis_proxy: FaultProxy) -> None:
     with socket.create_connection((redis_proxy.host, redis_proxy.port)) as idle:
         time.sleep(0.05)  # the connection is established through the proxy
+        # Timed from before the toxic is set: its 0.2 s start while the block enters.
+        start = time.perf_counter()
         with redis_proxy.timeout(0.2):
-            start = time.perf_counter()
             assert idle.recv(100) == b""  # closed without a byte sent either way
             took = time.perf_counter() - start
     assert 0.2 <= took < 0.2 + SLACK
@@ -360,8 +361,8 @@ def test_timeout_closes_an_idle_connection(redis_proxy: FaultProxy) -> None:
 
 def test_reset_peer_resets_an_idle_connection_and_new_ones(redis_proxy: FaultProxy) -> None:
     with redis_proxy.reset_peer(0.2):
+        start = time.perf_counter()  # before the connection: its 0.2 s start at accept
         with socket.create_connection((redis_proxy.host, redis_proxy.port)) as idle:
-            start = time.perf_counter()
             with pytest.raises(ConnectionResetError):
                 idle.recv(100)
             took = time.perf_counter() - start
