@@ -39,18 +39,23 @@ async def test_async_client(n, app_async_client):
     assert (await grace.get("/count")).json() == {"notes": 1}
 
 
-@pytest.mark.parametrize("n", range(3))
-def test_live_server(n, live_server, app_client):
-    token = app_client.as_user("ada").headers["authorization"]
+def post_note_then_count(live_server, token, body):
+    # POST a note over the live server (201 expected), then GET /count: its JSON.
     request = urllib.request.Request(
         live_server.url + "/notes",
-        data=json.dumps({"body": f"live {n}"}).encode(),
+        data=json.dumps({"body": body}).encode(),
         headers={"Authorization": token, "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 201
     with urllib.request.urlopen(live_server.url + "/count", timeout=10) as response:
-        assert json.load(response) == {"notes": 1}
+        return json.load(response)
+
+
+@pytest.mark.parametrize("n", range(3))
+def test_live_server(n, live_server, app_client):
+    token = app_client.as_user("ada").headers["authorization"]
+    assert post_note_then_count(live_server, token, f"live {n}") == {"notes": 1}
 
 
 def test_live_requests_back_to_back(live_server, app_client):
@@ -58,15 +63,7 @@ def test_live_requests_back_to_back(live_server, app_client):
     # next request must not begin on the test's connection while that one still ends.
     token = app_client.as_user("ada").headers["authorization"]
     for n in range(1, 301):
-        request = urllib.request.Request(
-            live_server.url + "/notes",
-            data=json.dumps({"body": f"back to back {n}"}).encode(),
-            headers={"Authorization": token, "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 201
-        with urllib.request.urlopen(live_server.url + "/count", timeout=10) as response:
-            assert json.load(response) == {"notes": n}
+        assert post_note_then_count(live_server, token, f"back to back {n}") == {"notes": n}
 
 
 def test_bad_token(app_client):

@@ -15,17 +15,15 @@ Nothing here imports pytest.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from pytest_integration_kit.errors import IntegrationKitError
+from pytest_integration_kit.isolation.binding import TURN_TIMEOUT
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 __all__ = ["JoinedSessions"]
-
-#: Seconds a request waits for the session of another request of the same test.
-TURN_TIMEOUT: Final = 30.0
 
 
 class JoinedSessions:
