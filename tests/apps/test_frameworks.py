@@ -489,3 +489,55 @@ def test_the_port_cost_table_in_the_docs_is_true() -> None:
         row = re.search(rf"\(`{re.escape(name)}`\) \| (\d+) \| (\d+) \| (\d+) \|", docs)
         assert row is not None, f"docs/frameworks.md has no row for {name}"
         assert tuple(map(int, row.groups())) == (total, needed, lines), name
+
+
+# An application that never closes its sessions: the dependency returns one, FastAPI
+# drops it after the request with its transaction open (the refresh after commit).
+LEAKY_DB = (
+    FASTAPI_SESSIONMAKER_DB.split("def get_session", maxsplit=1)[0]
+    + """
+def get_session():
+    return SessionLocal()
+"""
+)
+
+LEAKY_TESTS = """
+import json
+import urllib.request
+
+
+def test_live_requests(live_server, app_client):
+    token = app_client.as_user("ada").headers["authorization"]
+    for n in range(1, 21):
+        request = urllib.request.Request(
+            live_server.url + "/notes",
+            data=json.dumps({"body": str(n)}).encode(),
+            headers={"Authorization": token, "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 201
+        with urllib.request.urlopen(live_server.url + "/count", timeout=10) as response:
+            assert json.load(response) == {"notes": n}
+
+
+def test_nothing_leaked(app_client):
+    assert app_client.get("/count").json() == {"notes": 0}
+"""
+
+
+@pytest.mark.parametrize("backend", ["local"])
+def test_an_app_that_never_closes_its_sessions(
+    pytester: pytest.Pytester, backend_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Behind live_server the app's sessions take turns on the test's connection; a
+    # session its request dropped must give the turn up, not hold it until the bound.
+    write_project(
+        pytester,
+        SQLMODEL,
+        extra="integration_sessionmaker = app.db:SessionLocal",
+        files={"app/db.py": LEAKY_DB, "app/models.py": SQLMODEL_MODELS},
+    )
+    monkeypatch.setenv("LOGIN_LOG", str(pytester.path / "logins.txt"))
+    pytester.makepyfile(test_app=LEAKY_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "--durations=0")
+    result.assert_outcomes(passed=2)

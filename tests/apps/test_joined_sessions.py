@@ -126,3 +126,16 @@ def test_bound_sessions_take_turns_while_on(
         outer.execute(sa.text("SELECT 1"))
         with pytest.raises(IntegrationKitError, match=r"waited 0\.3 s .*live_server"):
             maker().execute(sa.text("SELECT 1"))
+
+
+def test_a_session_dropped_without_close_gives_up_its_turn(bound_maker: Bound) -> None:
+    """An application that never closes its sessions (``db = SessionLocal(); yield db``)
+    worked behind live_server before the turns: a dropped session must not hold them."""
+    maker, turns = bound_maker
+    turns.on = True
+    for _ in range(3):
+        dropped = maker()
+        dropped.execute(sa.text("SELECT 1"))  # begins its transaction: holds the turn
+        del dropped
+        with maker() as session:
+            assert session.execute(sa.text("SELECT 2")).scalar() == 2

@@ -18,7 +18,10 @@ Nothing here imports pytest.
 
 from __future__ import annotations
 
+import gc
 import threading
+import time
+import weakref
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
@@ -76,6 +79,11 @@ class TestConnection:
 
 #: Seconds a session waits for another session's transaction on the test's connection.
 TURN_TIMEOUT: Final = 30.0
+#: Seconds a session waits before it collects garbage (then twice as long each time, up
+#: to a second): a session the application dropped without closing it holds its turn
+#: until the collector frees it (the session and its transaction refer to each other),
+#: and a turn is normally free in milliseconds.
+COLLECT_AFTER: Final = 0.05
 
 
 class SessionTurns:
@@ -89,16 +97,22 @@ class SessionTurns:
     otherwise: the in-process clients return only once a request is over, its
     session's close included, and an application may open a second session inside the
     first's transaction, which would then wait for itself.
+
+    A session dropped without a close (``db = SessionLocal(); yield db``) gives its turn
+    up when it is garbage-collected; a waiting session collects garbage after
+    :data:`COLLECT_AFTER` seconds, and again while it waits.
     """
 
     def __init__(self, timeout: float = TURN_TIMEOUT) -> None:
         self.timeout = timeout
         self.on = False
         self._turn = threading.Lock()
-        self._guard = threading.Lock()
-        #: The root transactions holding the turn (by id): released at their end, in
-        #: whichever thread that is.
-        self._held: set[int] = set()
+        # Re-entrant: a collection inside the guard may finalize a dropped session.
+        self._guard = threading.RLock()
+        #: The root transactions holding the turn (by id), each with the finalizer that
+        #: releases it should its session be dropped: released at the transaction's end
+        #: or the session's collection, in whichever thread that is.
+        self._held: dict[int, weakref.finalize[Any, Any]] = {}
 
     def listen(self, maker: Any) -> None:
         from sqlalchemy import event  # noqa: PLC0415 - optional dependency, imported when used
@@ -112,26 +126,48 @@ class SessionTurns:
         event.remove(maker, "after_transaction_create", self._created)
         event.remove(maker, "after_transaction_end", self._ended)
 
+    def _acquire(self) -> bool:
+        # Between waits, collect: the holder may be a session its request dropped.
+        deadline = time.monotonic() + self.timeout
+        wait = COLLECT_AFTER
+        while not self._turn.acquire(timeout=max(0.0, min(wait, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                return False
+            gc.collect()
+            wait = min(wait * 2, 1.0)
+        return True
+
     def _created(self, session: Any, transaction: Any) -> None:
         if not self.on or transaction.parent is not None:
             return
-        if not self._turn.acquire(timeout=self.timeout):
+        if not self._acquire():
             raise IntegrationKitError(
                 f"integration_sessionmaker: a session waited {self.timeout:g} s for "
                 "another session's transaction on the test's connection to end. Behind "
                 "live_server the application's sessions take turns on that one connection, "
-                "so a session opened inside another one's transaction, or a request that "
-                "waits for another request, never gets its turn"
+                "so a session opened inside another one's transaction, a session kept past "
+                "its request with its transaction open (neither committed, rolled back nor "
+                "closed), or a request that waits for another request, never gets its turn"
             )
+        key = id(transaction)
+        # The transaction's id stays unique while its entry is here: the entry leaves at
+        # the transaction's end, or when its session (which holds it) is collected.
+        dropped = weakref.finalize(session, self._release, key)
+        dropped.atexit = False
         with self._guard:
-            self._held.add(id(transaction))
+            self._held[key] = dropped
 
     def _ended(self, session: Any, transaction: Any) -> None:
+        dropped = self._release(id(transaction))
+        if dropped is not None:
+            dropped.detach()
+
+    def _release(self, key: int) -> weakref.finalize[Any, Any] | None:
         with self._guard:
-            if id(transaction) not in self._held:
-                return
-            self._held.discard(id(transaction))
-        self._turn.release()
+            dropped = self._held.pop(key, None)
+        if dropped is not None:
+            self._turn.release()
+        return dropped
 
 
 def is_async_sessionmaker(maker: Any) -> bool:
