@@ -18,6 +18,7 @@ import json
 import urllib.request
 
 import pytest
+from sqlalchemy import text
 
 
 @pytest.mark.parametrize("n", range(3))
@@ -39,8 +40,8 @@ async def test_async_client(n, app_async_client):
     assert (await grace.get("/count")).json() == {"notes": 1}
 
 
-def post_note_then_count(live_server, token, body):
-    # POST a note over the live server (201 expected), then GET /count: its JSON.
+def post_note(live_server, token, body):
+    # POST a note over the live server: 201 expected, the body left unread.
     request = urllib.request.Request(
         live_server.url + "/notes",
         data=json.dumps({"body": body}).encode(),
@@ -48,6 +49,11 @@ def post_note_then_count(live_server, token, body):
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 201
+
+
+def post_note_then_count(live_server, token, body):
+    # POST a note, then GET /count: its JSON.
+    post_note(live_server, token, body)
     with urllib.request.urlopen(live_server.url + "/count", timeout=10) as response:
         return json.load(response)
 
@@ -64,6 +70,16 @@ def test_live_requests_back_to_back(live_server, app_client):
     token = app_client.as_user("ada").headers["authorization"]
     for n in range(1, 301):
         assert post_note_then_count(live_server, token, f"back to back {n}") == {"notes": n}
+
+
+def test_live_request_then_the_tests_own_session(live_server, app_client, postgres_session):
+    # The status reaches the client once the application is done with the request: the
+    # test's own session, on the connection the request's session used, comes after it.
+    token = app_client.as_user("ada").headers["authorization"]
+    for n in range(1, 201):
+        post_note(live_server, token, f"then the test {n}")
+        assert postgres_session.execute(text("SELECT count(*) FROM notes")).scalar() == n
+        postgres_session.commit()
 
 
 def test_bad_token(app_client):
@@ -444,7 +460,7 @@ def test_framework(
     monkeypatch.setenv("LOGIN_LOG", str(pytester.path / "logins.txt"))
     pytester.makepyfile(test_app=TESTS + case.get("tests", ""))
     result = pytester.runpytest_subprocess("-n", "2", "-p", "randomly")
-    result.assert_outcomes(passed=11 + case.get("tests", "").count("def test_"))
+    result.assert_outcomes(passed=12 + case.get("tests", "").count("def test_"))
     logins = lines_of(pytester, "logins.txt")
     for worker in ("gw0", "gw1"):  # once per user and worker, not per test
         mine = [line for line in logins if line.startswith(worker)]

@@ -7,7 +7,9 @@ connection, so they take turns. Without turns they overlapped behind a live serv
 FastAPI sends a response before it closes the yield dependency's session, so the
 client's next request began on the connection while the last one's session was still
 rolling back its savepoint — ``savepoint "sa_savepoint_62" does not exist`` errors, and
-requests that never answered.
+requests that never answered. The live server now holds each response's status until
+the application's call has returned (:mod:`.finished_responses`); the turns remain for
+requests a client sends at once.
 
 Nothing here imports pytest.
 """

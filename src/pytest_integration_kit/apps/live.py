@@ -4,7 +4,9 @@ ASGI applications are served by uvicorn inside the :class:`~.app.AppHost`'s loop
 one its lifespan ran in; uvicorn's own lifespan handling is off); WSGI applications by
 the standard library's ``wsgiref`` in a thread per request. Either way the server runs
 in this process, so the application's sessionmakers bound into a test's transaction and
-its dependency overrides apply to live requests too.
+its dependency overrides apply to live requests too. A response's end reaches the client
+once the application is done with the request (:mod:`.finished_responses`), as with the
+in-process clients.
 
 Nothing here imports pytest.
 """
@@ -19,6 +21,10 @@ import time
 from typing import TYPE_CHECKING, Any, Final
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from pytest_integration_kit.apps.finished_responses import (
+    asgi_ending_after_the_app,
+    wsgi_ending_after_the_app,
+)
 from pytest_integration_kit.errors import IntegrationKitError
 
 if TYPE_CHECKING:
@@ -73,7 +79,7 @@ class LiveServer:
         server = make_server(
             HOST,
             0,
-            self.app_host.app,
+            wsgi_ending_after_the_app(self.app_host.app),
             server_class=_ThreadingWSGIServer,
             handler_class=_QuietHandler,
         )
@@ -97,7 +103,7 @@ class LiveServer:
         sock.bind((HOST, 0))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self.app_host.asgi,
+            asgi_ending_after_the_app(self.app_host.asgi),
             interface="asgi3",
             lifespan="off",
             log_level="warning",

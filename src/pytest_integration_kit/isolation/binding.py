@@ -90,13 +90,14 @@ class SessionTurns:
     """Once turned :attr:`on`, the bound sync sessions take turns on the test's connection:
     a session's transaction begins once the one before it has ended.
 
-    Behind a live server a response goes out before the application closes its session
-    (FastAPI's yield dependencies), so the client's next request could begin a
-    savepoint on the shared connection while the last session still rolled its own
-    back (``savepoint … does not exist``, or a request that never answered). Off
-    otherwise: the in-process clients return only once a request is over, its
-    session's close included, and an application may open a second session inside the
-    first's transaction, which would then wait for itself.
+    Behind a live server, requests a client sends at once would begin savepoints on the
+    shared connection while another session still rolled its own back (``savepoint …
+    does not exist``, or a request that never answered); so did one request after
+    another, before the live server held each response's status until the application
+    had closed the request's session (FastAPI closes a yield dependency's after
+    sending the response). Off otherwise: the in-process clients return only once a
+    request is over, its session's close included, and an application may open a second
+    session inside the first's transaction, which would then wait for itself.
 
     A session dropped without a close (``db = SessionLocal(); yield db``) gives its turn
     up when it is garbage-collected; a waiting session collects garbage after
