@@ -82,6 +82,14 @@ def test_live_request_then_the_tests_own_session(live_server, app_client, postgr
         postgres_session.commit()
 
 
+def test_in_process_request_then_the_tests_own_commit(app_client, postgres_session):
+    # An in-process request runs in the test's thread: the application's session must
+    # end with it, not stay open above the test's own on their connection.
+    assert app_client.get("/count").json() == {"notes": 0}
+    assert postgres_session.execute(text("SELECT count(*) FROM notes")).scalar() == 0
+    postgres_session.commit()
+
+
 def test_bad_token(app_client):
     bad = {"Authorization": "Bearer 1.x"}
     assert app_client.post("/notes", json={"body": "x"}, headers=bad).status_code == 401
@@ -182,14 +190,12 @@ from app.main import app, db
 
 @pytest.fixture(autouse=True)
 def _flask_sqlalchemy_in_rollback(postgres_session):
-    with app.app_context():
+    with app.app_context():  # only to reach db.engines: each request pushes its own
         engines, saved = db.engines, db.engines[None]
-        engines[None] = postgres_session.connection()
-        db.session.remove()
-        db.session.session_factory.configure(join_transaction_mode="create_savepoint")
-        yield
-        db.session.remove()
-        engines[None] = saved
+    engines[None] = postgres_session.connection()
+    db.session.session_factory.configure(join_transaction_mode="create_savepoint")
+    yield
+    engines[None] = saved
 """
 
 LITESTAR = """
@@ -460,7 +466,7 @@ def test_framework(
     monkeypatch.setenv("LOGIN_LOG", str(pytester.path / "logins.txt"))
     pytester.makepyfile(test_app=TESTS + case.get("tests", ""))
     result = pytester.runpytest_subprocess("-n", "2", "-p", "randomly")
-    result.assert_outcomes(passed=12 + case.get("tests", "").count("def test_"))
+    result.assert_outcomes(passed=13 + case.get("tests", "").count("def test_"))
     logins = lines_of(pytester, "logins.txt")
     for worker in ("gw0", "gw1"):  # once per user and worker, not per test
         mine = [line for line in logins if line.startswith(worker)]
