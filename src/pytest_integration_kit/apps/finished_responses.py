@@ -2,8 +2,9 @@
 
 Over a real socket a response goes out before the application has finished the
 request: FastAPI closes a yield dependency's session after sending the response,
-Starlette runs background tasks after it, and a WSGI server closes the response (Flask's
-teardown, a scoped session's removal) after writing it. A test that went on at once —
+Starlette runs background tasks after it, and a WSGI server calls the response's
+``close`` (a streamed Flask response's teardown, middleware that removes a scoped
+session there) after writing it. A test that went on at once —
 its own session on the connection the request's session was still rolling back, or the
 next request — raced that end (``savepoint … does not exist``). The in-process clients
 do not: they return once the application's call has returned.
