@@ -94,7 +94,7 @@ class SessionTurns:
     shared connection while another session still rolled its own back (``savepoint …
     does not exist``, or a request that never answered); so did one request after
     another, before the live server held each response's status until the application
-    had closed the request's session (FastAPI closes a yield dependency's after
+    had closed the request's session (FastAPI closes a yield dependency's session after
     sending the response). Off otherwise: the in-process clients return only once a
     request is over, its session's close included, and an application may open a second
     session inside the first's transaction, which would then wait for itself.
