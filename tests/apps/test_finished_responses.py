@@ -33,6 +33,20 @@ def _status_after_done(app: Any, kind: Kind, done: list[float]) -> bool:
     return status_at >= done[0]
 
 
+def _read_in_two(app: Any, kind: Kind, read_first: threading.Event) -> bytes:
+    """The whole body, read as a first part (before the application sends its last one,
+    which it does once ``read_first`` is set) and the rest."""
+    with (
+        AppHost(app, kind=kind, lifespan=False) as host,
+        LiveServer(host) as server,
+        httpx.stream("GET", server.url, timeout=10) as response,
+    ):
+        parts = response.iter_raw()
+        first = next(parts)
+        read_first.set()
+        return first + b"".join(parts)
+
+
 def test_an_asgi_status_comes_after_the_app_returns() -> None:
     done: list[float] = []
 
@@ -75,15 +89,7 @@ def test_a_streamed_asgi_body_still_streams() -> None:
         await send({"type": "http.response.body", "body": b"b"})
         done.append(time.monotonic())
 
-    with (
-        AppHost(app, kind="asgi", lifespan=False) as host,
-        LiveServer(host) as server,
-        httpx.stream("GET", server.url, timeout=10) as response,
-    ):
-        parts = response.iter_raw()
-        first = next(parts)  # before the application sends its last part
-        read_first.set()
-        assert first + b"".join(parts) == b"ab"
+    assert _read_in_two(app, "asgi", read_first) == b"ab"
     assert done
 
 
@@ -97,12 +103,4 @@ def test_a_streamed_wsgi_body_still_streams() -> None:
         assert read_first.wait(10)  # the first part reached the client before this
         yield b"c"
 
-    with (
-        AppHost(app, kind="wsgi", lifespan=False) as host,
-        LiveServer(host) as server,
-        httpx.stream("GET", server.url, timeout=10) as response,
-    ):
-        parts = response.iter_raw()
-        first = next(parts)  # before the application sends its last part
-        read_first.set()
-        assert first + b"".join(parts) == b"abc"
+    assert _read_in_two(app, "wsgi", read_first) == b"abc"
