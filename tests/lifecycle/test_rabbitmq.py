@@ -255,7 +255,7 @@ def test_another_hosts_vhost_lives_while_renewed_and_is_deleted_after_its_lease(
 def test_a_probe_of_a_server_not_up_yet_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
     """Readiness polls a starting broker: each refused attempt is an answer, and pika's
     ERROR lines for it would fill every failure report of the run."""
-    from pytest_integration_kit.backends.local import free_port  # noqa: PLC0415
+    from pytest_integration_kit.backends.ports import free_port  # noqa: PLC0415
     from pytest_integration_kit.services.endpoint import Endpoint  # noqa: PLC0415
 
     closed = Endpoint(

@@ -177,6 +177,9 @@ def test_containers_are_labelled_and_published_on_loopback(
         "no:asyncio",
         "--integration-backend=docker",
         "--integration-missing=fail",
+        # The bridge network and its published port (test_docker_host_network has the rest).
+        "-o",
+        "integration_docker_host_network=false",
     )
     result.assert_outcomes(passed=1)
 
@@ -221,6 +224,8 @@ def test_an_engine_gone_at_teardown_is_reported_and_fails_the_run(
             "--integration-missing=fail",
             # The container is found by its published port below.
             "--no-integration-docker-direct",
+            "-o",
+            "integration_docker_host_network=false",
         )
         result.assert_outcomes(passed=1)
         # The test passed, but a container is left running: the run says so and fails.

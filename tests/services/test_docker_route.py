@@ -25,7 +25,8 @@ def _container(host):
     for info in json.loads(subprocess.run(
         ["docker", "inspect", *ids], capture_output=True, text=True, check=True
     ).stdout):
-        published = info["NetworkSettings"]["Ports"]["6379/tcp"]
+        # Another test's container in this machine's network publishes nothing.
+        published = (info["NetworkSettings"]["Ports"] or {}).get("6379/tcp") or []
         own = [n["IPAddress"] for n in info["NetworkSettings"]["Networks"].values()]
         yield own, [(b["HostIp"], int(b["HostPort"])) for b in published]
 
@@ -53,7 +54,12 @@ def test_the_tests_reach_the_container_at_its_own_address_unless_told_not_to(
 ) -> None:
     monkeypatch.delenv("TESTCONTAINERS_HOST_OVERRIDE", raising=False)
     monkeypatch.setenv("INTEGRATION_REDIS_IMAGE", IMAGE)
-    ini = "[pytest]\nintegration_backend = docker\nintegration_missing = fail\n"
+    # On the bridge network: where the engine shares this machine's network, these
+    # services would otherwise run in it (test_docker_host_network).
+    ini = (
+        "[pytest]\nintegration_backend = docker\nintegration_missing = fail\n"
+        "integration_docker_host_network = false\n"
+    )
     if not direct:
         ini += "integration_docker_direct = false\n"
     pytester.makeini(ini)

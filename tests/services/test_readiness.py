@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import socket
 import subprocess
@@ -9,9 +10,17 @@ import sys
 import time
 
 import pytest
+import redis
 
+from pytest_integration_kit.backends.base import ServerOptions
+from pytest_integration_kit.backends.local import LocalBackend
 from pytest_integration_kit.errors import ServerNotReady, ServerStartError
-from pytest_integration_kit.services.readiness import STATUS_INTERVAL, wait_until_ready
+from pytest_integration_kit.services import spec_for
+from pytest_integration_kit.services.readiness import (
+    STATUS_INTERVAL,
+    login_refused,
+    wait_until_ready,
+)
 
 
 def _closed_port() -> int:
@@ -80,3 +89,23 @@ def test_a_start_step_that_failed_in_the_probe_ends_the_wait_at_once() -> None:
     with pytest.raises(ServerStartError, match="could not set the password"):
         wait_until_ready(probe, what="a server", timeout=30, log_tail=lambda: "")
     assert time.monotonic() - started < 1
+
+
+def test_a_refused_redis_password_is_asked_once() -> None:
+    # redis-py 6+ retries a refused AUTH three times with backoff by default (0.9 s to
+    # 3.9 s here): the readiness loop retries by itself, and the docker backend's check
+    # that a wrong password is refused (docker_host_network) waited that out each start.
+    spec = spec_for("redis")
+    server = LocalBackend().start(
+        ServerOptions(spec=spec, image="", startup_timeout=60, session_id="tests-redis-probe")
+    )
+    try:
+        client = redis.Redis.from_url(server.endpoint.url)
+        before = client.info("stats")["total_connections_received"]
+        with pytest.raises(redis.exceptions.ConnectionError) as refused:
+            spec.probe(dataclasses.replace(server.endpoint, password="wrong"), timeout=5)
+        assert login_refused(refused.value)
+        assert client.info("stats")["total_connections_received"] - before == 1
+        client.close()
+    finally:
+        server.stop()

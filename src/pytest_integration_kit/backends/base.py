@@ -46,6 +46,10 @@ class ServerOptions:
     #: Docker: connect to the container at its own address where this machine reaches
     #: it, not through docker-proxy (``integration_docker_direct``; see docker_route).
     direct: bool = True
+    #: Docker: run a service that can be told its port in this machine's network where
+    #: the engine shares it (``integration_docker_host_network``; see
+    #: docker_host_network).
+    host_network: bool = True
     #: A fixed password (``integration_<service>_password``; "" for none); None: random.
     password: str | None = field(default=None, repr=False)
     #: Told what takes time (``pulling postgres:17.6: 12/80 MB``); called from any thread.

@@ -20,8 +20,17 @@ from pytest_integration_kit.backends.base import (
     ServerStopError,
     mask,
 )
+from pytest_integration_kit.backends.docker_host_network import (
+    PORT_ATTEMPTS,
+    HostLaunch,
+    OpenOnLoopback,
+    PortTaken,
+    engine_shares_network,
+    port_taken,
+)
 from pytest_integration_kit.backends.docker_route import direct_endpoint, engine_address
 from pytest_integration_kit.backends.labels import LABEL_PREFIX, SESSION_LABEL
+from pytest_integration_kit.backends.ports import free_port
 from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
 from pytest_integration_kit.services.readiness import wait_until_ready
 
@@ -189,10 +198,10 @@ class DockerBackend(Backend):
         warm = warm_image_for(self._engine(), options)
         if warm is not None and warm.present():
             try:
-                return self._start(options, warm)
+                return self._start_on_a_free_port(options, warm)
             except Exception:  # the engine refused it, the server did not start from it…
                 warm.discard()  # a broken image: start cold, and build it again
-        server = self._start(options, None)
+        server = self._start_on_a_free_port(options, None)
         if warm is not None:
             thread = warm.build_later(server.run_kwargs, server.builder_endpoint)
             with self._lock:
@@ -206,6 +215,29 @@ class DockerBackend(Backend):
             builders, self._builders = self._builders, []
         for thread in builders:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _start_on_a_free_port(self, options: ServerOptions, warm: WarmImage | None) -> DockerServer:
+        """:meth:`_start`, again on another port while a host-network server finds its
+        port taken (see docker_host_network)."""
+        try:
+            for _ in range(PORT_ATTEMPTS - 1):
+                with contextlib.suppress(PortTaken):
+                    return self._start(options, warm)
+            return self._start(options, warm)
+        except OpenOnLoopback:
+            return self._start(dataclasses.replace(options, host_network=False), warm)
+
+    def _host_network(self, options: ServerOptions, client: Any, host: str) -> HostLaunch | None:
+        """How to run the container in this machine's network, or None: on the bridge
+        network (see docker_host_network)."""
+        spec = options.spec
+        if not options.host_network or host != "127.0.0.1" or spec.extra_ports:
+            return None
+        if spec.host_network(0) is None or not engine_shares_network(client):
+            return None
+        port = free_port()
+        env, args = spec.host_network(port) or ({}, [])
+        return HostLaunch(port, env, args)
 
     def _start(self, options: ServerOptions, warm: WarmImage | None) -> DockerServer:
         """Start a container from ``options.image`` (cold) or from ``warm``'s image."""
@@ -223,28 +255,28 @@ class DockerBackend(Backend):
         )
         host, bind_ip = engine_address(client.api.base_url, os.environ.get("DOCKER_HOST"))
         credentials = spec.credentials(options.password)
-        port_key = f"{spec.container_port}/tcp"
         started = time.monotonic()
-        ports: dict[str, Any] = {port_key: (bind_ip,)}
-        for extra in spec.extra_ports.values():
-            ports[f"{extra}/tcp"] = (bind_ip,)
+        ports: dict[str, Any] = {
+            f"{number}/tcp": (bind_ip,)
+            for number in (spec.container_port, *spec.extra_ports.values())
+        }
         labels = {SESSION_LABEL: options.session_id, f"{LABEL_PREFIX}.service": spec.name}
         run_kwargs: dict[str, Any] = {"labels": {**labels, **options.labels}}
-        # docker commit copies the builder's labels into the warm image, and every later
-        # container inherits those its own labels do not override: only the ones every
-        # container of a run sets (never the reuse label of a kept server).
-        builder_labels = {
-            key: value
-            for key, value in run_kwargs["labels"].items()
-            if key in labels or key.startswith(f"{LABEL_PREFIX}.owner-")
-        }
-        builder_kwargs = {"labels": builder_labels, "ports": dict(ports)}
-        container = self._container(options, credentials, warm, ports, run_kwargs)
+        launch = self._host_network(options, client, host)
+        # The builder stays on the bridge network: nothing waits for it.
+        builder_kwargs = {"labels": _builder_labels(run_kwargs["labels"]), "ports": dict(ports)}
+        if launch is not None:
+            ports, run_kwargs = {}, {**run_kwargs, "network_mode": "host"}
+        container = self._container(options, credentials, warm, ports, run_kwargs, launch=launch)
         try:
             container.start()
             wrapped = container.get_wrapped_container()
             wrapped.reload()
-            endpoint = self._endpoint(spec, wrapped, credentials, host)
+            endpoint = (
+                launch.endpoint(spec, credentials, self.name)
+                if launch is not None
+                else self._endpoint(spec, wrapped, credentials, host)
+            )
 
             def is_running() -> bool:
                 wrapped.reload()
@@ -267,7 +299,9 @@ class DockerBackend(Backend):
                 is_running=is_running,
             )
             endpoint = dataclasses.replace(endpoint, version=version)
-            if options.direct and (host, bind_ip) == ("127.0.0.1", "127.0.0.1"):
+            if launch is not None:
+                launch.check_login(spec, endpoint, options.startup_timeout)
+            elif options.direct and (host, bind_ip) == ("127.0.0.1", "127.0.0.1"):
                 endpoint = direct_endpoint(endpoint, spec, wrapped.attrs)
             spec.after_start(endpoint, f"docker image {options.image}")
         except BaseException as exc:
@@ -277,6 +311,8 @@ class DockerBackend(Backend):
                     container.get_wrapped_container().remove(force=True, v=True)
             except Exception:  # noqa: S110
                 pass
+            if launch is not None and port_taken(exc):
+                raise PortTaken(str(exc)) from None
             if isinstance(exc, (ServerStartError, BackendUnavailable, KeyboardInterrupt)):
                 raise
             raise ServerStartError(
@@ -296,21 +332,27 @@ class DockerBackend(Backend):
         warm: WarmImage | None,
         ports: dict[str, Any],
         run_kwargs: dict[str, Any],
+        *,
+        launch: HostLaunch | None,
     ) -> Any:
         """The container to start: a testcontainers one (cold), or one created from the
-        warm image (started once it has the files that set this session's password)."""
+        warm image (started once it has the files that set this session's password);
+        ``launch``: in this machine's network, its environment and arguments added."""
         from testcontainers.core.container import DockerContainer  # noqa: PLC0415
 
         spec = options.spec
         if warm is not None:
-            return warm.create(credentials, ports, run_kwargs)
+            return warm.create(
+                credentials, ports, run_kwargs, launch.added if launch is not None else None
+            )
         # Through the methods every testcontainers 4.x has: before 4.9 constructor
         # keywords land in the run kwargs, which with_kwargs below replaces.
         container = DockerContainer(options.image)
+        extra_env, extra_args = launch.added if launch is not None else ({}, [])
         command = spec.container_command(credentials)
-        if command is not None:
-            container.with_command(command)  # a list goes to docker-py as it is
-        for key, value in spec.container_env(credentials).items():
+        if command is not None or extra_args:
+            container.with_command([*(command or []), *extra_args])  # a list, as it is
+        for key, value in {**spec.container_env(credentials), **extra_env}.items():
             container.with_env(key, value)
         # A (host_ip,) binding publishes on that address with a random host port;
         # testcontainers types the value as a port, docker-py takes the tuple.
@@ -338,6 +380,18 @@ class DockerBackend(Backend):
                 },
             )
         return endpoint
+
+
+def _builder_labels(labels: dict[str, str]) -> dict[str, str]:
+    """The labels of a warm image's builder. docker commit copies them into the image,
+    and every later container inherits those its own labels do not override: only the
+    ones every container of a run sets (never the reuse label of a kept server)."""
+    return {
+        key: value
+        for key, value in labels.items()
+        if key in (SESSION_LABEL, f"{LABEL_PREFIX}.service")
+        or key.startswith(f"{LABEL_PREFIX}.owner-")
+    }
 
 
 def remove_container(container: Any, container_id: str) -> None:

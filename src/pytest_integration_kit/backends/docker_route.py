@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from pytest_integration_kit.services.endpoint import Endpoint
     from pytest_integration_kit.services.spec import ServiceSpec
 
-__all__ = ["LOOPBACK", "direct_address", "direct_endpoint", "engine_address"]
+__all__ = ["LOOPBACK", "direct_address", "direct_endpoint", "engine_address", "is_own_address"]
 
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 #: How long a connection to a container's own address may take before the published
@@ -64,7 +64,7 @@ def direct_address(attrs: Mapping[str, Any], port: int) -> str | None:
     networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
     for network in networks.values():
         address, gateway = network.get("IPAddress"), network.get("Gateway")
-        if not address or not gateway or not _is_own_address(gateway):
+        if not address or not gateway or not is_own_address(gateway):
             continue
         try:
             with socket.create_connection((address, port), timeout=PROBE_TIMEOUT):
@@ -88,7 +88,7 @@ def direct_endpoint(endpoint: Endpoint, spec: ServiceSpec, attrs: Mapping[str, A
     )
 
 
-def _is_own_address(address: str) -> bool:
+def is_own_address(address: str) -> bool:
     """Whether ``address`` is one of this machine's: binding to it succeeds only then."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     try:

@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -16,6 +15,7 @@ from typing import IO, TYPE_CHECKING
 
 from pytest_integration_kit.backends.base import Backend, RunningServer, ServerOptions, mask
 from pytest_integration_kit.backends.local_runner import LocalRunner, RunAs
+from pytest_integration_kit.backends.ports import PORT_TAKEN_MARKERS, free_port, port_in_use
 from pytest_integration_kit.backends.workdirs import (
     SOCKETS_PREFIX,
     WORKDIR_PREFIX,
@@ -46,31 +46,6 @@ __all__ = [
     "orphaned_socket_dirs",
     "remove_workdir",
 ]
-
-#: Log lines that mean another process took the port between our check and the bind.
-PORT_TAKEN_MARKERS = (
-    "Address already in use",
-    "Could not create listening socket",
-    "Do you already have another",
-    "could not bind IPv4 address",
-    "eaddrinuse",  # Erlang's (RabbitMQ, its management listener or distribution port)
-    "dist_port_already_used",  # RabbitMQ's check of its distribution port, before binding
-)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-        return False
 
 
 class LocalServer(RunningServer):

@@ -104,12 +104,19 @@ class WarmImage:
         return True
 
     def create(
-        self, credentials: Credentials, ports: dict[str, Any], run_kwargs: dict[str, Any]
+        self,
+        credentials: Credentials,
+        ports: dict[str, Any],
+        run_kwargs: dict[str, Any],
+        added: tuple[dict[str, str], list[str]] | None = None,
     ) -> Created:
         """A container of this image, created, not started (:meth:`Created.start`): the
-        spec's launcher in place of the image's entrypoint, when it has one for it."""
+        spec's launcher in place of the image's entrypoint, when it has one for it;
+        ``added``: environment and arguments to add (the spec's ``host_network``)."""
         spec = self.spec
         env, args = spec.warm_container(credentials, cached=True)
+        if added is not None:
+            env, args = {**env, **added[0]}, [*args, *added[1]]
         launch = spec.warm_launch(credentials, self.entrypoint, args) if self.entrypoint else None
         if launch is not None:
             env = {**env, **launch.env}

@@ -147,6 +147,7 @@ class ServerStarter:
             # shared with other processes or kept for later runs.
             ryuk=bool(self.settings["ryuk"]) and self.coordinator and not self.reuse,
             direct=bool(self.settings["docker_direct"]),
+            host_network=bool(self.settings["docker_host_network"]),
             progress=lambda text: self._progress(service, "pull", text),
             password=self._password(service),
         )

@@ -24,10 +24,14 @@ if TYPE_CHECKING:
 
 __all__ = ["MySQLSpec"]
 
-#: Options both MySQL 8 and MariaDB accept that make test writes cheaper.
+#: Options both MySQL 8 and MariaDB accept that make test writes, and starts, cheaper.
 NON_DURABLE = (
     "--innodb-flush-log-at-trx-commit=0",
     "--sync-binlog=0",
+    # A redo log of 8 MB, not 96 (MariaDB) or 100 (MySQL): a new data directory writes
+    # all of it, and a container's first write to a warm image's copies all of it out
+    # of the image's layer (0.09 s of a warm MariaDB start here).
+    "--innodb-log-file-size=8M",
     "--character-set-server=utf8mb4",
     "--collation-server=utf8mb4_unicode_ci",
 )
@@ -113,6 +117,12 @@ class MySQLSpec(ServiceSpec):
 
     def container_tmpfs(self) -> dict[str, str]:
         return {"/var/lib/mysql": "rw"}
+
+    def host_network(self, port: int) -> tuple[dict[str, str], list[str]]:
+        # MYSQL_TCP_PORT is the server's default port (MySQL's and MariaDB's). MySQL's
+        # X Protocol listens on every address of 33060 unless turned off; ``loose-``
+        # keeps MariaDB, which does not know the option, from refusing it.
+        return {"MYSQL_TCP_PORT": str(port)}, ["--bind-address=127.0.0.1", "--loose-mysqlx=OFF"]
 
     # Outside the official images' VOLUME /var/lib/mysql.
     warm_data_dir = "/var/lib/pytest-integration-kit/mysql"

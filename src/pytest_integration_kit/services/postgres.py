@@ -148,6 +148,9 @@ class PostgresSpec(ServiceSpec):
             # initdb otherwise scans the image's zoneinfo for the zone matching the
             # container's clock (about a second of a cold start): named, it is taken.
             "TZ": "UTC",
+            # initdb's pg_hba trusts 127.0.0.1 unless told: a container in this machine's
+            # network (integration_docker_host_network) would let anyone on it in.
+            "POSTGRES_INITDB_ARGS": "--auth-host=scram-sha-256",
         }
 
     def container_command(self, credentials: Credentials) -> list[str]:
@@ -155,6 +158,11 @@ class PostgresSpec(ServiceSpec):
         for option in NON_DURABLE:
             command += ["-c", option]
         return command + self._options()
+
+    def host_network(self, port: int) -> tuple[dict[str, str], list[str]]:
+        # PGPORT is the server's default port, and psql's in `docker exec`; the
+        # entrypoint's init server listens on its socket only.
+        return {"PGPORT": str(port)}, ["-c", "listen_addresses=127.0.0.1"]
 
     def container_tmpfs(self) -> dict[str, str]:
         # The parent of PGDATA in every official image (17: .../data, 18: .../18/docker).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pytest_integration_kit.errors import BackendUnavailable
 from pytest_integration_kit.services.server_settings import options_setting
@@ -66,12 +66,15 @@ class RedisSpec(ServiceSpec):
     def container_env(self, credentials: Credentials) -> dict[str, str]:
         return {}
 
+    def host_network(self, port: int) -> tuple[dict[str, str], list[str]]:
+        return {}, ["--port", str(port), "--bind", "127.0.0.1"]
+
     def container_command(self, credentials: Credentials) -> list[str]:
         # The official image has no password variable; persistence off for speed.
         auth = ["--requirepass", credentials.password]
         if not credentials.password:
             # No password: protected mode would refuse the bridge network's connections.
-            # The port is published on 127.0.0.1 only.
+            # Reached on 127.0.0.1 only: a port published there, or its --bind there.
             auth = ["--protected-mode", "no"]
         command = ["redis-server", *auth, "--save", "", "--appendonly", "no"]
         for option in self.values.get("options") or ():
@@ -142,6 +145,9 @@ class RedisSpec(ServiceSpec):
             db=int(endpoint.database or 0),
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
+            # One attempt: the readiness loop retries. redis-py 6+ retries three times
+            # with backoff by default, a refused password too (0.9 s to 3.9 s here).
+            retry=_no_retry(),
         )
         try:
             client.ping()
@@ -164,6 +170,14 @@ class RedisSpec(ServiceSpec):
             return int(client.info("clients")["connected_clients"]) - 1
         finally:
             client.close()
+
+
+def _no_retry() -> Any:
+    """A redis-py ``Retry`` that does not retry."""
+    from redis.backoff import NoBackoff  # noqa: PLC0415 - drivers are optional extras
+    from redis.retry import Retry  # noqa: PLC0415
+
+    return Retry(NoBackoff(), 0)
 
 
 def _quoted(text: str) -> str:

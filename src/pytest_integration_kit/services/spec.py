@@ -215,6 +215,13 @@ class ServiceSpec(ABC):
         """tmpfs mounts for the data directory: test data need not survive."""
         return {}
 
+    def host_network(self, port: int) -> tuple[dict[str, str], list[str]] | None:
+        """Environment and arguments (added to the container's) that make the server
+        listen on 127.0.0.1 at ``port`` and nowhere else, for a container in this
+        machine's network (``integration_docker_host_network``); None, the default:
+        the service cannot be told, and its containers stay on the bridge network."""
+        return None
+
     #: Where a warm image (``integration_warm_start``) keeps the initialised data
     #: directory: a path outside the image's volumes and tmpfs mounts, which ``docker
     #: commit`` leaves out. None: the service has no warm image (nothing to initialise).
