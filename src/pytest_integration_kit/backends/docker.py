@@ -233,11 +233,11 @@ class DockerBackend(Backend):
         spec = options.spec
         if not options.host_network or host != "127.0.0.1" or spec.extra_ports:
             return None
-        if spec.host_network(0) is None or not engine_shares_network(client):
-            return None
         port = free_port()
-        env, args = spec.host_network(port) or ({}, [])
-        return HostLaunch(port, env, args)
+        added = spec.host_network(port)
+        if added is None or not engine_shares_network(client):
+            return None
+        return HostLaunch(port, *added)
 
     def _start(self, options: ServerOptions, warm: WarmImage | None) -> DockerServer:
         """Start a container from ``options.image`` (cold) or from ``warm``'s image."""

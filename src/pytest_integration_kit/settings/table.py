@@ -189,12 +189,13 @@ def _make_table(specs: tuple[ServiceSpec, ...]) -> tuple[Setting, ...]:
         ),
         Setting(
             "docker_host_network",
-            "Run a PostgreSQL, MySQL/MariaDB or Redis container in this machine's network, "
-            "its server listening on 127.0.0.1 at a free port and nowhere else, where the "
-            "engine runs containers on this machine (its bridge network's gateway is one of "
-            "this machine's addresses): no bridge, NAT rules or docker-proxy to set up, so "
-            "it starts in about half the time and CPU; off: the bridge network and a port "
-            "published on 127.0.0.1.",
+            "Run the container of a service that can be told its port (PostgreSQL, "
+            "MySQL/MariaDB and Redis can) in this machine's network, its server listening "
+            "on 127.0.0.1 at a free port and nowhere else, where the engine runs containers "
+            "on this machine (its bridge network's gateway is one of this machine's "
+            "addresses): no bridge, NAT rules or docker-proxy to set up, so it starts in "
+            "about half the time and CPU; off: the bridge network and a port published on "
+            "127.0.0.1.",
             boolean,
             allowed=BOOL_ALLOWED,
             default=True,
