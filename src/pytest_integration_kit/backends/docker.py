@@ -21,7 +21,6 @@ from pytest_integration_kit.backends.base import (
     mask,
 )
 from pytest_integration_kit.backends.docker_host_network import (
-    PORT_ATTEMPTS,
     HostLaunch,
     OpenOnLoopback,
     PortTaken,
@@ -30,7 +29,7 @@ from pytest_integration_kit.backends.docker_host_network import (
 )
 from pytest_integration_kit.backends.docker_route import direct_endpoint, engine_address
 from pytest_integration_kit.backends.labels import LABEL_PREFIX, SESSION_LABEL
-from pytest_integration_kit.backends.ports import free_port
+from pytest_integration_kit.backends.ports import PORT_ATTEMPTS, free_port
 from pytest_integration_kit.errors import BackendUnavailable, ServerStartError
 from pytest_integration_kit.services.readiness import wait_until_ready
 

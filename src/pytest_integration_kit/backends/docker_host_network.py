@@ -15,7 +15,7 @@ that check, and their containers stay on the bridge network with a published por
 
 The port is picked free, then bound by the server a moment later: another process may
 take it in between. The server then exits saying so, and the start is tried again on
-another port (:data:`PORT_ATTEMPTS` in all).
+another port (``PORT_ATTEMPTS`` in all, as the local backend does).
 
 On this machine's loopback a server may trust whoever connects: the official
 PostgreSQL image's ``initdb`` writes ``trust`` for 127.0.0.1 unless told otherwise (the
@@ -30,10 +30,10 @@ import dataclasses
 import ipaddress
 import secrets
 import threading
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from pytest_integration_kit.backends.docker_route import is_own_address
-from pytest_integration_kit.backends.ports import PORT_TAKEN_MARKERS
+from pytest_integration_kit.backends.ports import says_port_taken
 from pytest_integration_kit.errors import ServerStartError
 from pytest_integration_kit.services.readiness import login_refused
 
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from pytest_integration_kit.services.spec import ServiceSpec
 
 __all__ = [
-    "PORT_ATTEMPTS",
     "HostLaunch",
     "OpenOnLoopback",
     "PortTaken",
@@ -51,9 +50,6 @@ __all__ = [
     "lets_anyone_in",
     "port_taken",
 ]
-
-#: Starts on a host-network port before giving up (each failed on a taken port).
-PORT_ATTEMPTS: Final = 3
 
 _lock = threading.Lock()
 #: Whether each engine (by its base URL) runs containers in this network namespace.
@@ -108,9 +104,7 @@ def lets_anyone_in(spec: ServiceSpec, endpoint: Endpoint, timeout: float) -> boo
 
 def port_taken(error: BaseException) -> bool:
     """Whether ``error`` (a start's, with the server's log tail) says the port was taken."""
-    return isinstance(error, ServerStartError) and any(
-        marker in str(error) for marker in PORT_TAKEN_MARKERS
-    )
+    return isinstance(error, ServerStartError) and says_port_taken(str(error))
 
 
 def engine_shares_network(client: Any) -> bool:

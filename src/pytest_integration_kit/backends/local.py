@@ -15,7 +15,12 @@ from typing import IO, TYPE_CHECKING
 
 from pytest_integration_kit.backends.base import Backend, RunningServer, ServerOptions, mask
 from pytest_integration_kit.backends.local_runner import LocalRunner, RunAs
-from pytest_integration_kit.backends.ports import PORT_TAKEN_MARKERS, free_port, port_in_use
+from pytest_integration_kit.backends.ports import (
+    PORT_ATTEMPTS,
+    free_port,
+    port_in_use,
+    says_port_taken,
+)
 from pytest_integration_kit.backends.workdirs import (
     SOCKETS_PREFIX,
     WORKDIR_PREFIX,
@@ -106,7 +111,7 @@ class LocalBackend(Backend):
             )
             credentials = warm.credentials
         # A free port can be taken by someone else before the server binds it: retry.
-        attempts = 1 if options.port is not None else 3
+        attempts = 1 if options.port is not None else PORT_ATTEMPTS
         for attempt in range(1, attempts + 1):
             port = options.port if options.port is not None else free_port()
             try:
@@ -180,7 +185,7 @@ class LocalBackend(Backend):
                 )
             except ServerStartError:
                 tail = _tail(log, 80, credentials.password)
-                if any(marker in tail for marker in PORT_TAKEN_MARKERS):
+                if says_port_taken(tail):
                     raise _PortTaken(tail.strip().splitlines()[-1]) from None
                 raise
             for path in launch.remove_when_ready:

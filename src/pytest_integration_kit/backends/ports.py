@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import socket
 
-__all__ = ["PORT_TAKEN_MARKERS", "free_port", "port_in_use"]
+__all__ = ["PORT_ATTEMPTS", "PORT_TAKEN_MARKERS", "free_port", "port_in_use", "says_port_taken"]
 
+#: Starts on a free port before giving up, each having found its port taken.
+PORT_ATTEMPTS = 3
 #: Log lines that mean another process took the port between our check and the bind.
 PORT_TAKEN_MARKERS = (
     "Address already in use",
@@ -23,6 +25,11 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def says_port_taken(text: str) -> bool:
+    """Whether a server's log (or an error quoting it) says another process took its port."""
+    return any(marker in text for marker in PORT_TAKEN_MARKERS)
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
