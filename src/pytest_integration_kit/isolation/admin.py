@@ -104,10 +104,13 @@ class DatabaseAdmin(ABC):
     #: The statement that opens every table in a new connection (clones, ahead of use).
     warm_statement: ClassVar[str]
 
-    def engine(self, endpoint: Endpoint, database: str | None = None, **kwargs: object) -> Engine:
+    def engine(self, endpoint: Endpoint, database: str | None = None, **kwargs: Any) -> Engine:
         from sqlalchemy import create_engine  # noqa: PLC0415 - optional dependency, imported when used
 
         target = endpoint if database is None else endpoint.with_database(database)
+        connect_args = {**self.transport_args(target), **kwargs.pop("connect_args", {})}
+        if connect_args:
+            kwargs["connect_args"] = connect_args
         return create_engine(target.url, **kwargs)
 
     def admin_engine(self, endpoint: Endpoint) -> Engine:
@@ -119,12 +122,19 @@ class DatabaseAdmin(ABC):
     def kit_connect_args(self, url: URL) -> dict[str, Any]:
         """Driver arguments marking a connection as the kit's, with the lock timeout."""
 
+    def transport_args(self, endpoint: Endpoint) -> dict[str, Any]:
+        """Driver arguments for how the kit's connections reach ``endpoint`` (its URL's
+        driver): none by default."""
+        return {}
+
     def kit_engine(self, endpoint: Endpoint, database: str, **kwargs: Any) -> Engine:
         """An Engine for tests on ``database``: marked as the kit's, lock waits bounded."""
         from sqlalchemy import create_engine, event, make_url  # noqa: PLC0415 - optional dependency, imported when used
 
-        url = make_url(endpoint.with_database(database).url)
-        engine = create_engine(url, connect_args=self.kit_connect_args(url), **kwargs)
+        target = endpoint.with_database(database)
+        url = make_url(target.url)
+        connect_args = {**self.kit_connect_args(url), **self.transport_args(target)}
+        engine = create_engine(url, connect_args=connect_args, **kwargs)
         event.listen(engine, "handle_error", _explain_lock_timeout)
         return engine
 

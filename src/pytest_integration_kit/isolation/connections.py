@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 from pytest_integration_kit.errors import MissingExtra
 from pytest_integration_kit.isolation.admin import LOCK_TIMEOUT_SECONDS
 from pytest_integration_kit.isolation.tracking import KIT_MARKER
+from pytest_integration_kit.services.mysql import pymysql_transport
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -94,6 +95,7 @@ def driver_arguments(endpoint: Endpoint, driver: str) -> dict[str, Any]:
         return {**address, "database": endpoint.database, "server_settings": settings}
     return {
         **address,
+        **pymysql_transport(endpoint),
         "database": endpoint.database,
         "charset": "utf8mb4",
         "init_command": f"SET @pik_kit = 1, SESSION innodb_lock_wait_timeout = "

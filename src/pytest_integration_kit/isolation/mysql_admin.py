@@ -20,6 +20,7 @@ from pytest_integration_kit.isolation.admin import (
     report_names,
     run_raw,
 )
+from pytest_integration_kit.services.mysql import pymysql_transport
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -44,6 +45,13 @@ class MySQLAdmin(DatabaseAdmin):
             f"SESSION innodb_lock_wait_timeout = {LOCK_TIMEOUT_SECONDS}, "
             f"SESSION lock_wait_timeout = {LOCK_TIMEOUT_SECONDS}"
         }
+
+    def transport_args(self, endpoint: Endpoint) -> dict[str, Any]:
+        """No TLS through PyMySQL to a server the kit started on the loopback
+        (:func:`~pytest_integration_kit.services.mysql.pymysql_transport`)."""
+        if endpoint.scheme.partition("+")[2] != "pymysql":
+            return {}
+        return pymysql_transport(endpoint)
 
     def database_defaults(self, conn: Connection, name: str) -> None:
         """None: MySQL keeps no per-database settings (only the kit's connections get them)."""
