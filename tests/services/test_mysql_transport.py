@@ -10,6 +10,7 @@ the certificate from this machine's files.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,7 +25,8 @@ from pytest_integration_kit.services.mysql import pymysql_transport
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-KIT_BACKENDS = os.environ.get("PIK_TEST_BACKENDS", "docker,local").split(",")
+#: The backends the run tests (PIK_TEST_BACKENDS narrows them, as for every test).
+KIT_BACKENDS = [b.strip() for b in os.environ.get("PIK_TEST_BACKENDS", "docker,local").split(",")]
 
 TESTS = """
 import ssl
@@ -69,9 +71,10 @@ def certificate() -> Iterator[tuple[Path, Path]]:
         key_path, cert_path = directory / "server.key", directory / "server.pem"
         cert.private_key_pem.write_to_path(str(key_path))
         cert.cert_chain_pems[0].write_to_path(str(cert_path))
-        if os.geteuid() == 0:  # the local backend runs the server as `mysql`
+        if os.geteuid() == 0:  # the local backend runs the server as `mysql` (or nobody)
+            user = "mysql" if _exists("mysql") else "nobody"
             for path in (directory, key_path, cert_path):
-                shutil.chown(path, "mysql")
+                shutil.chown(path, user)
         yield cert_path, key_path
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -89,6 +92,14 @@ def test_no_tls_to_a_server_the_kit_started(
     pytester.makepyfile(test_tls=TESTS)
     result = pytester.runpytest_subprocess("-v")
     result.assert_outcomes(passed=1)
+
+
+def _exists(user: str) -> bool:
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        return False
+    return True
 
 
 def _endpoint(backend: str, host: str) -> Endpoint:

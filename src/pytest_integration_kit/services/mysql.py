@@ -37,8 +37,8 @@ def pymysql_transport(endpoint: Endpoint) -> dict[str, bool]:
     certificates it makes itself): every connection then loads the system's CA bundle
     (17-25 ms of CPU here, MariaDB included, which offers none) and, on MySQL 8, makes
     a TLS handshake and encrypts every statement. Bytes between two processes of this
-    machine over its loopback gain nothing from it. A URL's server, a remote engine's
-    or one behind the fault proxy keep what the driver does.
+    machine over its loopback gain nothing from it. A URL's server (through the fault
+    proxy too) and a remote engine's keep what the driver does.
     """
     if endpoint.backend in _STARTED_HERE and endpoint.host in _LOOPBACK:
         return {"ssl_disabled": True}
