@@ -20,6 +20,8 @@ import socket
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from pytest_integration_kit.services.endpoint import LOOPBACK
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["LOOPBACK", "direct_address", "direct_endpoint", "engine_address", "is_own_address"]
 
-LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 #: How long a connection to a container's own address may take before the published
 #: port is used instead (a firewall that drops it, rather than refusing it).
 PROBE_TIMEOUT = 0.2

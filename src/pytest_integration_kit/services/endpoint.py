@@ -6,10 +6,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-__all__ = ["MASK", "Endpoint"]
+__all__ = ["LOOPBACK", "MASK", "Endpoint"]
 
 #: What stands for a password in anything shown to people.
 MASK = "***"
+#: Host names of this machine's loopback.
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ __all__ = ["MySQLSpec", "pymysql_transport"]
 
 #: Backends that start the server themselves, with the kit's options (no TLS asked for).
 _STARTED_HERE = frozenset({"docker", "local"})
-_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 def pymysql_transport(endpoint: Endpoint) -> dict[str, bool]:
@@ -40,7 +39,9 @@ def pymysql_transport(endpoint: Endpoint) -> dict[str, bool]:
     machine over its loopback gain nothing from it. A URL's server (through the fault
     proxy too) and a remote engine's keep what the driver does.
     """
-    if endpoint.backend in _STARTED_HERE and endpoint.host in _LOOPBACK:
+    from pytest_integration_kit.services.endpoint import LOOPBACK  # noqa: PLC0415 - made when a server starts (issue #11)
+
+    if endpoint.backend in _STARTED_HERE and endpoint.host in LOOPBACK:
         return {"ssl_disabled": True}
     return {}
 
